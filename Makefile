@@ -1,0 +1,39 @@
+# Everything a fresh machine needs: Python 3 and make. Each target builds .venv itself.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install demo test check lint typecheck bench sandbox clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Main job: start the sandbox portal, sync it into bitrix24.duckdb, print what landed.
+demo: $(STAMP)
+	$(BIN)/python pipelines/bitrix24_pipeline.py demo
+
+## Lint, format check and type check.
+check: $(STAMP)
+	$(BIN)/ruff check bitrix24_source tests pipelines bench
+	$(BIN)/ruff format --check bitrix24_source tests pipelines bench
+	$(BIN)/mypy
+
+## The test suite (runs `check` first). pytest's "no tests collected" (exit 5) is a failure.
+test: check
+	$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+bench: $(STAMP)
+	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+sandbox: $(STAMP)
+	$(BIN)/python -m bitrix24_source sandbox --port 8024
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bitrix24.duckdb
