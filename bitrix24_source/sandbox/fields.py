@@ -1,0 +1,593 @@
+"""Field metadata of the sandbox portal's entities.
+
+One table of `FieldSpec` per CRM entity drives everything field-shaped: the canonical row (crm.item camelCase
+names, §7.2), the classic UPPER_CASE names (§7.3 mapping table), the `crm.item.fields` payload (camelCase,
+wrapped in ``{"fields": …}``, with ``upperName``; DOCS api-reference/crm/universal/crm-item-fields.md) and the
+classic ``crm.<entity>.fields`` payload (no wrapper, no ``upperName``; recorded fixture
+crm_lead_fields_success.json). Write validation and filter type coercion read the same specs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+CRM_ENTITIES = ("leads", "deals", "contacts", "companies")
+ENTITY_TYPE_IDS = {"leads": 1, "deals": 2, "contacts": 3, "companies": 4}
+ENTITY_BY_TYPE_ID = {v: k for k, v in ENTITY_TYPE_IDS.items()}
+CLASSIC_NAMES = {"lead": "leads", "deal": "deals", "contact": "contacts", "company": "companies"}
+ENTITY_TITLES = {"leads": "Lead", "deals": "Deal", "contacts": "Contact", "companies": "Company"}
+
+# Deal pipelines (category id -> stage ids) and lead statuses, as a fresh cloud portal has them.
+DEAL_STAGES: dict[int, tuple[str, ...]] = {
+    0: ("NEW", "PREPARATION", "PREPAYMENT_INVOICE", "EXECUTING", "FINAL_INVOICE", "WON", "LOSE"),
+    1: ("C1:NEW", "C1:PREPARATION", "C1:EXECUTING", "C1:WON", "C1:LOSE"),
+}
+LEAD_STATUSES = ("NEW", "IN_PROCESS", "PROCESSED", "JUNK", "CONVERTED")
+SOURCES = ("CALL", "EMAIL", "WEB", "ADVERTISING", "PARTNER", "RECOMMENDATION", "TRADE_SHOW", "OTHER")
+DEAL_TYPES = ("SALE", "COMPLEX", "GOODS", "SERVICES", "SERVICE")
+CONTACT_TYPES = ("CLIENT", "SUPPLIER", "PARTNER", "OTHER")
+COMPANY_TYPES = ("CUSTOMER", "SUPPLIER", "COMPETITOR", "PARTNER", "OTHER")
+INDUSTRIES = ("IT", "TELECOM", "MANUFACTURING", "BANKING", "CONSULTING", "FINANCE", "DELIVERY", "OTHER")
+EMPLOYEES = ("EMPLOYEES_1", "EMPLOYEES_2", "EMPLOYEES_3", "EMPLOYEES_4")
+CURRENCIES = ("RUB", "USD", "EUR")
+HONORIFICS = ("HNR_RU_1", "HNR_RU_2")
+
+# Types whose values are integer ids (crm.item gives ints, classic gives strings).
+INT_TYPES = frozenset(
+    {"integer", "user", "crm_company", "crm_contact", "crm_lead", "crm_deal", "crm_category", "enumeration"}
+)
+FLOAT_TYPES = frozenset({"double", "money"})
+DATE_TYPES = frozenset({"date", "datetime"})
+# Money-like system fields that classic methods print with two decimals ("1000000.00", §2.4).
+MONEY_FIELDS = frozenset({"opportunity", "taxValue", "revenue"})
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One field of an entity: its names, type and flags as `crm.item.fields` describes them."""
+
+    name: str  # camelCase (crm.item / canonical row key)
+    type: str
+    title: str
+    upper: str  # classic UPPER_CASE name
+    required: bool = False
+    read_only: bool = False
+    multiple: bool = False
+    status_type: str | None = None
+    settings: dict[str, Any] | None = None
+    items: tuple[tuple[int, str], ...] = ()  # enumeration UF: (item id, label)
+    deprecated: bool = False
+    user_field: bool = False
+
+
+def camel_to_upper(name: str) -> str:
+    """``assignedById`` -> ``ASSIGNED_BY_ID`` (the regular part of the §7.3 mapping)."""
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).upper()
+
+
+# The irregular part of the §7.3 crm.item <-> classic mapping.
+_UPPER_OVERRIDES = {
+    "createdBy": "CREATED_BY_ID",
+    "updatedBy": "MODIFY_BY_ID",
+    "movedBy": "MOVED_BY_ID",
+    "createdTime": "DATE_CREATE",
+    "updatedTime": "DATE_MODIFY",
+}
+_LEAD_OVERRIDES = {"stageId": "STATUS_ID", "stageSemanticId": "STATUS_SEMANTIC_ID"}
+
+
+def _f(
+    entity: str,
+    name: str,
+    type_: str,
+    title: str,
+    *,
+    req: bool = False,
+    ro: bool = False,
+    mult: bool = False,
+    status: str | None = None,
+    settings: dict[str, Any] | None = None,
+    deprecated: bool = False,
+) -> FieldSpec:
+    upper = (_LEAD_OVERRIDES if entity == "leads" else {}).get(name) or _UPPER_OVERRIDES.get(name)
+    return FieldSpec(
+        name=name,
+        type=type_,
+        title=title,
+        upper=upper or camel_to_upper(name),
+        required=req,
+        read_only=ro,
+        multiple=mult,
+        status_type=status,
+        settings=settings,
+        deprecated=deprecated,
+    )
+
+
+def _common_head(e: str) -> list[FieldSpec]:
+    return [_f(e, "id", "integer", "ID", ro=True)]
+
+
+def _common_tail(e: str, *, moved: bool) -> list[FieldSpec]:
+    out = [
+        _f(e, "opened", "boolean", "Available to everyone"),
+        _f(e, "comments", "text", "Comment"),
+        _f(e, "assignedById", "user", "Responsible person"),
+        _f(e, "createdBy", "user", "Created by", ro=True),
+        _f(e, "updatedBy", "user", "Modified by", ro=True),
+        _f(e, "createdTime", "datetime", "Created on", ro=True),
+        _f(e, "updatedTime", "datetime", "Modified on", ro=True),
+    ]
+    if moved:
+        out += [
+            _f(e, "movedBy", "user", "Moved by", ro=True),
+            _f(e, "movedTime", "datetime", "Moved on", ro=True),
+        ]
+    out += [
+        _f(e, "originatorId", "string", "External source"),
+        _f(e, "originId", "string", "Item ID in data source"),
+        _f(e, "xmlId", "string", "External code"),
+        _f(e, "utmSource", "string", "Ad system"),
+    ]
+    return out
+
+
+def _user_fields(entity: str) -> list[FieldSpec]:
+    """Six UF_CRM_<digits> fields of the types the destination has to map (string multiple included)."""
+    idx = CRM_ENTITIES.index(entity)
+    base = 1721244707100 + idx * 10
+    enum_base = 40 + idx * 10
+    kinds: list[tuple[str, str, bool, dict[str, Any]]] = [
+        ("enumeration", "Segment", False, {"DISPLAY": "LIST", "LIST_HEIGHT": 1, "SHOW_NO_VALUE": "Y"}),
+        ("double", "Score", False, {"PRECISION": 2, "SIZE": 20, "MIN_VALUE": 0, "MAX_VALUE": 0}),
+        ("boolean", "VIP", False, {"DEFAULT_VALUE": 0, "DISPLAY": "CHECKBOX"}),
+        ("date", "Contract date", False, {"DEFAULT_VALUE": {"TYPE": "NONE", "VALUE": ""}}),
+        ("datetime", "Last contact", False, {"DEFAULT_VALUE": {"TYPE": "NONE", "VALUE": ""}}),
+        ("string", "Tags", True, {"SIZE": 20, "ROWS": 1, "REGEXP": "", "MIN_LENGTH": 0, "MAX_LENGTH": 0}),
+    ]
+    out = []
+    for k, (type_, title, multiple, settings) in enumerate(kinds):
+        digits = str(base + k)
+        items: tuple[tuple[int, str], ...] = ()
+        if type_ == "enumeration":
+            items = tuple((enum_base + i, label) for i, label in enumerate(("Gold", "Silver", "Bronze"), 1))
+        out.append(
+            FieldSpec(
+                name=f"ufCrm_{digits}",
+                type=type_,
+                title=title,
+                upper=f"UF_CRM_{digits}",
+                multiple=multiple,
+                settings=settings,
+                items=items,
+                user_field=True,
+            )
+        )
+    return out
+
+
+def _build() -> dict[str, tuple[FieldSpec, ...]]:
+    d, le, c, co = "deals", "leads", "contacts", "companies"
+    deals = [
+        *_common_head(d),
+        _f(d, "title", "string", "Name"),
+        _f(d, "typeId", "crm_status", "Type", status="DEAL_TYPE"),
+        _f(d, "categoryId", "crm_category", "Pipeline"),
+        _f(d, "stageId", "crm_status", "Stage", status="DEAL_STAGE"),
+        _f(d, "stageSemanticId", "string", "Stage group", ro=True),
+        _f(d, "isNew", "boolean", "New deal", ro=True),
+        _f(d, "closed", "boolean", "Closed"),
+        _f(d, "opportunity", "double", "Amount"),
+        _f(d, "isManualOpportunity", "boolean", "Amount calculation mode"),
+        _f(d, "taxValue", "double", "Tax amount"),
+        _f(d, "currencyId", "crm_currency", "Currency"),
+        _f(d, "probability", "integer", "Probability"),
+        _f(d, "companyId", "crm_company", "Company", settings={"parentEntityTypeId": 4}),
+        _f(d, "contactId", "crm_contact", "Contact", deprecated=True),
+        _f(d, "contactIds", "crm_contact", "Contacts", mult=True),
+        _f(d, "leadId", "crm_lead", "Lead"),
+        _f(d, "begindate", "date", "Start date"),
+        _f(d, "closedate", "date", "End date"),
+        _f(d, "sourceId", "crm_status", "Source", status="SOURCE"),
+        _f(d, "sourceDescription", "text", "Source information"),
+        *_common_tail(d, moved=True),
+        *_user_fields(d),
+    ]
+    leads = [
+        *_common_head(le),
+        _f(le, "title", "string", "Lead name", req=True),
+        _f(le, "honorific", "crm_status", "Salutation", status="HONORIFIC"),
+        _f(le, "name", "string", "First name"),
+        _f(le, "secondName", "string", "Second name"),
+        _f(le, "lastName", "string", "Last name"),
+        _f(le, "birthdate", "date", "Date of birth"),
+        _f(le, "companyTitle", "string", "Company name"),
+        _f(le, "post", "string", "Position"),
+        _f(le, "stageId", "crm_status", "Status", status="STATUS"),
+        _f(le, "stageSemanticId", "string", "Status group", ro=True),
+        _f(le, "opportunity", "double", "Amount"),
+        _f(le, "isManualOpportunity", "boolean", "Amount calculation mode"),
+        _f(le, "currencyId", "crm_currency", "Currency"),
+        _f(le, "sourceId", "crm_status", "Source", status="SOURCE"),
+        _f(le, "sourceDescription", "text", "Source information"),
+        _f(le, "companyId", "crm_company", "Company", settings={"parentEntityTypeId": 4}),
+        _f(le, "contactId", "crm_contact", "Contact", deprecated=True),
+        _f(le, "contactIds", "crm_contact", "Contacts", mult=True),
+        _f(le, "isReturnCustomer", "boolean", "Repeat lead", ro=True),
+        *_common_tail(le, moved=True),
+        *_user_fields(le),
+    ]
+    contacts = [
+        *_common_head(c),
+        _f(c, "honorific", "crm_status", "Salutation", status="HONORIFIC"),
+        _f(c, "name", "string", "First name"),
+        _f(c, "secondName", "string", "Second name"),
+        _f(c, "lastName", "string", "Last name"),
+        _f(c, "birthdate", "date", "Date of birth"),
+        _f(c, "post", "string", "Position"),
+        _f(c, "typeId", "crm_status", "Contact type", status="CONTACT_TYPE"),
+        _f(c, "sourceId", "crm_status", "Source", status="SOURCE"),
+        _f(c, "sourceDescription", "text", "Source information"),
+        _f(c, "companyId", "crm_company", "Company", settings={"parentEntityTypeId": 4}, deprecated=True),
+        _f(c, "companyIds", "crm_company", "Companies", mult=True),
+        _f(c, "leadId", "crm_lead", "Lead"),
+        _f(c, "export", "boolean", "Included in export"),
+        *_common_tail(c, moved=False),
+        *_user_fields(c),
+    ]
+    companies = [
+        *_common_head(co),
+        _f(co, "title", "string", "Company name", req=True),
+        _f(co, "typeId", "crm_status", "Company type", status="COMPANY_TYPE"),
+        _f(co, "industry", "crm_status", "Industry", status="INDUSTRY"),
+        _f(co, "employees", "crm_status", "Employees", status="EMPLOYEES"),
+        _f(co, "revenue", "double", "Annual revenue"),
+        _f(co, "currencyId", "crm_currency", "Currency"),
+        _f(co, "isMyCompany", "boolean", "My company"),
+        _f(co, "contactIds", "crm_contact", "Contacts", mult=True),
+        _f(co, "leadId", "crm_lead", "Lead"),
+        *_common_tail(co, moved=False),
+        *_user_fields(co),
+    ]
+    return {
+        "deals": tuple(deals),
+        "leads": tuple(leads),
+        "contacts": tuple(contacts),
+        "companies": tuple(companies),
+    }
+
+
+CRM_FIELDS: dict[str, tuple[FieldSpec, ...]] = _build()
+CRM_FIELD_MAP: dict[str, dict[str, FieldSpec]] = {e: {f.name: f for f in fs} for e, fs in CRM_FIELDS.items()}
+CRM_UPPER_MAP: dict[str, dict[str, FieldSpec]] = {e: {f.upper: f for f in fs} for e, fs in CRM_FIELDS.items()}
+# Entities that carry communications (`fm` in crm.item, PHONE/EMAIL/WEB/IM in classic methods).
+FM_ENTITIES = frozenset({"leads", "contacts", "companies"})
+FM_TYPES = ("PHONE", "EMAIL", "WEB", "IM")
+
+
+def user_fields(entity: str) -> list[FieldSpec]:
+    """The UF_CRM_* fields of a CRM entity."""
+    return [f for f in CRM_FIELDS[entity] if f.user_field]
+
+
+def stage_semantic(entity: str, stage: str | None) -> str:
+    """`P` (in progress), `S` (success) or `F` (failure), as `stageSemanticId` reports it."""
+    if stage is None:
+        return "P"
+    tail = stage.split(":")[-1]
+    if tail in ("WON", "CONVERTED"):
+        return "S"
+    if tail in ("LOSE", "JUNK"):
+        return "F"
+    return "P"
+
+
+def _describe(spec: FieldSpec, *, classic: bool) -> dict[str, Any]:
+    type_ = spec.type
+    if classic and not spec.user_field:
+        # Classic metadata predates the boolean/text types of crm.item (fixture crm_lead_fields_success.json).
+        type_ = {"boolean": "char", "text": "string"}.get(type_, type_)
+    out: dict[str, Any] = {
+        "type": type_,
+        "isRequired": spec.required,
+        "isReadOnly": spec.read_only,
+        "isImmutable": False,
+        "isMultiple": spec.multiple,
+        "isDynamic": spec.user_field,
+    }
+    if spec.deprecated:
+        out["isDeprecated"] = True
+    if spec.status_type:
+        out["statusType"] = spec.status_type
+    if spec.items:
+        out["items"] = [{"ID": str(i), "VALUE": v} for i, v in spec.items]
+    out["title"] = spec.title
+    if spec.user_field:
+        out["listLabel"] = out["formLabel"] = out["filterLabel"] = spec.title
+    if spec.settings is not None:
+        out["settings"] = spec.settings
+    if not classic:
+        out["upperName"] = spec.upper
+    return out
+
+
+def crm_item_fields_payload(entity: str, *, original_uf_names: bool = False) -> dict[str, Any]:
+    """The `result` of `crm.item.fields` for a system entity type."""
+    fields: dict[str, Any] = {}
+    for spec in CRM_FIELDS[entity]:
+        key = spec.upper if (spec.user_field and original_uf_names) else spec.name
+        fields[key] = _describe(spec, classic=False)
+    return {"fields": fields}
+
+
+def classic_fields_payload(entity: str) -> dict[str, Any]:
+    """The `result` of `crm.<entity>.fields`: UPPER_CASE keys, multifields included."""
+    out: dict[str, Any] = {}
+    ufs = []
+    for spec in CRM_FIELDS[entity]:
+        if spec.user_field:
+            ufs.append(spec)
+            continue
+        out[spec.upper] = _describe(spec, classic=True)
+    if entity in FM_ENTITIES:
+        for fm_type in FM_TYPES:
+            out[fm_type] = {
+                "type": "crm_multifield",
+                "isRequired": False,
+                "isReadOnly": False,
+                "isImmutable": False,
+                "isMultiple": True,
+                "isDynamic": False,
+                "title": fm_type.title(),
+            }
+    for spec in ufs:
+        out[spec.upper] = _describe(spec, classic=True)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class SimpleField:
+    """A field of a non-CRM entity (tasks, task results, users): its type and what it allows."""
+
+    name: str
+    type: str  # integer | string | datetime | boolean | array | enum
+    filterable: bool = False
+    sortable: bool = False
+    editable: bool = True
+    title: str = ""
+    values: tuple[str, ...] = field(default=())
+
+
+TASK_STATUSES = ("pending", "in_progress", "supposedly_completed", "completed", "deferred", "declined")
+TASK_PRIORITIES = ("low", "average", "high")
+# v2 numeric codes (DOCS api-reference/tasks/fields.md): STATUS 2..7, PRIORITY 0..2.
+TASK_STATUS_V2 = {
+    "pending": "2",
+    "in_progress": "3",
+    "supposedly_completed": "4",
+    "completed": "5",
+    "deferred": "6",
+    "declined": "7",
+}
+TASK_PRIORITY_V2 = {"low": "0", "average": "1", "high": "2"}
+
+_TASK_SORTABLE = {
+    "id",
+    "title",
+    "creatorId",
+    "created",
+    "responsibleId",
+    "deadline",
+    "startPlan",
+    "endPlan",
+    "groupId",
+    "priority",
+    "status",
+    "changed",
+    "closed",
+}
+
+
+def _task_fields() -> dict[str, SimpleField]:
+    spec = [
+        ("id", "integer", False, "Task ID"),
+        ("title", "string", True, "Title"),
+        ("description", "string", True, "Description"),
+        ("creatorId", "integer", False, "Creator"),
+        ("responsibleId", "integer", True, "Assignee"),
+        ("created", "datetime", False, "Created on"),
+        ("changed", "datetime", False, "Modified on"),
+        ("changedById", "integer", False, "Modified by"),
+        ("closed", "datetime", False, "Closed on"),
+        ("closedById", "integer", False, "Closed by"),
+        ("deadline", "datetime", True, "Deadline"),
+        ("startPlan", "datetime", True, "Planned start"),
+        ("endPlan", "datetime", True, "Planned end"),
+        ("status", "enum", True, "Status"),
+        ("statusChanged", "datetime", False, "Status changed on"),
+        ("priority", "enum", True, "Priority"),
+        ("groupId", "integer", True, "Group"),
+        ("parentId", "integer", True, "Parent task"),
+        ("accomplices", "array", True, "Participants"),
+        ("auditors", "array", True, "Observers"),
+        ("crmItemIds", "array", True, "CRM items"),
+        ("needsControl", "boolean", True, "Needs control"),
+        ("estimatedTime", "integer", True, "Time estimate"),
+        ("xmlId", "string", True, "External ID"),
+        ("guid", "string", False, "GUID"),
+        ("containsResults", "boolean", False, "Has results"),
+    ]
+    out = {}
+    for name, type_, editable, title in spec:
+        values: tuple[str, ...] = ()
+        if name == "status":
+            values = TASK_STATUSES
+        elif name == "priority":
+            values = TASK_PRIORITIES
+        out[name] = SimpleField(
+            name=name,
+            type=type_,
+            # DOCS tasks-task-list-rest-v3.md: "In REST 3.0, filtering by the `id` field is supported for tasks."
+            filterable=name == "id",
+            sortable=name in _TASK_SORTABLE,
+            editable=editable,
+            title=title,
+            values=values,
+        )
+    return out
+
+
+TASK_FIELDS: dict[str, SimpleField] = _task_fields()
+# Relations that a v3 `select` may follow with a dotted path (§5.1), and the user fields they expose.
+TASK_USER_RELATIONS = {
+    "creator": "creatorId",
+    "responsible": "responsibleId",
+    "changedBy": "changedById",
+    "closedBy": "closedById",
+}
+TASK_USER_DTO_FIELDS = ("id", "name", "email", "gender", "role")
+# tasks.task.get without `select` (§5.1): the basic set.
+TASK_DEFAULT_GET = (
+    "id",
+    "title",
+    "description",
+    "creatorId",
+    "responsibleId",
+    "created",
+    "changed",
+    "deadline",
+    "status",
+    "priority",
+    "groupId",
+)
+
+RESULT_FIELDS: dict[str, SimpleField] = {
+    name: SimpleField(name=name, type=type_, filterable=filt, sortable=sort)
+    for name, type_, filt, sort in (
+        ("id", "integer", True, True),
+        ("taskId", "integer", True, False),
+        ("text", "string", False, False),
+        ("authorId", "integer", True, True),
+        ("createdAt", "datetime", False, True),
+        ("updatedAt", "datetime", False, True),
+        ("status", "string", True, True),
+        ("fileIds", "array", False, False),
+        ("messageId", "integer", True, True),
+    )
+}
+RESULT_DEFAULT_SELECT = ("id", "taskId", "text", "authorId", "createdAt", "updatedAt", "status", "messageId")
+
+# v2 tasks.task.* : UPPER_CASE names in select/filter/order, camelCase string values in output (§7.4).
+TASK_V2_NAMES = {
+    "ID": "id",
+    "TITLE": "title",
+    "DESCRIPTION": "description",
+    "CREATED_BY": "createdBy",
+    "RESPONSIBLE_ID": "responsibleId",
+    "CREATED_DATE": "createdDate",
+    "CHANGED_DATE": "changedDate",
+    "CHANGED_BY": "changedBy",
+    "CLOSED_DATE": "closedDate",
+    "CLOSED_BY": "closedBy",
+    "DEADLINE": "deadline",
+    "START_DATE_PLAN": "startDatePlan",
+    "END_DATE_PLAN": "endDatePlan",
+    "STATUS": "status",
+    "REAL_STATUS": "realStatus",
+    "PRIORITY": "priority",
+    "GROUP_ID": "groupId",
+    "PARENT_ID": "parentId",
+    "UF_CRM_TASK": "ufCrmTask",
+    "XML_ID": "xmlId",
+    "GUID": "guid",
+    "TIME_ESTIMATE": "timeEstimate",
+}
+# Which canonical (v3) field feeds each v2 output key.
+TASK_V2_SOURCE = {
+    "id": "id",
+    "title": "title",
+    "description": "description",
+    "createdBy": "creatorId",
+    "responsibleId": "responsibleId",
+    "createdDate": "created",
+    "changedDate": "changed",
+    "changedBy": "changedById",
+    "closedDate": "closed",
+    "closedBy": "closedById",
+    "deadline": "deadline",
+    "startDatePlan": "startPlan",
+    "endDatePlan": "endPlan",
+    "status": "status",
+    "realStatus": "status",
+    "priority": "priority",
+    "groupId": "groupId",
+    "parentId": "parentId",
+    "ufCrmTask": "crmItemIds",
+    "xmlId": "xmlId",
+    "guid": "guid",
+    "timeEstimate": "estimatedTime",
+}
+TASK_V2_DEFAULT_SELECT = (
+    "ID",
+    "TITLE",
+    "DESCRIPTION",
+    "STATUS",
+    "PRIORITY",
+    "CREATED_BY",
+    "RESPONSIBLE_ID",
+    "CREATED_DATE",
+    "CHANGED_DATE",
+    "CLOSED_DATE",
+    "DEADLINE",
+    "GROUP_ID",
+)
+
+# user.get rows (§7.5): UPPER_CASE, string ID, ACTIVE bool, UF_DEPARTMENT list of ints.
+USER_FIELD_LABELS = {
+    "ID": "ID",
+    "XML_ID": "External ID",
+    "ACTIVE": "Active",
+    "NAME": "First name",
+    "LAST_NAME": "Last name",
+    "SECOND_NAME": "Second name",
+    "EMAIL": "E-Mail",
+    "LAST_LOGIN": "Last login",
+    "DATE_REGISTER": "Registration date",
+    "TIMESTAMP_X": "TIMESTAMP_X",
+    "IS_ONLINE": "IS_ONLINE",
+    "TIME_ZONE": "TIME_ZONE",
+    "PERSONAL_GENDER": "Gender",
+    "PERSONAL_BIRTHDAY": "Date of birth",
+    "PERSONAL_MOBILE": "Mobile phone",
+    "PERSONAL_CITY": "City",
+    "WORK_PHONE": "Company phone",
+    "WORK_POSITION": "Position",
+    "UF_DEPARTMENT": "Departments",
+    "UF_EMPLOYMENT_DATE": "Employment date",
+    "USER_TYPE": "USER_TYPE",
+}
+USER_TYPES: dict[str, str] = {
+    "ID": "id",
+    "XML_ID": "string",
+    "ACTIVE": "bool",
+    "NAME": "string",
+    "LAST_NAME": "string",
+    "SECOND_NAME": "string",
+    "EMAIL": "string",
+    "LAST_LOGIN": "datetime",
+    "DATE_REGISTER": "datetime",
+    "TIMESTAMP_X": "datetime",
+    "IS_ONLINE": "string",
+    "TIME_ZONE": "string",
+    "PERSONAL_GENDER": "string",
+    "PERSONAL_BIRTHDAY": "datetime",
+    "PERSONAL_MOBILE": "string",
+    "PERSONAL_CITY": "string",
+    "WORK_PHONE": "string",
+    "WORK_POSITION": "string",
+    "UF_DEPARTMENT": "list_int",
+    "UF_EMPLOYMENT_DATE": "datetime",
+    "USER_TYPE": "string",
+}

@@ -1,0 +1,264 @@
+"""The sandbox portal's state: its tables, clock and method dispatch.
+
+`PortalState` is the seam between the HTTP core (routing, auth, envelopes, batches, limits) and the data
+side: the server parses a request, then calls `dispatch(version, method, params, ctx)` and renders the
+`MethodResult` or `ApiError` it gets back. Nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from bitrix24_source.sandbox import methods_crm, methods_tasks, methods_users
+from bitrix24_source.sandbox.fields import CRM_ENTITIES, FM_ENTITIES, stage_semantic
+from bitrix24_source.sandbox.generator import generate
+from bitrix24_source.sandbox.store import Clock, Table, iso
+from bitrix24_source.sandbox.types import ENTITIES, ApiError, CallContext, CostModel, MethodResult, SeedCounts
+
+Handler = methods_crm.Handler
+
+_V2: dict[str, Handler] = {**methods_crm.METHODS_V2, **methods_users.METHODS_V2, **methods_tasks.METHODS_V2}
+_V3: dict[str, Handler] = dict(methods_tasks.METHODS_V3)
+_WRITES = methods_crm.WRITES | methods_tasks.WRITES
+DEFAULT_V3_LIMITS = {"tasks.task.list": 50, "tasks.task.result.list": 50}
+
+# Which key each entity bumps when a row changes (crm.item `updatedTime`, v3 task `changed`, …).
+_CHANGED_KEY = {
+    **dict.fromkeys(CRM_ENTITIES, "updatedTime"),
+    "tasks": "changed",
+    "task_results": "updatedAt",
+    "users": "TIMESTAMP_X",
+}
+
+
+def _copy_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, list):
+            out[key] = [dict(x) if isinstance(x, dict) else x for x in value]
+        else:
+            out[key] = value
+    return out
+
+
+class PortalState:
+    """All data of one sandbox portal and the Bitrix24 methods that read and change it.
+
+    Args:
+        seed: seed of the data generator; the same seed and counts give the same portal.
+        counts: how many rows of each entity to generate.
+        cost_model: simulated operating cost of each call (§6.1), reported in `MethodResult.cost`.
+        v3_limits: per-method caps of v3 `pagination.limit` (§5.2); defaults to 50 for the task lists.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int,
+        counts: SeedCounts,
+        cost_model: CostModel,
+        v3_limits: dict[str, int] | None = None,
+    ) -> None:
+        self.lock = threading.RLock()
+        self.seed = seed
+        self.counts = counts
+        self.cost_model = cost_model
+        self._v3_limits = {**DEFAULT_V3_LIMITS, **(v3_limits or {})}
+        self._clock = Clock()
+        self._rng = random.Random(seed + 1)
+        self._tables: dict[str, Table] = {
+            name: Table(name, self.lock)
+            for name in ENTITIES
+            if name not in ("users", "deal_products", "task_results")
+        }
+        self._tables["users"] = Table("users", self.lock, id_key="ID", id_as_str=True)
+        self._tables["deal_products"] = Table("deal_products", self.lock, indexed=("ownerId",))
+        self._tables["task_results"] = Table("task_results", self.lock, indexed=("taskId",))
+        with self.lock:
+            generate(seed, counts, self._tables)
+            self._fm_next = 1 + max(
+                (
+                    fm["id"]
+                    for e in FM_ENTITIES
+                    for row in self._tables[e].all()
+                    for fm in row.get("fm") or []
+                ),
+                default=0,
+            )
+
+    # -- seam -----------------------------------------------------------------------------------------------
+    def dispatch(self, version: int, method: str, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+        """Run one method call. Raises `ApiError` exactly where the real portal answers with an error."""
+        handler = (_V3 if version == 3 else _V2).get(method)
+        if handler is None:
+            if version == 3:
+                raise ApiError("BITRIX_REST_V3_EXCEPTION_METHODNOTFOUNDEXCEPTION", "Method not found", 404)
+            raise ApiError("ERROR_METHOD_NOT_FOUND", "Method not found!", 404)
+        with self.lock:
+            return handler(self, params if isinstance(params, dict) else {}, ctx)
+
+    def is_write(self, method: str) -> bool:
+        """Whether the method changes data (the HTTP core uses this for `phase="after"` faults)."""
+        return method in _WRITES
+
+    def rows(self, entity: str) -> list[dict[str, Any]]:
+        """Copies of all rows of `entity` in canonical form, ordered by id."""
+        with self.lock:
+            return [_copy_row(r) for r in self.table(entity).all()]
+
+    def add_row(self, entity: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Insert a row given in canonical form; defaults and creation/change timestamps are filled in."""
+        with self.lock:
+            now = self.now()
+            if entity in CRM_ENTITIES:
+                row = methods_crm.blank_crm_row(entity, user_id=1, now=now)
+                row.update(fields)
+                if "stageId" in fields:
+                    row["stageSemanticId"] = stage_semantic(entity, row["stageId"])
+                self.assign_fm_ids(row)
+                out = self.table(entity).insert(row)
+                if "title" in out and not out["title"]:
+                    out["title"] = f"{entity[:-1].title()} #{out['id']}"
+            elif entity == "tasks":
+                out = methods_tasks.create_task(self, dict(fields), user_id=int(fields.get("creatorId") or 1))
+            else:
+                row = self._blank(entity, now)
+                row.update(fields)
+                out = self.table(entity).insert(row)
+                if entity == "task_results":
+                    self._mark_results(out.get("taskId"))
+            return _copy_row(out)
+
+    def update_row(self, entity: str, id: int, fields: dict[str, Any]) -> dict[str, Any]:
+        """Change a row in place like a user edit would: the entity's change timestamp moves to now."""
+        with self.lock:
+            table = self.table(entity)
+            old = table.get(id)
+            if old is None:
+                raise KeyError(f"{entity}: no row with id {id}")
+            row = dict(old)
+            row.update(fields)
+            if entity in CRM_ENTITIES and "stageId" in fields:
+                row["stageSemanticId"] = stage_semantic(entity, row["stageId"])
+            key = _CHANGED_KEY.get(entity)
+            if key is not None:
+                row[key] = iso(self.now())
+            self.assign_fm_ids(row)
+            return _copy_row(table.replace(id, row))
+
+    def delete_row(self, entity: str, id: int) -> None:
+        """Delete a row and what hangs on it (a deal's product rows, a task's results)."""
+        with self.lock:
+            self.table(entity).delete(id)
+            if entity == "deals":
+                products = self.table("deal_products")
+                for pid in products.ids_by("ownerId", [id]):
+                    products.delete(pid)
+            elif entity == "tasks":
+                results = self.table("task_results")
+                for rid in results.ids_by("taskId", [id]):
+                    results.delete(rid)
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the portal clock forward; later writes are stamped that much later."""
+        self._clock.advance(seconds)
+
+    def now(self) -> float:
+        """The portal's current unix time (wall time plus every `advance_clock`)."""
+        return self._clock.now()
+
+    # -- helpers for the method modules -------------------------------------------------------------------
+    def table(self, entity: str) -> Table:
+        """The live table of `entity` (for the method modules; callers must hold `lock`)."""
+        try:
+            return self._tables[entity]
+        except KeyError:
+            raise ValueError(f"unknown entity {entity!r}; expected one of {', '.join(ENTITIES)}") from None
+
+    def v3_limit(self, method: str) -> int:
+        """The cap of `pagination.limit` for a v3 list method (§5.2)."""
+        return self._v3_limits.get(method, 50)
+
+    def new_guid(self) -> str:
+        with self.lock:
+            bits = self._rng.getrandbits(128)
+        h = f"{bits:032x}"
+        return "{" + f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" + "}"
+
+    def assign_fm_ids(self, row: dict[str, Any]) -> None:
+        """Give new communications (`fm` entries) portal-wide ids, as Bitrix numbers them."""
+        with self.lock:
+            for fm in row.get("fm") or []:
+                if fm.get("id") is None:
+                    fm["id"] = self._fm_next
+                    self._fm_next += 1
+
+    def _mark_results(self, task_id: Any) -> None:
+        task = self.table("tasks").get(task_id) if isinstance(task_id, int) else None
+        if task is not None:
+            task["containsResults"] = True
+
+    def _blank(self, entity: str, now: float) -> dict[str, Any]:
+        stamp = iso(now)
+        if entity == "task_results":
+            return {
+                "taskId": None,
+                "text": "",
+                "authorId": 1,
+                "createdAt": stamp,
+                "updatedAt": stamp,
+                "status": "open",
+                "messageId": None,
+                "fileIds": [],
+            }
+        if entity == "users":
+            return {
+                "XML_ID": None,
+                "ACTIVE": True,
+                "NAME": "",
+                "LAST_NAME": "",
+                "SECOND_NAME": None,
+                "EMAIL": None,
+                "LAST_LOGIN": None,
+                "DATE_REGISTER": stamp,
+                "TIMESTAMP_X": stamp,
+                "IS_ONLINE": "N",
+                "TIME_ZONE": "Europe/Moscow",
+                "PERSONAL_GENDER": None,
+                "PERSONAL_BIRTHDAY": None,
+                "PERSONAL_MOBILE": None,
+                "PERSONAL_CITY": None,
+                "WORK_PHONE": None,
+                "WORK_POSITION": None,
+                "UF_DEPARTMENT": [1],
+                "UF_EMPLOYMENT_DATE": None,
+                "USER_TYPE": "employee",
+            }
+        if entity == "deal_products":
+            return {
+                "ownerId": None,
+                "ownerType": "D",
+                "productId": 0,
+                "productName": "",
+                "price": 0.0,
+                "priceAccount": 0.0,
+                "priceExclusive": 0.0,
+                "priceNetto": 0.0,
+                "priceBrutto": 0.0,
+                "quantity": 1.0,
+                "discountTypeId": 2,
+                "discountRate": 0.0,
+                "discountSum": 0.0,
+                "taxRate": None,
+                "taxIncluded": "Y",
+                "customized": "Y",
+                "measureCode": 796,
+                "measureName": "pcs",
+                "sort": 10,
+                "xmlId": "",
+                "type": 1,
+            }
+        raise ValueError(f"unknown entity {entity!r}")
