@@ -86,7 +86,9 @@ def run_batch(params: dict[str, Any], execute: Executor) -> dict[str, Any]:
     for count, (key, call) in enumerate(_commands(query.get("CMD"))):
         if count < BATCH_MAX_LENGTH:
             method, raw_query = split_call(call)
-            call_params = substitute(parse_str(raw_query), acc) if raw_query else {}
+            call_params = parse_str(raw_query) if raw_query else {}
+            if "$" in raw_query or "%24" in raw_query:
+                call_params = substitute(call_params, acc)
             if method.lower() in NOT_ALLOWED_IN_BATCH:
                 outcome = _error("ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage")
             else:

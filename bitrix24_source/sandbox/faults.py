@@ -6,7 +6,7 @@ Three families of kinds (DESIGN.md "Sandbox contract"):
   ``http_503`` (``QUERY_LIMIT_EXCEEDED``), ``http_429`` (``OPERATION_TIME_LIMIT``), ``http_500``
   (``INTERNAL_SERVER_ERROR``), ``reset`` (the connection is closed with no response), ``hang`` (sleep
   ``delay`` seconds, then answer if the client is still there) and ``truncated`` (the JSON body is cut in
-  half). With ``phase="after"`` the request is fully executed first (writes committed) and the fault then
+  half), ``moved`` (302 to the portal's other loopback name, §1.6 "portal renamed"). With ``phase="after"`` the request is fully executed first (writes committed) and the fault then
   replaces the response: that is how tests create "unknown outcome" writes.
 * call faults, matched against every executed method call, i.e. a single call or one sub-command of a
   batch (``command_index`` selects the position inside a batch): ``command_error`` fails the call with
@@ -31,12 +31,13 @@ FaultKind = Literal[
     "reset",
     "hang",
     "truncated",
+    "moved",
     "command_error",
     "empty_error",
     "expire_token",
 ]
 
-TRANSPORT_KINDS = frozenset({"http_503", "http_429", "http_500", "reset", "hang", "truncated"})
+TRANSPORT_KINDS = frozenset({"http_503", "http_429", "http_500", "reset", "hang", "truncated", "moved"})
 CALL_KINDS = frozenset({"command_error", "empty_error"})
 _ALL_KINDS = TRANSPORT_KINDS | CALL_KINDS | {"expire_token"}
 

@@ -90,45 +90,55 @@ class OperatingMeter:
         # key -> deque of [basket_start, seconds]; baskets start at the first call that falls outside the
         # previous one, like the portal's "10 min after its first call".
         self._baskets: dict[tuple[str, str], deque[list[float]]] = {}
+        self._sums: dict[tuple[str, str], float] = {}
 
     def _expire(self, key: tuple[str, str], now: float) -> deque[list[float]]:
-        baskets = self._baskets.setdefault(key, deque())
-        while baskets and baskets[0][0] + self.window <= now:
-            baskets.popleft()
+        baskets = self._baskets.get(key)
+        if baskets is None:
+            baskets = self._baskets[key] = deque()
+            self._sums[key] = 0.0
+        elif baskets and baskets[0][0] + self.window <= now:
+            while baskets and baskets[0][0] + self.window <= now:
+                baskets.popleft()
+            # Re-add rather than subtract, so float error never accumulates.
+            self._sums[key] = sum(b[1] for b in baskets)
         return baskets
 
-    def _reading(self, baskets: deque[list[float]], now: float) -> OperatingReading:
-        total = sum(b[1] for b in baskets)
+    def _reading(self, key: tuple[str, str], baskets: deque[list[float]], now: float) -> OperatingReading:
         oldest = baskets[0][0] if baskets else now
         reset_at = self._wall() + (oldest + self.window - now)
-        return OperatingReading(operating=total, reset_at=int(reset_at))
+        return OperatingReading(operating=self._sums[key], reset_at=int(reset_at))
 
     def blocked(self, principal: str, method: str) -> bool:
         """True when the method's sum already exceeds the limit, so this call gets 429."""
         if self.limit is None:
             return False
         now = self._clock()
+        key = (principal, method)
         with self._lock:
-            baskets = self._expire((principal, method), now)
-            return sum(b[1] for b in baskets) > self.limit
+            self._expire(key, now)
+            return self._sums[key] > self.limit
 
     def charge(self, principal: str, method: str, seconds: float) -> OperatingReading:
         """Add ``seconds`` to the current basket and return the reading after the charge."""
         now = self._clock()
+        key = (principal, method)
         with self._lock:
-            baskets = self._expire((principal, method), now)
+            baskets = self._expire(key, now)
             if seconds > 0:
                 if baskets and now < baskets[-1][0] + self.basket_seconds:
                     baskets[-1][1] += seconds
                 else:
                     baskets.append([now, seconds])
-            return self._reading(baskets, now)
+                self._sums[key] += seconds
+            return self._reading(key, baskets, now)
 
     def read(self, principal: str, method: str) -> OperatingReading:
         """The reading without charging anything (the outer batch call is never charged, §4.2)."""
         now = self._clock()
+        key = (principal, method)
         with self._lock:
-            return self._reading(self._expire((principal, method), now), now)
+            return self._reading(key, self._expire(key, now), now)
 
     def totals(self) -> dict[str, float]:
         """Current operating seconds per method, summed over principals."""
@@ -136,12 +146,12 @@ class OperatingMeter:
         out: dict[str, float] = {}
         with self._lock:
             for key in list(self._baskets):
-                baskets = self._expire(key, now)
-                if baskets:
-                    out[key[1]] = out.get(key[1], 0.0) + sum(b[1] for b in baskets)
+                if self._expire(key, now):
+                    out[key[1]] = out.get(key[1], 0.0) + self._sums[key]
         return out
 
     def reset(self) -> None:
         """Forget all baskets."""
         with self._lock:
             self._baskets.clear()
+            self._sums.clear()

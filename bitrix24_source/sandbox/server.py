@@ -24,6 +24,7 @@ import logging
 import re
 import socket
 import struct
+import sys
 import threading
 import time
 from collections import Counter
@@ -126,6 +127,7 @@ class _Response:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json; charset=utf-8"
 
 
 @dataclass(slots=True)
@@ -227,7 +229,7 @@ class Sandbox:
         insufficient_scope_status: int = 401,
         state: PortalStateProtocol | None = None,
     ) -> None:
-        if host not in ("127.0.0.1", "localhost", "::1"):
+        if host not in ("127.0.0.1", "localhost"):
             raise ValueError("the sandbox binds to loopback only")
         self.host = host
         self._requested_port = port
@@ -249,13 +251,13 @@ class Sandbox:
                     setattr(counts, name, value)
             state = PortalState(seed=seed, counts=counts, cost_model=self.cost_model, v3_limits=v3_limits)
         self.state: PortalStateProtocol = state
-        granted = ",".join(sorted(scope)) if scope is not None else SCOPE
+        self.scope = frozenset(scope) if scope is not None else None
+        granted = ",".join(sorted(self.scope)) if self.scope is not None else SCOPE
         self.auth = AuthManager(webhook_code=webhook_code, access_token_ttl=access_token_ttl, scope=granted)
         self.idempotency = _IdempotencyStore()
         self.bucket = LeakyBucket(rate_limit) if rate_limit is not None else None
         self.operating = OperatingMeter(operating_limit, basket_seconds=operating_basket_seconds)
         self.faults = FaultRegistry()
-        self.scope = frozenset(scope) if scope is not None else None
         self.insufficient_scope_status = insufficient_scope_status
         self._counters = _Counters()
         self._server: _Server | None = None
@@ -309,6 +311,7 @@ class Sandbox:
 
     @property
     def port(self) -> int:
+        """The bound TCP port (useful with ``port=0``)."""
         if self._server is None:
             raise RuntimeError("the sandbox is not running")
         return int(self._server.server_address[1])
@@ -683,6 +686,14 @@ class _Server(ThreadingHTTPServer):
             self._open.discard(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that goes away (reset, timeout during a hang, failed TLS handshake) is routine here.
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            logger.debug("sandbox: connection ended: %s", type(error).__name__)
+        else:
+            logger.exception("sandbox: unexpected error in a connection handler")
+
     def close_connections(self) -> None:
         with self._open_lock:
             sockets = list(self._open)
@@ -739,7 +750,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, response: _Response) -> None:
         self.send_response(response.status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
         for name, value in response.headers.items():
             self.send_header(name, value)
@@ -773,8 +784,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             self._send(response)
-        except (BrokenPipeError, ConnectionResetError):
-            # The client gave up (e.g. its timeout during an injected hang): nothing left to answer.
+        except OSError:
+            # The client gave up (e.g. its timeout during an injected hang) or the portal is stopping.
             self.close_connection = True
 
     def _dispatch(self, sandbox: Sandbox, raw_path: str, raw_query: str, body: bytes) -> _Response | None:
@@ -864,6 +875,14 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.kind == "truncated":
             assert executed is not None
             return _Response(executed.status, executed.body[: len(executed.body) // 2], executed.headers)
+        if fault.kind == "moved":
+            # §1.6: a renamed portal answers 302 with the new address and a non-JSON body. The "new host" is the
+            # other loopback name of this same server, so a client that follows it keeps working.
+            host = "localhost" if sandbox.host == "127.0.0.1" else "127.0.0.1"
+            scheme = "https" if sandbox.tls else "http"
+            location = f"{scheme}://{host}:{sandbox.port}{self.path}"
+            page = b"<html><body>Moved</body></html>"
+            return _Response(302, page, {"Location": location}, content_type="text/html; charset=utf-8")
         status, code, description = _TRANSPORT_ERRORS[fault.kind]
         if status == 503:
             sandbox._count(rejected_503=1)

@@ -3,7 +3,6 @@
 ``core_portal`` serves a small test-local state (:class:`StandInState`) whose methods are chosen to probe the
 HTTP core (an ``echo`` method that returns the parameters it received, a paged classic list, crm.item-style
 calls with int ids, v3 task calls). It keeps the HTTP-core tests independent of the data side's generator.
-``portal`` serves the real generated ``PortalState``.
 """
 
 from __future__ import annotations
@@ -167,9 +166,3 @@ def core_portal(core_state: StandInState) -> Iterator[Sandbox]:
 def http() -> Iterator[requests.Session]:
     with requests.Session() as session:
         yield session
-
-
-@pytest.fixture(scope="module")
-def portal() -> Iterator[Sandbox]:
-    with Sandbox(seed=3, leads=120, deals=130, contacts=60, companies=20, users=8, tasks=60) as sandbox:
-        yield sandbox

@@ -37,7 +37,6 @@ NOT_REPLAYED = {
     "stagehistory": "crm.stagehistory.list is not emulated",
     "socialnetwork_api_workgroup_list": "socialnetwork.* is not emulated",
     "task_elapseditem_getlist_mixed_types": "task.elapseditem.* (legacy positional) is not emulated",
-    "crm_lead_fields_success": "crm.lead.fields is not emulated by the data side",
 }
 
 
@@ -239,6 +238,19 @@ def test_single_add(real: Sandbox, session: requests.Session) -> None:
         describe(served)["object"]["result"]["object"]["task"]
         == describe(load("single_add"))["object"]["result"]["object"]["task"]
     )
+
+
+def test_crm_lead_fields_success(real: Sandbox, session: requests.Session) -> None:
+    served = post(real, session, "crm.lead.fields", {})
+    recorded = load("crm_lead_fields_success")
+    assert set(served) == set(recorded)
+    common = set(served["result"]) & set(recorded["result"])
+    assert {"ID", "TITLE", "NAME", "STATUS_ID", "OPPORTUNITY"} <= common
+    core = {"type", "isRequired", "isReadOnly", "isImmutable", "isMultiple", "isDynamic", "title"}
+    for name in common:
+        ours, theirs = served["result"][name], recorded["result"][name]
+        assert core & set(theirs) <= set(ours), name
+        assert all(describe(ours[key]) == describe(theirs[key]) for key in core & set(theirs)), name
 
 
 def test_user_fields(real: Sandbox, session: requests.Session) -> None:
