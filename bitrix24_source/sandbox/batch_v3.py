@@ -1,8 +1,8 @@
 """The v3 ``batch`` method (§5.6).
 
 * Body: a bare JSON array of ``{"method", "query", "as"?}`` items; an object with keys ``0..n-1`` is accepted
-  as well (PHP cannot tell the two apart, GH#455). Any other top-level key (``cmd``, ``auth``, ``halt``) or an
-  item without ``method`` and ``query`` gives 400 ``INVALIDSELECTEXCEPTION``.
+  as well (PHP cannot tell the two apart, GH#455). Every top-level value must be such an item, so a ``cmd``,
+  ``auth`` or ``halt`` key, or an item without ``method`` and ``query``, gives 400 ``INVALIDSELECTEXCEPTION``.
 * More than 50 commands are rejected as a whole (the SDK cap; the server ceiling is unmeasured, §5.6, §9.7).
 * ``{"$ref": "alias.path"}`` takes one value and ``{"$refArray": "alias.field"}`` collects a field across the
   alias's ``items``. Only results holding ``item`` or ``items`` enter the context; an alias is the item's
@@ -38,15 +38,12 @@ def _invalid_select(expression: str) -> ApiError:
 
 def parse_commands(body: Any) -> list[dict[str, Any]]:
     """Validate the batch body and return its items in order; raise ApiError (400) when malformed."""
+    # The server iterates every top-level value in order (PHP cannot tell a list from an int-keyed object), so
+    # a `cmd`/`auth`/`halt` key fails below because its value is not a command.
     if isinstance(body, list):
         items = body
     elif isinstance(body, dict):
-        keys = [php_int_key(key) for key in body]
-        if any(key is None for key in keys) or sorted(k for k in keys if k is not None) != list(
-            range(len(keys))
-        ):
-            raise _invalid_select('Each request item must have a "method" and "query" attribute')
-        items = [body[key] for key in sorted(body, key=lambda k: php_int_key(k) or 0)]
+        items = list(body.values())
     else:
         raise _invalid_select('Each request item must have a "method" and "query" attribute')
     for item in items:

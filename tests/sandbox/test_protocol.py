@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import pytest
@@ -430,3 +431,17 @@ def test_v3_idempotency_key(core_portal: Sandbox, core_state: StandInState, http
     assert http.post(url, json=missing, headers={"Idempotency-Key": "k-2"}).status_code == 400
     v2 = http.post(core_portal.webhook_url + "server.time", json={}, headers={"Idempotency-Key": "k-1"})
     assert v2.status_code == 200 and "Idempotency-Key" not in v2.headers
+
+
+def test_concurrent_clients(core_portal: Sandbox) -> None:
+    # dlt loads on many threads: every request must be answered and counted exactly once.
+    def worker(n: int) -> list[int]:
+        with requests.Session() as s:
+            body = {"cmd": {f"c{i}": f"crm.lead.get?id={(n * 7 + i) % 100 + 1}" for i in range(10)}}
+            return [s.post(core_portal.webhook_url + "batch", json=body).status_code for _ in range(15)]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = [code for codes in pool.map(worker, range(8)) for code in codes]
+    assert statuses == [200] * 120
+    stats = core_portal.stats()
+    assert stats.http_requests == 120 and stats.batches == 120 and stats.by_method == {"crm.lead.get": 1200}
