@@ -1,0 +1,313 @@
+"""Client-side limits: a leaky bucket per portal and a per-method operating budget (§6.1, §6.2, §6.6).
+
+Both are thread-safe and shared process-wide through :func:`limiter_for` (STYLE.md rule 5: dlt loads on up to
+20 threads, and the portal counts every request of the process against one bucket). The client waits *before*
+a request would be refused, so the portal never sees an over-limit request:
+
+* :class:`LeakyBucket` mirrors the portal's counter: each request adds 1, the level drains at ``drain`` per
+  second, and a request is sent only when the level after adding it stays within ``burst`` minus a small
+  headroom (see :class:`LeakyBucket`). Waiting requests reserve their slot under the lock and sleep outside
+  it, so threads are served in arrival order and none of them busy-waits.
+* :class:`OperatingBudget` keeps, per method, the last ``time.operating`` (the portal's running sum of execution
+  seconds over 10 minutes) and ``time.operating_reset_at``. When the sum nears the limit it waits until the reset
+  (§6.2 pre-check: ``operating >= limit - 5 s``); above ``heavy_fraction`` of the limit it adds a small adaptive
+  delay, as b24jssdk does.
+
+Clocks and sleep are injectable, so the limiter math is tested with a fake clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time as _time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from bitrix24_source.errors import ConfigError, MaskingFilter
+
+__all__ = [
+    "ENTERPRISE",
+    "LeakyBucket",
+    "OperatingBudget",
+    "PortalLimiter",
+    "RateLimit",
+    "limiter_for",
+    "reset_registry",
+]
+
+logger = logging.getLogger(__name__)
+logger.addFilter(MaskingFilter())
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """Leaky-bucket parameters: ``burst`` requests at once, draining ``drain`` requests per second.
+
+    The defaults are the cloud's standard plans (X = 50, Y = 2/s); :data:`ENTERPRISE` is 250 / 5 (§6.1).
+    """
+
+    burst: int = 50
+    drain: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.burst < 1 or self.drain <= 0:
+            raise ConfigError(f"rate limit needs burst >= 1 and drain > 0, got {self.burst}/{self.drain}")
+
+    @classmethod
+    def preset(cls, name: str) -> RateLimit:
+        """``"default"``/``"standard"`` (50 / 2 per s) or ``"enterprise"`` (250 / 5 per s)."""
+        presets = {"default": cls(), "standard": cls(), "enterprise": cls(250, 5.0)}
+        try:
+            return presets[name.lower()]
+        except KeyError:
+            raise ConfigError(f"unknown rate limit preset {name!r}; use one of {sorted(presets)}") from None
+
+
+ENTERPRISE = RateLimit(250, 5.0)
+
+
+class LeakyBucket:
+    """Thread-safe leaky bucket that tells each request how long to wait before it may be sent.
+
+    The portal counts a request when it *arrives*. If an earlier request arrives late (thread scheduling,
+    network jitter) its count drains later than the client assumed, and a later request that arrives on time
+    can find the bucket full. ``headroom`` slots are therefore kept free; by default as many as drain in
+    ``jitter`` seconds (at least one): 1 slot at the cloud's 2/s or 5/s, 10 slots for a 100/s test bucket.
+
+    Args:
+        rate: burst and drain.
+        headroom: slots kept free below ``burst``; None derives it from ``jitter``.
+        jitter: arrival delay (seconds) the headroom must absorb when ``headroom`` is None.
+        clock: monotonic clock (seconds).
+        sleep: sleep function.
+    """
+
+    def __init__(
+        self,
+        rate: RateLimit,
+        *,
+        headroom: int | None = None,
+        jitter: float = 0.1,
+        clock: Clock = _time.monotonic,
+        sleep: Sleep = _time.sleep,
+    ) -> None:
+        self.rate = rate
+        self._headroom_setting = headroom
+        self._jitter = jitter
+        self.headroom = self._derive_headroom(rate)
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._level = 0.0
+        self._last = clock()
+
+    def _derive_headroom(self, rate: RateLimit) -> int:
+        wanted = self._headroom_setting
+        if wanted is None:
+            wanted = max(1, math.ceil(rate.drain * self._jitter))
+        return max(0, min(wanted, rate.burst - 1))
+
+    @property
+    def capacity(self) -> float:
+        return float(self.rate.burst - self.headroom)
+
+    def _drain(self, now: float) -> None:
+        self._level = max(0.0, self._level - (now - self._last) * self.rate.drain)
+        self._last = now
+
+    def level(self) -> float:
+        """Current level (requests counted and not yet drained), reservations included."""
+        with self._lock:
+            self._drain(self._clock())
+            return self._level
+
+    def reserve(self) -> float:
+        """Count one request and return how long it must wait before it is sent (does not sleep)."""
+        with self._lock:
+            self._drain(self._clock())
+            wait = max(0.0, (self._level + 1.0 - self.capacity) / self.rate.drain)
+            self._level += 1.0
+            return wait
+
+    def acquire(self) -> float:
+        """Wait until one more request fits in the bucket; returns the seconds waited."""
+        wait = self.reserve()
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+    def on_rejected(self) -> None:
+        """The portal answered 503 QUERY_LIMIT_EXCEEDED: its counter is full, so ours must be too."""
+        with self._lock:
+            self._drain(self._clock())
+            self._level = max(self._level, float(self.rate.burst))
+
+    def reconfigure(self, rate: RateLimit) -> None:
+        with self._lock:
+            self._drain(self._clock())
+            self.rate = rate
+            self.headroom = self._derive_headroom(rate)
+
+
+@dataclass(slots=True)
+class _MethodBudget:
+    operating: float
+    reset_at: float | None
+
+
+class OperatingBudget:
+    """Per-method operating-time budget driven by each response's ``time`` (§6.1).
+
+    Args:
+        limit: seconds of execution per method per 10 minutes (480 in the cloud's documented example).
+        margin: start waiting when ``operating >= limit - margin`` (default: 5 s, or 1 % of small limits).
+        heavy_fraction: above this fraction of the limit, add ``min((reset_at - now) * 0.01, 7 s)``.
+        wall: wall clock (epoch seconds), the clock ``operating_reset_at`` is expressed in.
+        sleep: sleep function.
+    """
+
+    def __init__(
+        self,
+        limit: float = 480.0,
+        *,
+        margin: float | None = None,
+        heavy_fraction: float = 0.8,
+        fallback_wait: float = 5.0,
+        wall: Clock = _time.time,
+        sleep: Sleep = _time.sleep,
+    ) -> None:
+        if limit <= 0:
+            raise ConfigError(f"operating limit must be positive, got {limit}")
+        self.limit = limit
+        # b24jssdk starts waiting 5 s before the 480 s limit; small limits (tests) keep the same 1 % ratio.
+        self.margin = margin if margin is not None else min(5.0, limit * 0.01)
+        self.heavy_fraction = heavy_fraction
+        self.fallback_wait = fallback_wait
+        self._wall = wall
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._methods: dict[str, _MethodBudget] = {}
+
+    def observe(self, method: str, operating: float | None, reset_at: float | None) -> None:
+        """Record the ``time.operating``/``operating_reset_at`` a response reported for ``method``."""
+        if operating is None:
+            return
+        with self._lock:
+            self._methods[method.lower()] = _MethodBudget(float(operating), reset_at)
+
+    def operating(self, method: str) -> float:
+        with self._lock:
+            entry = self._methods.get(method.lower())
+            return 0.0 if entry is None else entry.operating
+
+    def wait_time(self, methods: Iterable[str]) -> float:
+        """Seconds to wait before calling all of ``methods`` without being blocked."""
+        now = self._wall()
+        worst = 0.0
+        with self._lock:
+            for method in {m.lower() for m in methods}:
+                entry = self._methods.get(method)
+                if entry is None:
+                    continue
+                if entry.reset_at is not None and entry.reset_at <= now:
+                    # The oldest basket has expired: the stored sum is stale, the next answer refreshes it.
+                    if entry.operating >= self.limit - self.margin:
+                        entry.operating = 0.0
+                    continue
+                if entry.operating >= self.limit - self.margin:
+                    wait = (entry.reset_at - now + 1.0) if entry.reset_at is not None else self.fallback_wait
+                elif entry.operating > self.heavy_fraction * self.limit:
+                    wait = min((entry.reset_at - now) * 0.01, 7.0) if entry.reset_at is not None else 0.0
+                else:
+                    wait = 0.0
+                worst = max(worst, wait)
+        return worst
+
+    def blocked_wait(self, method: str, *, minimum: float) -> float:
+        """Seconds to wait after a 429 OPERATION_TIME_LIMIT for ``method``: until its reset, at least ``minimum``.
+
+        The method stays blocked for other threads until then (they pre-wait instead of hitting 429 too).
+        """
+        now = self._wall()
+        with self._lock:
+            entry = self._methods.get(method.lower())
+            reset_at = None if entry is None else entry.reset_at
+            wait = minimum if reset_at is None or reset_at <= now else max(minimum, reset_at - now + 1.0)
+            # Expires exactly when the wait ends, so the caller's own retry is not held up a second time.
+            self._methods[method.lower()] = _MethodBudget(self.limit, now + wait - 1.0)
+        return wait
+
+
+class PortalLimiter:
+    """The bucket and the operating budget of one portal (one per portal key, see :func:`limiter_for`)."""
+
+    def __init__(
+        self,
+        rate: RateLimit | None = RateLimit(),
+        operating_limit: float | None = 480.0,
+        *,
+        clock: Clock = _time.monotonic,
+        wall: Clock = _time.time,
+        sleep: Sleep = _time.sleep,
+        headroom: int | None = None,
+    ) -> None:
+        self.bucket = LeakyBucket(rate, headroom=headroom, clock=clock, sleep=sleep) if rate else None
+        self.budget = OperatingBudget(operating_limit, wall=wall, sleep=sleep) if operating_limit else None
+        self._sleep = sleep
+
+    def before_request(self, methods: Iterable[str]) -> float:
+        """Wait until a request calling ``methods`` can be sent; returns the seconds waited."""
+        waited = 0.0
+        if self.budget is not None:
+            wait = self.budget.wait_time(methods)
+            if wait > 0:
+                logger.info(
+                    "operating budget nearly used: waiting %.1f s before %s", wait, sorted(set(methods))
+                )
+                self._sleep(wait)
+                waited += wait
+        if self.bucket is not None:
+            waited += self.bucket.acquire()
+        return waited
+
+    def observe(self, method: str, operating: float | None, reset_at: float | None) -> None:
+        if self.budget is not None:
+            self.budget.observe(method, operating, reset_at)
+
+
+_REGISTRY: dict[str, PortalLimiter] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+def limiter_for(portal_key: str, rate: RateLimit | None, operating_limit: float | None) -> PortalLimiter:
+    """The process-wide limiter of a portal (host, plus the user id for webhooks), created on first use.
+
+    A later client that asks for different bucket parameters reconfigures the shared bucket (last one wins), so
+    all threads keep sharing one counter.
+    """
+    key = f"{portal_key}|{'bucket' if rate else 'nobucket'}|{'budget' if operating_limit else 'nobudget'}"
+    with _REGISTRY_LOCK:
+        limiter = _REGISTRY.get(key)
+        if limiter is None:
+            limiter = PortalLimiter(rate, operating_limit)
+            _REGISTRY[key] = limiter
+        else:
+            if rate is not None and limiter.bucket is not None and limiter.bucket.rate != rate:
+                logger.warning(
+                    "portal %s: rate limit changed to %s (shared by all clients)", portal_key, rate
+                )
+                limiter.bucket.reconfigure(rate)
+            if operating_limit is not None and limiter.budget is not None:
+                limiter.budget.limit = operating_limit
+        return limiter
+
+
+def reset_registry() -> None:
+    """Forget every shared limiter (tests)."""
+    with _REGISTRY_LOCK:
+        _REGISTRY.clear()
