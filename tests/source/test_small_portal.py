@@ -1,0 +1,171 @@
+"""Pipeline tests on DuckDB against small sandbox portals: partitions, page caps, errors, credentials."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from bitrix24_source import bitrix24_source
+from bitrix24_source.errors import Bitrix24Error, ConfigError
+from bitrix24_source.sandbox import Fault, Sandbox
+from bitrix24_source.source import resource_stats
+from tests.source.conftest import assert_rows_equal, fetch_table, make_pipeline
+
+
+@pytest.fixture(scope="module")
+def portal() -> Iterator[Sandbox]:
+    # tasks=100: an exact multiple of the 50-row page, so the last v3 batch has an empty tasks page
+    with Sandbox(seed=3, deals=700, leads=60, contacts=70, companies=30, users=20, tasks=100) as p:
+        yield p
+
+
+def _cause_chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(out) < 20:
+        out.append(current)
+        current = current.__cause__ or current.__context__
+    return out
+
+
+def test_partitions_read_the_same_rows(portal: Sandbox, tmp_path: Path) -> None:
+    pipeline = make_pipeline(tmp_path)
+    source = bitrix24_source(webhook_url=portal.webhook_url, rate_limit=None, partitions=3)
+    pipeline.run(source.with_resources("deals", "companies"))
+    assert_rows_equal(portal.rows("deals"), fetch_table(pipeline, "deals"))
+    assert_rows_equal(portal.rows("companies"), fetch_table(pipeline, "companies"))
+    # 3 partitions of ~234 ids each: one max-id call plus one chain per partition
+    assert resource_stats(pipeline)["deals"]["requests"] == 4
+
+
+def test_empty_task_tail_ends_listing(portal: Sandbox, tmp_path: Path) -> None:
+    pipeline = make_pipeline(tmp_path)
+    portal.reset_stats()
+    pipeline.run(
+        bitrix24_source(webhook_url=portal.webhook_url, rate_limit=None).with_resources("task_results")
+    )
+    assert_rows_equal(portal.rows("task_results"), fetch_table(pipeline, "task_results"))
+    # selecting only the transformer extracts tasks without loading them
+    assert "tasks" not in pipeline.default_schema.data_table_names()
+    stats = portal.stats()
+    # 100 tasks = 2 full pages, then an empty page: its batch is rejected (`in []`) and one plain
+    # tasks.task.list call confirms the end
+    assert stats.rows_returned["tasks.task.list"] == 100
+    assert stats.http_by_method["tasks.task.list"] == 1
+
+
+def test_v3_page_cap_below_requested_limit(tmp_path: Path) -> None:
+    limits = {"tasks.task.list": 20, "tasks.task.result.list": 20}
+    with Sandbox(
+        seed=4, deals=10, leads=5, contacts=5, companies=5, users=5, tasks=130, v3_limits=limits
+    ) as p:
+        pipeline = make_pipeline(tmp_path)
+        pipeline.run(
+            bitrix24_source(webhook_url=p.webhook_url, rate_limit=None).with_resources(
+                "tasks", "task_results"
+            )
+        )
+        assert_rows_equal(p.rows("tasks"), fetch_table(pipeline, "tasks"))
+        assert_rows_equal(p.rows("task_results"), fetch_table(pipeline, "task_results"))
+
+
+def test_error_before_short_page_surfaces(portal: Sandbox, tmp_path: Path) -> None:
+    pipeline = make_pipeline(tmp_path)
+    source = bitrix24_source(webhook_url=portal.webhook_url, rate_limit=None).with_resources("deals")
+    # page p1 of the first chain fails while 700 deals remain: a real error, not the end of the table
+    portal.inject(Fault("command_error", method="crm.item.list", command_index=1, error_code="ACCESS_DENIED"))
+    try:
+        with pytest.raises(PipelineStepFailed) as info:
+            pipeline.run(source)
+    finally:
+        portal.clear_faults()
+    errors = [e for e in _cause_chain(info.value) if isinstance(e, Bitrix24Error)]
+    assert errors and errors[0].code == "ACCESS_DENIED"
+    code = portal.webhook_url.rstrip("/").rsplit("/", 1)[-1]
+    assert code not in str(info.value) and code not in repr(errors[0])
+
+
+def test_oauth_credentials_from_config(
+    portal: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = portal.oauth
+    for name in (
+        "client_id",
+        "client_secret",
+        "access_token",
+        "refresh_token",
+        "client_endpoint",
+        "token_url",
+    ):
+        monkeypatch.setenv(f"SOURCES__BITRIX24__OAUTH__{name.upper()}", str(getattr(app, name)))
+    monkeypatch.delenv("SOURCES__BITRIX24__WEBHOOK_URL", raising=False)
+    pipeline = make_pipeline(tmp_path)
+    pipeline.run(bitrix24_source(rate_limit=None).with_resources("users"))
+    assert_rows_equal(portal.rows("users"), fetch_table(pipeline, "users"), id_key="ID", rename={"ID": "id"})
+    stored = str(fetch_table(pipeline, "users"))
+    assert app.access_token not in stored and app.client_secret not in stored
+
+
+def test_webhook_from_env(portal: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCES__BITRIX24__WEBHOOK_URL", portal.webhook_url)
+    pipeline = make_pipeline(tmp_path)
+    pipeline.run(bitrix24_source(rate_limit=None).with_resources("companies"))
+    assert len(fetch_table(pipeline, "companies")) == len(portal.rows("companies"))
+
+
+def test_both_credentials_is_a_config_error(portal: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = portal.oauth
+    for name in ("client_id", "client_secret", "access_token", "refresh_token", "client_endpoint"):
+        monkeypatch.setenv(f"SOURCES__BITRIX24__OAUTH__{name.upper()}", str(getattr(app, name)))
+    with pytest.raises(ConfigError, match="exactly one"):
+        bitrix24_source(webhook_url=portal.webhook_url)
+
+
+def test_stats_are_logged(portal: Sandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pipeline = make_pipeline(tmp_path)
+    with caplog.at_level(logging.INFO, logger="bitrix24_source.source"):
+        pipeline.run(bitrix24_source(webhook_url=portal.webhook_url, rate_limit=None).with_resources("leads"))
+    assert any("bitrix24 leads: 60 rows in 1 requests" in r.getMessage() for r in caplog.records)
+    assert resource_stats(pipeline)["leads"] == {
+        "rows": 60,
+        "requests": 1,
+        "seconds": resource_stats(pipeline)["leads"]["seconds"],
+    }
+
+
+@pytest.mark.parametrize("progress", ["log", "tqdm"])
+def test_progress_collectors(portal: Sandbox, tmp_path: Path, progress: str) -> None:
+    import dlt
+
+    pipeline = dlt.pipeline(
+        pipeline_name=f"b24_progress_{progress}",
+        pipelines_dir=str(tmp_path / "pipelines"),
+        destination=dlt.destinations.duckdb(str(tmp_path / "progress.duckdb")),
+        dataset_name="bitrix24",
+        dev_mode=True,
+        progress=progress,  # type: ignore[arg-type]
+    )
+    info = pipeline.run(
+        bitrix24_source(webhook_url=portal.webhook_url, rate_limit=None).with_resources("deals")
+    )
+    assert not info.has_failed_jobs
+    assert len(fetch_table(pipeline, "deals")) == len(portal.rows("deals"))
+
+
+def test_pipeline_scenarios_run(portal: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "pipelines" / "bitrix24_pipeline.py"
+    spec = importlib.util.spec_from_file_location("bitrix24_pipeline", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    pipeline = module.selected_resources(portal.webhook_url, tmp_path / "scenario.duckdb", fresh=True)
+    out = capsys.readouterr().out
+    assert "deal_products" in out and "LOADED" in out
+    assert len(fetch_table(pipeline, "deals")) == len(portal.rows("deals"))
+    assert len(fetch_table(pipeline, "deal_products")) == len(portal.rows("deal_products"))

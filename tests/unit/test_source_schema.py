@@ -1,0 +1,189 @@
+"""Pure tests of bitrix24_source.schema: field metadata -> dlt column hints, and the row value mapper."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bitrix24_source.schema import (
+    FieldMeta,
+    RowMapper,
+    column_hints,
+    data_type_of,
+    field_definition_rows,
+    parse_field_map,
+)
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "real-responses"
+
+CRM_ITEM_FIELDS: dict[str, Any] = {
+    "fields": {
+        "id": {
+            "type": "integer",
+            "isRequired": False,
+            "isReadOnly": True,
+            "isMultiple": False,
+            "title": "ID",
+        },
+        "title": {
+            "type": "string",
+            "isRequired": True,
+            "isReadOnly": False,
+            "isMultiple": False,
+            "title": "Name",
+        },
+        "opportunity": {"type": "double", "isReadOnly": False, "isMultiple": False, "title": "Amount"},
+        "closed": {"type": "boolean", "isMultiple": False, "title": "Closed"},
+        "begindate": {"type": "date", "isMultiple": False, "title": "Start date"},
+        "updatedTime": {"type": "datetime", "isReadOnly": True, "isMultiple": False, "title": "Modified on"},
+        "contactIds": {"type": "crm_contact", "isMultiple": True, "title": "Contacts"},
+        "stageId": {"type": "crm_status", "isMultiple": False, "title": "Stage", "statusType": "DEAL_STAGE"},
+        "assignedById": {"type": "user", "isMultiple": False, "title": "Responsible"},
+        "ufCrm_1": {
+            "type": "enumeration",
+            "isMultiple": False,
+            "title": "Segment",
+            "items": [{"ID": "41", "VALUE": "Gold"}, {"ID": "42", "VALUE": "Silver"}],
+            "upperName": "UF_CRM_1",
+        },
+        "ufCrm_2": {"type": "money", "isMultiple": False, "title": "Budget"},
+        "mystery": {"type": "some_new_type", "isMultiple": False, "title": "?"},
+    }
+}
+
+
+def test_parse_crm_item_fields_flags_and_items() -> None:
+    fields = parse_field_map(CRM_ITEM_FIELDS)
+    assert list(fields)[:3] == ["id", "title", "opportunity"]
+    assert fields["title"].is_required and not fields["title"].is_read_only
+    assert fields["id"].is_read_only
+    assert fields["contactIds"].is_multiple
+    assert fields["ufCrm_1"].items == (("41", "Gold"), ("42", "Silver"))
+    assert fields["ufCrm_1"].upper_name == "UF_CRM_1"
+
+
+def test_parse_recorded_classic_fields_fixture() -> None:
+    payload = json.loads((FIXTURES / "crm_lead_fields_success.json").read_text())["response"]["result"]
+    fields = parse_field_map(payload)
+    assert fields["ID"].type == "integer" and fields["ID"].is_read_only
+    assert fields["TITLE"].is_required
+    assert fields["BIRTHDATE"].type == "date"
+    assert data_type_of(fields["BIRTHDATE"]) == "date"
+
+
+def test_parse_user_fields_labels_only() -> None:
+    payload = json.loads((FIXTURES / "user_fields.json").read_text())["response"]["result"]
+    fields = parse_field_map(payload)
+    assert fields["EMAIL"].title == "E-Mail"
+    assert fields["EMAIL"].type == ""
+    assert data_type_of(fields["EMAIL"]) is None
+
+
+def test_parse_v3_field_list() -> None:
+    fields = parse_field_map(
+        {"items": [{"name": "id", "type": "integer"}, {"name": "changed", "type": "datetime"}]}
+    )
+    assert [f.type for f in fields.values()] == ["integer", "datetime"]
+
+
+def test_parse_rejects_garbage() -> None:
+    with pytest.raises(ValueError, match="unrecognised"):
+        parse_field_map(42)
+
+
+def test_column_hints_types() -> None:
+    hints = column_hints(parse_field_map(CRM_ITEM_FIELDS))
+    types = {name: col.get("data_type") for name, col in hints.items()}
+    assert types == {
+        "id": "bigint",
+        "title": "text",
+        "opportunity": "decimal",
+        "closed": "bool",
+        "begindate": "date",
+        "updatedTime": "timestamp",
+        "contactIds": "json",
+        "stageId": "text",
+        "assignedById": "bigint",
+        "ufCrm_1": "bigint",
+        "ufCrm_2": "text",
+    }
+    assert hints["opportunity"]["precision"] == 18 and hints["opportunity"]["scale"] == 2
+    assert hints["updatedTime"]["timezone"] is True
+    assert hints["title"]["description"] == "Name"
+
+
+def test_enumeration_with_text_keys_is_text() -> None:
+    meta = FieldMeta(name="status", type="enumeration", items=(("pending", "Pending"),))
+    assert data_type_of(meta) == "text"
+
+
+def test_row_mapper_converts_declared_types() -> None:
+    mapper = RowMapper(column_hints(parse_field_map(CRM_ITEM_FIELDS)))
+    row = mapper(
+        {
+            "id": "17",
+            "title": 5,
+            "opportunity": 1000.5,
+            "closed": "Y",
+            "begindate": "2024-04-19T03:00:00+03:00",
+            "updatedTime": "2024-05-21T15:14:26+03:00",
+            "contactIds": [1, 2],
+            "assignedById": "",
+            "ufCrm_1": "41",
+            "extra": "kept",
+        }
+    )
+    assert row["id"] == 17
+    assert row["title"] == "5"
+    assert row["opportunity"] == Decimal("1000.5")
+    assert row["closed"] is True
+    assert row["begindate"] == dt.date(2024, 4, 19)
+    assert row["updatedTime"] == dt.datetime(
+        2024, 5, 21, 15, 14, 26, tzinfo=dt.timezone(dt.timedelta(hours=3))
+    )
+    assert row["contactIds"] == [1, 2]
+    assert row["assignedById"] is None
+    assert row["ufCrm_1"] == 41
+    assert row["extra"] == "kept"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("N", False),
+        ("y", True),
+        (0, False),
+        (1, True),
+        (True, True),
+        ("", None),
+        (None, None),
+        ("maybe", "maybe"),
+    ],
+)
+def test_bool_conversion(value: Any, expected: Any) -> None:
+    mapper = RowMapper({"b": {"name": "b", "data_type": "bool"}})
+    assert mapper.convert_value("b", value) == expected
+
+
+def test_unconvertible_values_are_kept() -> None:
+    mapper = RowMapper(
+        {"n": {"name": "n", "data_type": "bigint"}, "t": {"name": "t", "data_type": "timestamp"}}
+    )
+    assert mapper({"n": "abc", "t": "not a date"}) == {"n": "abc", "t": "not a date"}
+
+
+def test_field_definition_rows() -> None:
+    rows = field_definition_rows("deals", parse_field_map(CRM_ITEM_FIELDS))
+    by_field = {r["field"]: r for r in rows}
+    assert by_field["title"]["id"] == "deals.title"
+    assert by_field["title"]["is_required"] is True
+    assert by_field["ufCrm_1"]["items"] == [{"id": "41", "value": "Gold"}, {"id": "42", "value": "Silver"}]
+    assert by_field["contactIds"]["is_multiple"] is True
+    assert by_field["id"]["is_read_only"] is True
+    assert by_field["opportunity"]["data_type"] == "decimal"
+    assert len(rows) == len(CRM_ITEM_FIELDS["fields"])
