@@ -1,0 +1,748 @@
+"""Pure write planning for the Bitrix24 destination: row -> command, validation, result rows.
+
+Nothing here does I/O. `destination.py` reads the rows, fetches the field metadata and runs the commands;
+this module decides, for every input row, what would be sent (or why it cannot be sent) and turns command
+outcomes into the rows of ``bitrix24_write_results`` / ``bitrix24_write_errors``.
+
+Rules (documented in docs/readme/destination.md):
+
+* A row with ``id`` is an update of the columns present, a row without ``id`` is an add, a row with a truthy
+  ``_delete`` is a delete (it needs ``id``). Null cells (None / NaN) count as "not present", so a sparse
+  DataFrame updates only the cells that are filled in; send ``""`` to clear a field.
+* CRM entities are written through the universal ``crm.item.*`` family with camelCase fields (§7.2). Column
+  names may use any Bitrix spelling (``stageId``, ``STAGE_ID``, ``UF_CRM_1``, ``ufCrm_1``): they are resolved
+  against the portal's field metadata (its ``upperName``, the §7.3 mapping table, then an underscore- and
+  case-insensitive match). Tasks are written through v2 ``tasks.task.*`` with UPPER_CASE fields (§7.4).
+* Values are validated and coerced against the metadata (type, read-only, immutable, enumeration items,
+  required on add) before anything is sent; a rejected row names the field in its error description.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timezone
+from decimal import Decimal
+from typing import Any, Final, Literal
+
+Operation = Literal["add", "update", "delete"]
+Family = Literal["crm_item", "tasks"]
+
+RESULTS_TABLE: Final = "bitrix24_write_results"
+ERRORS_TABLE: Final = "bitrix24_write_errors"
+PLAN_TABLE: Final = "bitrix24_write_plan"
+
+DELETE_COLUMN: Final = "_delete"
+ID_COLUMNS: Final = ("id", "ID")
+
+# Codes of the errors this module raises before sending; portal errors keep the portal's own code.
+UNKNOWN_FIELD: Final = "UNKNOWN_FIELD"
+READ_ONLY_FIELD: Final = "READ_ONLY_FIELD"
+IMMUTABLE_FIELD: Final = "IMMUTABLE_FIELD"
+INVALID_TYPE: Final = "INVALID_TYPE"
+INVALID_ENUM_VALUE: Final = "INVALID_ENUM_VALUE"
+REQUIRED_FIELD_MISSING: Final = "REQUIRED_FIELD_MISSING"
+INVALID_ID: Final = "INVALID_ID"
+DUPLICATE_KEY: Final = "DUPLICATE_KEY"
+NOTHING_TO_UPDATE: Final = "NOTHING_TO_UPDATE"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteTarget:
+    """Where the rows of one table go: the method family and its parameter names.
+
+    Attributes:
+        entity: the table / entity name (``deals``, ``tasks``, ...).
+        family: ``crm_item`` (crm.item.*, camelCase, §7.2) or ``tasks`` (v2 tasks.task.*, UPPER_CASE, §7.4).
+        entity_type_id: crm.item entityTypeId (§7.1), None for tasks.
+        marker_field: the field stamped with an idempotency marker on adds (canonical spelling).
+    """
+
+    entity: str
+    family: Family
+    entity_type_id: int | None
+    marker_field: str
+
+    @property
+    def fields_method(self) -> str:
+        return "crm.item.fields" if self.family == "crm_item" else "tasks.task.getFields"
+
+    @property
+    def list_method(self) -> str:
+        return "crm.item.list" if self.family == "crm_item" else "tasks.task.list"
+
+    @property
+    def id_field(self) -> str:
+        return "id" if self.family == "crm_item" else "ID"
+
+    def fields_params(self) -> dict[str, Any]:
+        return {"entityTypeId": self.entity_type_id} if self.family == "crm_item" else {}
+
+    def command(
+        self, operation: Operation, bitrix_id: int | None, fields: Mapping[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """The (method, params) pair of one write."""
+        if self.family == "crm_item":
+            params: dict[str, Any] = {"entityTypeId": self.entity_type_id}
+            if bitrix_id is not None:
+                params["id"] = bitrix_id
+            if operation != "delete":
+                params["fields"] = dict(fields)
+            return f"crm.item.{operation}", params
+        params = {}
+        if bitrix_id is not None:
+            params["taskId"] = bitrix_id
+        if operation != "delete":
+            params["fields"] = dict(fields)
+        return f"tasks.task.{operation}", params
+
+    def lookup_params(self, field_name: str, values: Sequence[Any]) -> dict[str, Any]:
+        """A list request that finds the records whose `field_name` is one of `values` (≤ 50, one page)."""
+        if self.family == "crm_item":
+            # `@` is the "in" prefix of the crm.item.list filter (§7.2).
+            return {
+                "entityTypeId": self.entity_type_id,
+                "filter": {f"@{field_name}": list(values)},
+                "select": ["id", field_name],
+                "order": {"id": "ASC"},
+            }
+        return {"filter": {field_name: list(values)}, "select": ["ID", field_name], "order": {"ID": "ASC"}}
+
+    def lookup_rows(self, result: Any) -> list[dict[str, Any]]:
+        """The rows of a lookup response (`items` for crm.item.list, `tasks` for tasks.task.list, §3.3)."""
+        key = "items" if self.family == "crm_item" else "tasks"
+        rows = result.get(key) if isinstance(result, Mapping) else result
+        return [dict(row) for row in rows or [] if isinstance(row, Mapping)]
+
+
+CRM_ENTITY_TYPE_IDS: Final = {"leads": 1, "deals": 2, "contacts": 3, "companies": 4}  # §7.1
+WRITE_ENTITIES: Final = (*CRM_ENTITY_TYPE_IDS, "tasks")
+
+
+def write_target(entity: str, marker_field: str | None = None) -> WriteTarget:
+    """The write target of a table/entity name.
+
+    Raises:
+        ValueError: the entity cannot be written (the message lists the ones that can).
+    """
+    if entity in CRM_ENTITY_TYPE_IDS:
+        return WriteTarget(entity, "crm_item", CRM_ENTITY_TYPE_IDS[entity], marker_field or "xmlId")
+    if entity == "tasks":
+        return WriteTarget(entity, "tasks", None, marker_field or "XML_ID")
+    raise ValueError(
+        f"Bitrix24 destination cannot write table {entity!r}: use one of {', '.join(WRITE_ENTITIES)} "
+        "as the table name or pass entity=..."
+    )
+
+
+# --- field metadata --------------------------------------------------------------------------------------
+
+# crm.item (camelCase) <-> classic UPPER_CASE names that the generic rule cannot derive (§7.3).
+_CLASSIC_TO_CRM_ITEM: Final = {
+    "CREATED_BY_ID": "createdBy",
+    "MODIFY_BY_ID": "updatedBy",
+    "DATE_CREATE": "createdTime",
+    "DATE_MODIFY": "updatedTime",
+    "MOVED_BY_ID": "movedBy",
+    "MOVED_TIME": "movedTime",
+}
+
+_INT_TYPES: Final = frozenset(
+    {"integer", "int", "user", "employee", "crm_lead", "crm_deal", "crm_contact", "crm_company", "crm_quote"}
+    | {"crm_category", "crm_entity", "crm_invoice", "iblock_element", "iblock_section", "group", "location"}
+)
+_FLOAT_TYPES: Final = frozenset({"double", "float", "money", "number"})
+_BOOL_TYPES: Final = frozenset({"boolean", "bool", "char"})
+_STRING_TYPES: Final = frozenset({"string", "text", "url", "crm_status", "crm_currency", "address"})
+
+
+@dataclass(frozen=True, slots=True)
+class FieldMeta:
+    """What the portal says about one field (crm.item.fields / tasks.task.getFields)."""
+
+    name: str
+    type: str
+    title: str = ""
+    required: bool = False
+    read_only: bool = False
+    immutable: bool = False
+    multiple: bool = False
+    upper_name: str | None = None
+    enum_values: Mapping[str, str] | None = None  # allowed id -> label, for enumerations
+
+
+def _squash(name: str) -> str:
+    return name.replace("_", "").lower()
+
+
+@dataclass(frozen=True, slots=True)
+class EntityFields:
+    """The field metadata of one entity, with every accepted spelling resolved to the canonical name."""
+
+    fields: Mapping[str, FieldMeta]
+    _aliases: Mapping[str, str] = field(default_factory=dict)
+    _squashed: Mapping[str, str | None] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, metas: Iterable[FieldMeta]) -> EntityFields:
+        fields = {meta.name: meta for meta in metas}
+        aliases: dict[str, str] = {}
+        for meta in fields.values():
+            if meta.upper_name:
+                aliases.setdefault(meta.upper_name, meta.name)
+        for classic, canonical in _CLASSIC_TO_CRM_ITEM.items():
+            if canonical in fields:
+                aliases.setdefault(classic, canonical)
+        squashed: dict[str, str | None] = {}
+        for name in fields:
+            key = _squash(name)
+            # Two fields that squash alike (ufCrm10_1 / ufCrm_101) make the match ambiguous: refuse it.
+            squashed[key] = None if key in squashed else name
+        return cls(fields, aliases, squashed)
+
+    def resolve(self, column: str) -> str | None:
+        """The canonical field name of an input column, or None if the portal has no such field."""
+        if column in self.fields:
+            return column
+        if column in self._aliases:
+            return self._aliases[column]
+        return self._squashed.get(_squash(column))
+
+    @property
+    def required(self) -> list[str]:
+        return [m.name for m in self.fields.values() if m.required and not m.read_only]
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().upper() in {"Y", "YES", "TRUE", "1"}
+    return bool(value)
+
+
+def parse_crm_item_fields(result: Any) -> EntityFields:
+    """Parse a ``crm.item.fields`` result: ``{"fields": {name: {type, isRequired, isReadOnly, ...}}}``.
+
+    Enumerations carry ``items: [{ID, VALUE}]`` (DOCS api-reference/crm/universal/crm-item-fields.md).
+    """
+    raw = result.get("fields", result) if isinstance(result, Mapping) else {}
+    metas = []
+    for name, spec in raw.items():
+        if not isinstance(spec, Mapping):
+            continue
+        items = spec.get("items")
+        enum_values = None
+        if isinstance(items, list) and items:
+            enum_values = {str(i.get("ID")): str(i.get("VALUE", "")) for i in items if isinstance(i, Mapping)}
+        metas.append(
+            FieldMeta(
+                name=name,
+                type=str(spec.get("type", "string")),
+                title=str(spec.get("title", "")),
+                required=_truthy(spec.get("isRequired", False)),
+                read_only=_truthy(spec.get("isReadOnly", False)),
+                immutable=_truthy(spec.get("isImmutable", False)),
+                multiple=_truthy(spec.get("isMultiple", False)),
+                upper_name=spec.get("upperName") or None,
+                enum_values=enum_values,
+            )
+        )
+    return EntityFields.build(metas)
+
+
+# tasks.task.getFields carries no read-only flag; these are set by the portal itself (§7.4).
+_TASK_READ_ONLY: Final = frozenset(
+    {"ID", "CREATED_DATE", "CHANGED_DATE", "CHANGED_BY", "STATUS_CHANGED_DATE", "STATUS_CHANGED_BY"}
+    | {"CLOSED_DATE", "CLOSED_BY", "VIEWED_DATE", "DATE_START", "ACTIVITY_DATE", "FORUM_TOPIC_ID", "GUID"}
+    | {"COMMENTS_COUNT", "SERVICE_COMMENTS_COUNT", "NEW_COMMENTS_COUNT", "OUTLOOK_VERSION", "EXCHANGE_ID"}
+)
+
+
+def parse_task_fields(result: Any) -> EntityFields:
+    """Parse a ``tasks.task.getFields`` result: ``{"fields": {NAME: {title, type, required?, values?}}}``.
+
+    ``enum`` fields list their allowed values as a ``values`` map id -> label
+    (DOCS api-reference/tasks/tasks-task-get-fields.md).
+    """
+    raw = result.get("fields", result) if isinstance(result, Mapping) else {}
+    metas = []
+    for name, spec in raw.items():
+        if not isinstance(spec, Mapping):
+            continue
+        values = spec.get("values")
+        enum_values = {str(k): str(v) for k, v in values.items()} if isinstance(values, Mapping) else None
+        metas.append(
+            FieldMeta(
+                name=name,
+                type=str(spec.get("type", "string")),
+                title=str(spec.get("title", "")),
+                required=_truthy(spec.get("required", False)),
+                read_only=name in _TASK_READ_ONLY or _truthy(spec.get("primary", False)),
+                multiple=str(spec.get("type", "")).startswith("array")
+                or _truthy(spec.get("isMultiple", False)),
+                enum_values=enum_values,
+            )
+        )
+    return EntityFields.build(metas)
+
+
+# --- value coercion ----------------------------------------------------------------------------------------
+
+
+class _Invalid(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def is_missing(value: Any) -> bool:
+    """None and NaN mean "not present" (a DataFrame has no other way to leave a cell out)."""
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return type(value).__name__ in {"NAType", "NaTType"}
+
+
+def _as_int(value: Any, meta: FieldMeta) -> int:
+    if isinstance(value, bool):
+        raise _Invalid(INVALID_TYPE, f"field {meta.name!r} expects an integer, got a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, (float, Decimal)) and value == int(value):
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        return int(value)
+    raise _Invalid(INVALID_TYPE, f"field {meta.name!r} expects an integer, got {value!r}")
+
+
+def _as_float(value: Any, meta: FieldMeta) -> int | float:
+    if isinstance(value, bool):
+        raise _Invalid(INVALID_TYPE, f"field {meta.name!r} expects a number, got a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, (float, Decimal)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(number):
+                return number
+    raise _Invalid(INVALID_TYPE, f"field {meta.name!r} expects a number, got {value!r}")
+
+
+def _as_bool(value: Any, meta: FieldMeta) -> str:
+    # Booleans do not survive the v2 query encoding (§4.1): send "Y"/"N" explicitly.
+    if isinstance(value, bool):
+        return "Y" if value else "N"
+    if isinstance(value, int) and value in (0, 1):
+        return "Y" if value else "N"
+    if isinstance(value, str) and value.strip().upper() in {"Y", "N", "TRUE", "FALSE", "1", "0", "YES", "NO"}:
+        return "Y" if value.strip().upper() in {"Y", "TRUE", "1", "YES"} else "N"
+    raise _Invalid(INVALID_TYPE, f"field {meta.name!r} expects a boolean (Y/N), got {value!r}")
+
+
+def _as_date(value: Any, meta: FieldMeta) -> str:
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return date.fromisoformat(text[:10]).isoformat()
+        except ValueError:
+            pass
+    raise _Invalid(INVALID_TYPE, f"field {meta.name!r} expects a date (YYYY-MM-DD), got {value!r}")
+
+
+def _as_datetime(value: Any, meta: FieldMeta) -> str:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+    if isinstance(value, date):
+        return datetime.combine(value, time(), tzinfo=timezone.utc).isoformat()
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).isoformat()
+    raise _Invalid(INVALID_TYPE, f"field {meta.name!r} expects a date-time (ISO 8601), got {value!r}")
+
+
+def _as_string(value: Any, meta: FieldMeta) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        raise _Invalid(INVALID_TYPE, f"field {meta.name!r} expects a string, got a boolean")
+    if isinstance(value, (int, float, Decimal)):
+        return str(value)
+    raise _Invalid(INVALID_TYPE, f"field {meta.name!r} expects a string, got {type(value).__name__}")
+
+
+def _as_enum(value: Any, meta: FieldMeta) -> Any:
+    assert meta.enum_values is not None
+    if isinstance(value, float) and value == int(value):
+        value = int(value)
+    text = str(value)
+    if text in meta.enum_values:
+        return value if isinstance(value, int) and not isinstance(value, bool) else text
+    by_label = [k for k, label in meta.enum_values.items() if label == text]
+    if len(by_label) == 1:
+        return by_label[0]
+    allowed = ", ".join(sorted(meta.enum_values))
+    raise _Invalid(
+        INVALID_ENUM_VALUE, f"field {meta.name!r} does not allow value {value!r} (allowed: {allowed})"
+    )
+
+
+def _coerce_scalar(value: Any, meta: FieldMeta) -> Any:
+    kind = meta.type.lower()
+    if meta.enum_values is not None and kind in {"enumeration", "enum", "crm_status", "list"}:
+        return _as_enum(value, meta)
+    if kind in _INT_TYPES:
+        return _as_int(value, meta)
+    if kind in _FLOAT_TYPES:
+        return _as_float(value, meta)
+    if kind in _BOOL_TYPES:
+        return _as_bool(value, meta)
+    if kind == "date":
+        return _as_date(value, meta)
+    if kind == "datetime":
+        return _as_datetime(value, meta)
+    if kind in _STRING_TYPES:
+        return _as_string(value, meta)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+def _parse_json_list(value: str) -> Any:
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return value
+    return value
+
+
+def coerce_value(value: Any, meta: FieldMeta) -> Any:
+    """Validate and convert one value to what the portal expects for `meta` (raises _Invalid)."""
+    if meta.multiple:
+        if isinstance(value, str):
+            value = _parse_json_list(value)
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        return [_coerce_scalar(item, meta) for item in items if not is_missing(item)]
+    if isinstance(value, (list, tuple)):
+        raise _Invalid(INVALID_TYPE, f"field {meta.name!r} takes a single value, got a list")
+    return _coerce_scalar(value, meta)
+
+
+def json_safe(value: Any) -> Any:
+    """A JSON-serialisable copy of an input value (for the errors table and the plan)."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if is_missing(value):
+        return None
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+# --- planning ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRow:
+    """The decision for one input row: a command to send, or a validation error.
+
+    Attributes:
+        row_number: 0-based position of the row in its load job file.
+        operation: add / update / delete, or None when the row could not even be classified.
+        key: what identifies the row to a human: the id, the upsert key value or the add marker.
+        bitrix_id: the record id for updates and deletes.
+        method, params: the command (None for rejected rows).
+        marker: the idempotency marker value stamped on an add (looked up before any resend).
+        marker_field: the canonical field holding the marker (the upsert key or the marker field).
+        error_code, error_description: set when validation rejected the row.
+        original: the input row as received (JSON-safe), for the errors table.
+    """
+
+    row_number: int
+    operation: Operation | None
+    key: str | None
+    bitrix_id: int | None
+    method: str | None
+    params: dict[str, Any] | None
+    marker: str | None
+    error_code: str | None
+    error_description: str | None
+    original: dict[str, Any]
+    marker_field: str | None = None
+
+    @property
+    def is_valid(self) -> bool:
+        return self.error_code is None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOptions:
+    """How rows are classified.
+
+    Attributes:
+        key: upsert key column (canonical or any Bitrix spelling); rows without id are resolved by it.
+        resolved_ids: key value (as str) -> record id found on the portal for the rows of this chunk.
+        marker_prefix: the deterministic prefix of add markers, e.g. ``"b24w:<load_id>:<file_id>"``.
+    """
+
+    key: str | None = None
+    resolved_ids: Mapping[str, int] = field(default_factory=dict)
+    marker_prefix: str = "b24w"
+
+
+def key_value(row: Mapping[str, Any], key: str, fields: EntityFields) -> str | None:
+    """The upsert key value of a row (any spelling of the key column), as a string."""
+    canonical = fields.resolve(key) or key
+    for column, value in row.items():
+        if (column == key or fields.resolve(column) == canonical) and not is_missing(value):
+            return str(value)
+    return None
+
+
+def _row_id(row: Mapping[str, Any]) -> Any:
+    for column in ID_COLUMNS:
+        if column in row and not is_missing(row[column]):
+            return row[column]
+    return None
+
+
+def _reject(
+    row_number: int,
+    original: dict[str, Any],
+    operation: Operation | None,
+    key: str | None,
+    code: str,
+    text: str,
+) -> PlannedRow:
+    return PlannedRow(row_number, operation, key, None, None, None, None, code, text, original)
+
+
+def plan_row(
+    row: Mapping[str, Any], row_number: int, target: WriteTarget, fields: EntityFields, options: PlanOptions
+) -> PlannedRow:
+    """Decide what to send for one row (pure; see the module docstring for the rules)."""
+    original = {str(k): json_safe(v) for k, v in row.items() if not str(k).startswith("_dlt_")}
+    delete = DELETE_COLUMN in row and not is_missing(row[DELETE_COLUMN]) and _truthy(row[DELETE_COLUMN])
+    raw_id = _row_id(row)
+    key_text = key_value(row, options.key, fields) if options.key else None
+
+    bitrix_id: int | None = None
+    if raw_id is not None:
+        try:
+            bitrix_id = _as_int(raw_id, FieldMeta(name="id", type="integer"))
+        except _Invalid:
+            return _reject(
+                row_number,
+                original,
+                None,
+                str(raw_id),
+                INVALID_ID,
+                f"field 'id' is not an integer: {raw_id!r}",
+            )
+        if bitrix_id <= 0:
+            return _reject(
+                row_number,
+                original,
+                None,
+                str(raw_id),
+                INVALID_ID,
+                f"field 'id' must be positive: {raw_id!r}",
+            )
+    elif key_text is not None and key_text in options.resolved_ids:
+        bitrix_id = options.resolved_ids[key_text]
+
+    operation: Operation = "delete" if delete else ("update" if bitrix_id is not None else "add")
+    marker: str | None = None
+    marker_field: str | None = None
+    if operation == "delete":
+        if bitrix_id is None:
+            return _reject(
+                row_number, original, "delete", key_text, INVALID_ID, "field 'id' is required to delete a row"
+            )
+        method, params = target.command("delete", bitrix_id, {})
+        return PlannedRow(
+            row_number, "delete", str(bitrix_id), bitrix_id, method, params, None, None, None, original
+        )
+
+    fields_out: dict[str, Any] = {}
+    problems: list[tuple[str, str]] = []
+    for column, value in row.items():
+        name = str(column)
+        if name in ID_COLUMNS or name == DELETE_COLUMN or name.startswith("_dlt_") or is_missing(value):
+            continue
+        canonical = fields.resolve(name)
+        if canonical is None:
+            problems.append((UNKNOWN_FIELD, f"field {name!r} does not exist on {target.entity}"))
+            continue
+        meta = fields.fields[canonical]
+        if meta.read_only:
+            problems.append((READ_ONLY_FIELD, f"field {name!r} is read-only"))
+            continue
+        if meta.immutable and operation == "update":
+            problems.append((IMMUTABLE_FIELD, f"field {name!r} can only be set when the record is added"))
+            continue
+        try:
+            fields_out[canonical] = coerce_value(value, meta)
+        except _Invalid as exc:
+            problems.append((exc.code, exc.message))
+
+    if operation == "add":
+        for required in fields.required:
+            if required not in fields_out or fields_out[required] in ("", []):
+                problems.append((REQUIRED_FIELD_MISSING, f"required field {required!r} is missing"))
+        marker_field = fields.resolve(target.marker_field) or target.marker_field
+        if options.key and key_text is not None:
+            marker = key_text
+            marker_field = fields.resolve(options.key) or options.key
+        elif not is_missing(fields_out.get(marker_field)) and fields_out.get(marker_field) != "":
+            marker = str(fields_out[marker_field])
+        else:
+            marker = f"{options.marker_prefix}:{row_number}"
+            fields_out[marker_field] = marker
+    elif not fields_out and not problems:
+        problems.append((NOTHING_TO_UPDATE, "the row has an id but no field to update"))
+
+    key = key_text if key_text is not None else (str(bitrix_id) if bitrix_id is not None else marker)
+    if problems:
+        code = problems[0][0]
+        return _reject(row_number, original, operation, key, code, "; ".join(text for _, text in problems))
+    method, params = target.command(operation, bitrix_id, fields_out)
+    return PlannedRow(
+        row_number,
+        operation,
+        key,
+        bitrix_id,
+        method,
+        params,
+        marker,
+        None,
+        None,
+        original,
+        marker_field if operation == "add" else None,
+    )
+
+
+def mark_duplicate_keys(rows: Sequence[PlannedRow]) -> list[PlannedRow]:
+    """Reject every add after the first that carries the same marker (two adds of one key in one chunk)."""
+    seen: set[str] = set()
+    out: list[PlannedRow] = []
+    for row in rows:
+        if row.is_valid and row.operation == "add" and row.marker is not None:
+            if row.marker in seen:
+                out.append(
+                    _reject(
+                        row.row_number,
+                        row.original,
+                        "add",
+                        row.key,
+                        DUPLICATE_KEY,
+                        f"key {row.marker!r} appears more than once in the same batch of rows",
+                    )
+                )
+                continue
+            seen.add(row.marker)
+        out.append(row)
+    return out
+
+
+def added_id(method: str, result: Any) -> int | None:
+    """The id of the record an add created: ``{"item": {"id": 342}}`` (§7.2) or ``{"task": {"id": "3711"}}``
+    (§7.4); a bare int id as the classic methods return (§7.3)."""
+    node = result
+    if isinstance(node, Mapping):
+        node = node.get("item", node.get("task", node))
+    if isinstance(node, Mapping):
+        node = node.get("id", node.get("ID"))
+    if isinstance(node, bool):
+        return None
+    if isinstance(node, int):
+        return node
+    if isinstance(node, str) and node.isdigit():
+        return int(node)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one planned row."""
+
+    status: Literal["ok", "error", "planned"]
+    bitrix_id: int | None = None
+    error_code: str | None = None
+    error_description: str | None = None
+
+
+def result_row(
+    planned: PlannedRow, outcome: Outcome, *, load_id: str, table: str, job_id: str, written_at: datetime
+) -> dict[str, Any]:
+    """One row of ``bitrix24_write_results``."""
+    return {
+        "load_id": load_id,
+        "table_name": table,
+        "job_id": job_id,
+        "row_number": planned.row_number,
+        "key": planned.key,
+        "operation": planned.operation,
+        "bitrix_id": outcome.bitrix_id if outcome.bitrix_id is not None else planned.bitrix_id,
+        "status": outcome.status,
+        "error_code": outcome.error_code,
+        "error_description": outcome.error_description,
+        "written_at": written_at,
+    }
+
+
+def error_row(result: Mapping[str, Any], planned: PlannedRow) -> dict[str, Any]:
+    """One row of ``bitrix24_write_errors``: the result row plus the original input row as JSON."""
+    return {
+        "load_id": result["load_id"],
+        "table_name": result["table_name"],
+        "job_id": result["job_id"],
+        "row_number": result["row_number"],
+        "key": result["key"],
+        "operation": result["operation"],
+        "error_code": result["error_code"],
+        "error_description": result["error_description"],
+        "row_json": json.dumps(planned.original, ensure_ascii=False, sort_keys=True),
+        "written_at": result["written_at"],
+    }
+
+
+def plan_row_record(planned: PlannedRow, *, load_id: str, table: str, job_id: str) -> dict[str, Any]:
+    """One row of ``bitrix24_write_plan`` (dry runs): the command that would be sent."""
+    return {
+        "load_id": load_id,
+        "table_name": table,
+        "job_id": job_id,
+        "row_number": planned.row_number,
+        "key": planned.key,
+        "operation": planned.operation,
+        "method": planned.method,
+        "params_json": json.dumps(json_safe(planned.params), ensure_ascii=False, sort_keys=True),
+    }

@@ -1,0 +1,64 @@
+"""The bulk-update examples run against the sandbox, so they cannot rot."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from bitrix24_source.sandbox import Sandbox
+
+PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
+
+
+def _load_example() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bulk_update_example", PIPELINES / "bulk_update.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bulk_update_script(
+    portal: Sandbox, tmp_path: Path, results_db: Path, read_table: Callable[[str], list[dict[str, Any]]]
+) -> None:
+    example = _load_example()
+    example.push_deal_changes(portal.webhook_url, results_db=results_db, pipelines_dir=str(tmp_path / "p"))
+
+    deals = {int(r["id"]): r for r in portal.rows("deals")}
+    assert deals[1]["title"] == "Website redesign - phase 2" and deals[1]["stageId"] == "EXECUTING"
+    assert float(deals[1]["opportunity"]) == 150000
+    assert deals[2]["stageId"] == "WON"
+    assert 5 not in deals
+    assert next(r for r in deals.values() if r["title"] == "Partner referral")["opportunity"] == 30500.5
+    errors = example.errors_table(results_db)
+    assert list(errors["row_number"]) == [3, 7, 8]
+    assert list(errors["error_code"])[:2] == ["INVALID_TYPE", "NOT_FOUND"]
+    assert json.loads(errors["row_json"][0])["opportunity"] == "about 5k"
+    assert len(read_table("bitrix24_write_results")) == 9
+
+
+def test_bulk_update_notebook_executes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The notebook starts its own sandbox portal when BITRIX24_WEBHOOK_URL is not set.
+    monkeypatch.delenv("BITRIX24_WEBHOOK_URL", raising=False)
+    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))
+    shutil.copytree(PIPELINES / "data", tmp_path / "data")
+    notebook = nbformat.read(PIPELINES / "bulk_update.ipynb", as_version=4)
+    NotebookClient(
+        notebook, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    text = "\n".join(str(o.get("text", "")) + json.dumps(o.get("data", {})) for o in outputs)
+    assert "bitrix24 destination: deals: 9 rows, 6 ok, 3 errors" in text
+    assert "INVALID_TYPE" in text and "NOT_FOUND" in text
+    assert (tmp_path / "deals_push_results.duckdb").exists()
