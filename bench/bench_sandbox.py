@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 import requests
 
 from bitrix24_source.sandbox import Sandbox
+from bitrix24_source.sandbox.phpquery import decode_body, merge_request
+from bitrix24_source.sandbox.server import route
 
 
 def _hammer(url: str, body: dict[str, Any], session: requests.Session, seconds: float) -> tuple[int, float]:
@@ -117,6 +119,24 @@ def session_batches(webhook_url: str, session: requests.Session, seconds: float)
     return count, time.perf_counter() - started
 
 
+def server_cpu_per_batch(portal: Sandbox, repeats: int = 200) -> float:
+    """Server CPU seconds for one small batch, without HTTP, from the thread's CPU clock (best of 5 runs).
+
+    Unlike the requests/s figures this does not depend on how the two cores are shared at the moment.
+    """
+    body = json.dumps({"halt": 0, "cmd": _small_cmd()}).encode()
+    found = route(urlsplit(portal.webhook_url + "batch").path)
+    assert found is not None
+    best = float("inf")
+    for _ in range(5):
+        started = time.thread_time()
+        for _ in range(repeats):
+            params = merge_request({}, decode_body(body, "application/json"))
+            portal._serve_v2(found, params, "webhook")
+        best = min(best, (time.thread_time() - started) / repeats)
+    return best
+
+
 def _client(webhook_url: str, seconds: float, leads: int, out: Queue) -> None:  # type: ignore[type-arg]
     with requests.Session() as session:
         out.put(core_batches(webhook_url, session, seconds))
@@ -153,6 +173,10 @@ def main() -> None:
             f"({rows} rows, {batches} batches in {elapsed:.1f} s)"
         )
         client.join(timeout=30)
+        cpu = server_cpu_per_batch(portal)
+        print(
+            f"server CPU per small batch, no HTTP: {cpu * 1000:.2f} ms ({1 / cpu:.0f} batches/s on one core)"
+        )
     print(f"machine load average at the end: {os.getloadavg()[0]:.1f} (2 cores, shared with other jobs)")
 
 

@@ -24,6 +24,8 @@ DEAL_STAGES: dict[int, tuple[str, ...]] = {
     0: ("NEW", "PREPARATION", "PREPAYMENT_INVOICE", "EXECUTING", "FINAL_INVOICE", "WON", "LOSE"),
     1: ("C1:NEW", "C1:PREPARATION", "C1:EXECUTING", "C1:WON", "C1:LOSE"),
 }
+# Deal pipelines (crm.category.list): id -> (name, sort). Keys match DEAL_STAGES.
+DEAL_CATEGORIES: dict[int, tuple[str, int]] = {0: ("General", 100), 1: ("Wholesale", 200)}
 LEAD_STATUSES = ("NEW", "IN_PROCESS", "PROCESSED", "JUNK", "CONVERTED")
 SOURCES = ("CALL", "EMAIL", "WEB", "ADVERTISING", "PARTNER", "RECOMMENDATION", "TRADE_SHOW", "OTHER")
 DEAL_TYPES = ("SALE", "COMPLEX", "GOODS", "SERVICES", "SERVICE")
@@ -110,6 +112,31 @@ def _common_head(e: str) -> list[FieldSpec]:
     return [_f(e, "id", "integer", "ID", ro=True)]
 
 
+def _person(e: str) -> list[FieldSpec]:
+    return [
+        _f(e, "honorific", "crm_status", "Salutation", status="HONORIFIC"),
+        _f(e, "name", "string", "First name"),
+        _f(e, "secondName", "string", "Second name"),
+        _f(e, "lastName", "string", "Last name"),
+        _f(e, "birthdate", "date", "Date of birth"),
+    ]
+
+
+def _source(e: str) -> list[FieldSpec]:
+    return [
+        _f(e, "sourceId", "crm_status", "Source", status="SOURCE"),
+        _f(e, "sourceDescription", "text", "Source information"),
+    ]
+
+
+def _contacts(e: str) -> list[FieldSpec]:
+    # `contactId` is the deprecated single form of `contactIds` (crm-item-fields.md).
+    return [
+        _f(e, "contactId", "crm_contact", "Contact", deprecated=True),
+        _f(e, "contactIds", "crm_contact", "Contacts", mult=True),
+    ]
+
+
 def _common_tail(e: str, *, moved: bool) -> list[FieldSpec]:
     out = [
         _f(e, "opened", "boolean", "Available to everyone"),
@@ -185,24 +212,18 @@ def _build() -> dict[str, tuple[FieldSpec, ...]]:
         _f(d, "currencyId", "crm_currency", "Currency"),
         _f(d, "probability", "integer", "Probability"),
         _f(d, "companyId", "crm_company", "Company", settings={"parentEntityTypeId": 4}),
-        _f(d, "contactId", "crm_contact", "Contact", deprecated=True),
-        _f(d, "contactIds", "crm_contact", "Contacts", mult=True),
+        *_contacts(d),
         _f(d, "leadId", "crm_lead", "Lead"),
         _f(d, "begindate", "date", "Start date"),
         _f(d, "closedate", "date", "End date"),
-        _f(d, "sourceId", "crm_status", "Source", status="SOURCE"),
-        _f(d, "sourceDescription", "text", "Source information"),
+        *_source(d),
         *_common_tail(d, moved=True),
         *_user_fields(d),
     ]
     leads = [
         *_common_head(le),
         _f(le, "title", "string", "Lead name", req=True),
-        _f(le, "honorific", "crm_status", "Salutation", status="HONORIFIC"),
-        _f(le, "name", "string", "First name"),
-        _f(le, "secondName", "string", "Second name"),
-        _f(le, "lastName", "string", "Last name"),
-        _f(le, "birthdate", "date", "Date of birth"),
+        *_person(le),
         _f(le, "companyTitle", "string", "Company name"),
         _f(le, "post", "string", "Position"),
         _f(le, "stageId", "crm_status", "Status", status="STATUS"),
@@ -210,26 +231,19 @@ def _build() -> dict[str, tuple[FieldSpec, ...]]:
         _f(le, "opportunity", "double", "Amount"),
         _f(le, "isManualOpportunity", "boolean", "Amount calculation mode"),
         _f(le, "currencyId", "crm_currency", "Currency"),
-        _f(le, "sourceId", "crm_status", "Source", status="SOURCE"),
-        _f(le, "sourceDescription", "text", "Source information"),
+        *_source(le),
         _f(le, "companyId", "crm_company", "Company", settings={"parentEntityTypeId": 4}),
-        _f(le, "contactId", "crm_contact", "Contact", deprecated=True),
-        _f(le, "contactIds", "crm_contact", "Contacts", mult=True),
+        *_contacts(le),
         _f(le, "isReturnCustomer", "boolean", "Repeat lead", ro=True),
         *_common_tail(le, moved=True),
         *_user_fields(le),
     ]
     contacts = [
         *_common_head(c),
-        _f(c, "honorific", "crm_status", "Salutation", status="HONORIFIC"),
-        _f(c, "name", "string", "First name"),
-        _f(c, "secondName", "string", "Second name"),
-        _f(c, "lastName", "string", "Last name"),
-        _f(c, "birthdate", "date", "Date of birth"),
+        *_person(c),
         _f(c, "post", "string", "Position"),
         _f(c, "typeId", "crm_status", "Contact type", status="CONTACT_TYPE"),
-        _f(c, "sourceId", "crm_status", "Source", status="SOURCE"),
-        _f(c, "sourceDescription", "text", "Source information"),
+        *_source(c),
         _f(c, "companyId", "crm_company", "Company", settings={"parentEntityTypeId": 4}, deprecated=True),
         _f(c, "companyIds", "crm_company", "Companies", mult=True),
         _f(c, "leadId", "crm_lead", "Lead"),
@@ -284,19 +298,42 @@ def stage_semantic(entity: str, stage: str | None) -> str:
     return "P"
 
 
+def rest_field(
+    type_: str,
+    title: str | None = None,
+    *,
+    required: bool = False,
+    read_only: bool = False,
+    immutable: bool = False,
+    multiple: bool = False,
+    dynamic: bool = False,
+) -> dict[str, Any]:
+    """A `crm_rest_field_description` (DOCS api-reference/crm/data-types.md); `title` is added last if given."""
+    out: dict[str, Any] = {
+        "type": type_,
+        "isRequired": required,
+        "isReadOnly": read_only,
+        "isImmutable": immutable,
+        "isMultiple": multiple,
+        "isDynamic": dynamic,
+    }
+    if title is not None:
+        out["title"] = title
+    return out
+
+
 def _describe(spec: FieldSpec, *, classic: bool) -> dict[str, Any]:
     type_ = spec.type
     if classic and not spec.user_field:
         # Classic metadata predates the boolean/text types of crm.item (fixture crm_lead_fields_success.json).
         type_ = {"boolean": "char", "text": "string"}.get(type_, type_)
-    out: dict[str, Any] = {
-        "type": type_,
-        "isRequired": spec.required,
-        "isReadOnly": spec.read_only,
-        "isImmutable": False,
-        "isMultiple": spec.multiple,
-        "isDynamic": spec.user_field,
-    }
+    out = rest_field(
+        type_,
+        required=spec.required,
+        read_only=spec.read_only,
+        multiple=spec.multiple,
+        dynamic=spec.user_field,
+    )
     if spec.deprecated:
         out["isDeprecated"] = True
     if spec.status_type:
@@ -333,18 +370,48 @@ def classic_fields_payload(entity: str) -> dict[str, Any]:
         out[spec.upper] = _describe(spec, classic=True)
     if entity in FM_ENTITIES:
         for fm_type in FM_TYPES:
-            out[fm_type] = {
-                "type": "crm_multifield",
-                "isRequired": False,
-                "isReadOnly": False,
-                "isImmutable": False,
-                "isMultiple": True,
-                "isDynamic": False,
-                "title": fm_type.title(),
-            }
+            out[fm_type] = rest_field("crm_multifield", fm_type.title(), multiple=True)
     for spec in ufs:
         out[spec.upper] = _describe(spec, classic=True)
     return out
+
+
+# crm.item.productrow.fields, exactly as DOCS crm-item-productrow-fields.md lists them: (name, type, title,
+# required, read-only, immutable). The list rows carry `priceAccount` and `xmlId` too (fixture
+# crm_item_productrow_list.json) and never `storeId`; the real method describes them that way.
+_PRODUCT_ROW_FIELDS: tuple[tuple[str, str, str, bool, bool, bool], ...] = (
+    ("id", "integer", "ID", False, True, False),
+    ("ownerId", "integer", "Owner ID", True, False, True),
+    ("ownerType", "string", "Owner Type", True, False, True),
+    ("productId", "integer", "Product", True, False, False),
+    ("productName", "string", "Product Name", False, False, False),
+    ("price", "double", "Price", False, False, False),
+    ("priceExclusive", "double", "Discounted price excluding tax", False, True, False),
+    ("priceNetto", "double", "PRICE_NETTO", False, True, False),
+    ("priceBrutto", "double", "PRICE_BRUTTO", False, True, False),
+    ("quantity", "double", "Quantity", False, False, False),
+    ("discountTypeId", "integer", "Discount Type", False, False, False),
+    ("discountRate", "double", "Discount Amount", False, False, False),
+    ("discountSum", "double", "Discount Total", False, False, False),
+    ("taxRate", "double", "Tax", False, False, False),
+    ("taxIncluded", "char", "Tax included in price", False, False, False),
+    ("customized", "char", "Modified", False, False, False),
+    ("measureCode", "integer", "Unit of Measure Code", False, False, False),
+    ("measureName", "string", "Unit of Measure", False, False, False),
+    ("sort", "integer", "Sorting", False, False, False),
+    ("type", "integer", "TYPE", False, True, False),
+    ("storeId", "integer", "STORE_ID", False, True, False),
+)
+
+
+def product_row_fields_payload() -> dict[str, Any]:
+    """The `result` of `crm.item.productrow.fields`: ``{"fields": {name: crm_rest_field_description}}``."""
+    return {
+        "fields": {
+            name: rest_field(type_, title, required=req, read_only=ro, immutable=imm)
+            for name, type_, title, req, ro, imm in _PRODUCT_ROW_FIELDS
+        }
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -556,6 +623,7 @@ USER_FIELD_LABELS = {
     "LAST_LOGIN": "Last login",
     "DATE_REGISTER": "Registration date",
     "TIMESTAMP_X": "TIMESTAMP_X",
+    "LAST_ACTIVITY_DATE": "LAST_ACTIVITY_DATE",
     "IS_ONLINE": "IS_ONLINE",
     "TIME_ZONE": "TIME_ZONE",
     "PERSONAL_GENDER": "Gender",
@@ -579,6 +647,7 @@ USER_TYPES: dict[str, str] = {
     "LAST_LOGIN": "datetime",
     "DATE_REGISTER": "datetime",
     "TIMESTAMP_X": "datetime",
+    "LAST_ACTIVITY_DATE": "datetime",
     "IS_ONLINE": "string",
     "TIME_ZONE": "string",
     "PERSONAL_GENDER": "string",

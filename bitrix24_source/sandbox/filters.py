@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from bitrix24_source.sandbox.fields import SimpleField
@@ -91,6 +92,8 @@ def php_int(value: Any) -> int | None:
 
 def strict_int(value: Any) -> int | None:
     """An int from an int or an all-digit string (form-encoded requests send every scalar as a string)."""
+    if type(value) is str and value.isdigit() and value.isascii():
+        return int(value)
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -138,13 +141,18 @@ def to_iso(value: Any) -> str:
     return dt.astimezone(PORTAL_TZ).strftime("%Y-%m-%dT%H:%M:%S+03:00")
 
 
+_INT_KINDS = frozenset({"id", "int", "list_int"})
+
+
 def coerce(kind: str, value: Any) -> Any:
     """Coerce one filter value to the canonical type of `kind` (raises _BadValue)."""
     if value is None:
         return None
     if isinstance(value, (dict, list)):
         raise _BadValue
-    if kind in ("id", "int", "list_int"):
+    if kind in _INT_KINDS:
+        if type(value) is str and value.isdigit() and value.isascii():
+            return int(value)  # the common case, keyset bounds such as ">ID": "4750"
         if isinstance(value, str) and value.strip() == "":
             return None
         out = php_int(value)
@@ -307,8 +315,9 @@ _V2_PREFIXES = (
 )
 
 
+@lru_cache(maxsize=4096)
 def split_v2_key(key: str) -> tuple[str, str]:
-    """``">=opportunity"`` -> ``("ge", "opportunity")``."""
+    """``">=opportunity"`` -> ``("ge", "opportunity")`` (cached: the same keys come in every page request)."""
     for prefix, op in _V2_PREFIXES:
         if key.startswith(prefix):
             return op, key[len(prefix) :]
@@ -338,13 +347,14 @@ def compile_v2(filter_: Any, resolve: Resolver, *, indexed: frozenset[str] = fro
 def _compile_v2_group(
     group: Any, resolve: Resolver, out: Compiled, indexed: frozenset[str], *, top: bool
 ) -> Predicate | None:
-    logic_or = any(str(k).lower() == "logic" and str(v).upper() == "OR" for k, v in _items(group))
+    items = [(str(k), v) for k, v in _items(group)]
+    logic_or = any(k.lower() == "logic" and str(v).upper() == "OR" for k, v in items)
     preds: list[Predicate] = []
-    for raw_key, value in _items(group):
-        key = str(raw_key)
+    for key, value in items:
         if key.lower() == "logic":
             continue
-        if key.isdigit() and isinstance(value, (Mapping, list)):
+        scalar = type(value) is str  # most values; skips the slow ABC checks below
+        if not scalar and key.isdigit() and isinstance(value, (Mapping, list)):
             # A nested group under a numeric key (§7.2).
             sub = _compile_v2_group(value, resolve, out, indexed, top=False)
             if sub is not None:
@@ -354,7 +364,7 @@ def _compile_v2_group(
         ref = resolve(name)
         if ref is None:
             raise _invalid_filter(name)
-        raw_values = list(value.values()) if isinstance(value, Mapping) else value
+        raw_values = list(value.values()) if not scalar and isinstance(value, Mapping) else value
         if isinstance(raw_values, list):
             if op == "eq":
                 op = "in"

@@ -84,6 +84,35 @@ _TASK_STATUS_WEIGHTS = (("pending", 30), ("in_progress", 25), ("supposedly_compl
                         ("deferred", 3), ("declined", 2))  # fmt: skip
 
 
+def product_row(
+    owner_id: int | None, product_id: int, name: str, price: float, quantity: float, sort: int
+) -> dict[str, Any]:
+    """A deal's product row in crm.item.productrow form (fixture crm_item_productrow_list.json), no discount."""
+    return {
+        "ownerId": owner_id,
+        "ownerType": "D",
+        "productId": product_id,
+        "productName": name,
+        "price": price,
+        "priceAccount": price,
+        "priceExclusive": price,
+        "priceNetto": price,
+        "priceBrutto": price,
+        "quantity": quantity,
+        "discountTypeId": 2,
+        "discountRate": 0.0,
+        "discountSum": 0.0,
+        "taxRate": None,
+        "taxIncluded": "Y",
+        "customized": "Y",
+        "measureCode": 796,
+        "measureName": "pcs",
+        "sort": sort,
+        "xmlId": "",
+        "type": 1,
+    }
+
+
 class _Gen:
     def __init__(self, seed: int, counts: SeedCounts, tables: dict[str, Table]) -> None:
         self.rng = random.Random(seed)
@@ -202,6 +231,7 @@ class _Gen:
                 "LAST_LOGIN": iso(self.when(changed, ANCHOR)),
                 "DATE_REGISTER": iso(registered),
                 "TIMESTAMP_X": iso(changed),
+                "LAST_ACTIVITY_DATE": None,
                 "IS_ONLINE": "N",
                 "TIME_ZONE": "Europe/Moscow",
                 "PERSONAL_GENDER": "F" if first in _FEMALE else "M",
@@ -214,6 +244,8 @@ class _Gen:
                 "UF_EMPLOYMENT_DATE": self.day(registered),
                 "USER_TYPE": "employee",
             }
+            # The last activity is the last login: no extra draw, so a seed's other values stay as they were.
+            row["LAST_ACTIVITY_DATE"] = row["LAST_LOGIN"]
             table.insert(row)
             self.user_ids.append(n)
 
@@ -366,32 +398,7 @@ class _Gen:
                 pid, pname, price = self.pick(_PRODUCTS)
                 qty = float(self.rint(1, 5))
                 total += price * qty
-                products.insert(
-                    {
-                        "id": None,
-                        "ownerId": n,
-                        "ownerType": "D",
-                        "productId": pid,
-                        "productName": pname,
-                        "price": price,
-                        "priceAccount": price,
-                        "priceExclusive": price,
-                        "priceNetto": price,
-                        "priceBrutto": price,
-                        "quantity": qty,
-                        "discountTypeId": 2,
-                        "discountRate": 0.0,
-                        "discountSum": 0.0,
-                        "taxRate": None,
-                        "taxIncluded": "Y",
-                        "customized": "Y",
-                        "measureCode": 796,
-                        "measureName": "pcs",
-                        "sort": 10 * (i + 1),
-                        "xmlId": "",
-                        "type": 1,
-                    }
-                )
+                products.insert(product_row(n, pid, pname, price, qty, 10 * (i + 1)))
             row["opportunity"] = total if total else float(self.rint(1, 199) * 1000)
 
     def tasks(self) -> None:

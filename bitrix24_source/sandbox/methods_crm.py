@@ -1,5 +1,5 @@
 """CRM methods of the sandbox portal: `crm.item.*` (§7.2), classic `crm.{lead,deal,contact,company}.*` (§7.3)
-and `crm.item.productrow.list`.
+and `crm.item.productrow.list` / `.fields`.
 
 Rows are stored once, in crm.item form (camelCase, native types); classic methods translate names and values
 on the way in and out with the same `FieldSpec` tables, so both APIs always see the same portal.
@@ -32,6 +32,7 @@ from bitrix24_source.sandbox.fields import (
     camel_to_upper,
     classic_fields_payload,
     crm_item_fields_payload,
+    product_row_fields_payload,
     stage_semantic,
 )
 from bitrix24_source.sandbox.filters import (
@@ -44,18 +45,17 @@ from bitrix24_source.sandbox.filters import (
     yn,
 )
 from bitrix24_source.sandbox.store import iso
-from bitrix24_source.sandbox.types import ApiError, CallContext, MethodResult
+from bitrix24_source.sandbox.types import ApiError, CallContext, Handler, MethodResult
 
 if TYPE_CHECKING:
     from bitrix24_source.sandbox.state import PortalState
 
-Handler = Callable[["PortalState", dict[str, Any], CallContext], MethodResult]
 
 _MOVED = frozenset({"leads", "deals"})
 _DEFAULT_TYPES = {"deals": "SALE", "contacts": "CLIENT", "companies": "CUSTOMER"}
 
 
-def _param(params: Mapping[str, Any], name: str) -> Any:
+def param(params: Mapping[str, Any], name: str) -> Any:
     """A top-level parameter, case-insensitively (classic methods accept `id` and `ID`)."""
     if name in params:
         return params[name]
@@ -96,20 +96,26 @@ def _kind(spec: FieldSpec) -> str:
     return "list_str" if spec.multiple else "str"
 
 
+@functools.cache
 def _item_resolver(entity: str) -> Callable[[str], FieldRef | None]:
     by_name, by_upper = CRM_FIELD_MAP[entity], CRM_UPPER_MAP[entity]
 
+    @functools.lru_cache(maxsize=1024)
     def resolve(name: str) -> FieldRef | None:
-        # crm.item converts keys to UPPER_CASE internally, so `ID`/`STAGE_ID` work as well as `id`/`stageId`.
+        # crm.item converts keys to UPPER_CASE after registering the entity's UPPER_CASE field names
+        # (Crm\Controller\Item::getFactory -> preprocessUpperFieldNames), so `ID`/`STAGE_ID` work as well as
+        # `id`/`stageId`; an unknown name such as `I_D` fails (fast_bitrix24 #196 hit that on crm.type.list).
         spec = by_name.get(name) or by_upper.get(name) or by_upper.get(camel_to_upper(name))
         return FieldRef(spec.name, _kind(spec)) if spec else None
 
     return resolve
 
 
+@functools.cache
 def _classic_resolver(entity: str) -> Callable[[str], FieldRef | None]:
     by_upper = CRM_UPPER_MAP[entity]
 
+    @functools.lru_cache(maxsize=1024)
     def resolve(name: str) -> FieldRef | None:
         spec = by_upper.get(name.upper())
         return FieldRef(spec.name, _kind(spec)) if spec else None
@@ -130,16 +136,19 @@ def _entity_from_type_id(params: Mapping[str, Any]) -> str:
 # output
 
 
-def _select_item(entity: str, select: Any) -> tuple[list[FieldSpec], bool]:
+def _select_item(entity: str, select: Any) -> tuple[tuple[str, ...], bool]:
     """The fields a crm.item `select` asks for, and whether `fm` goes along (only with `*`, §7.2)."""
-    names = _as_list(select) or []
+    return _item_selection(entity, tuple(str(x) for x in _as_list(select) or []))
+
+
+@functools.lru_cache(maxsize=256)
+def _item_selection(entity: str, names: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
     specs = CRM_FIELDS[entity]
     if not names:
-        return list(specs), False
+        return tuple(s.name for s in specs), False
     wanted: set[str] = {"id"}
     with_fm = False
-    for raw in names:
-        name = str(raw)
+    for name in names:
         if name == "*":
             wanted.update(s.name for s in specs)
             with_fm = True
@@ -149,19 +158,20 @@ def _select_item(entity: str, select: Any) -> tuple[list[FieldSpec], bool]:
             spec = CRM_FIELD_MAP[entity].get(name) or CRM_UPPER_MAP[entity].get(name)
             if spec is not None:
                 wanted.add(spec.name)
-    return [s for s in specs if s.name in wanted], with_fm and entity in FM_ENTITIES
+    return tuple(s.name for s in specs if s.name in wanted), with_fm and entity in FM_ENTITIES
 
 
 def render_item(
     entity: str,
     row: Mapping[str, Any],
-    specs: list[FieldSpec],
+    names: tuple[str, ...],
     *,
     with_fm: bool,
     original_uf: bool = False,
     with_type: bool = False,
 ) -> dict[str, Any]:
-    pairs, multiple = _item_keys(entity, tuple(s.name for s in specs), original_uf)
+    """A crm.item row with the fields `names` (canonical names, in field order)."""
+    pairs, multiple = _item_keys(entity, names, original_uf)
     out = {name: row.get(key) for key, name in pairs}
     for name in multiple:
         value = out[name]
@@ -208,26 +218,39 @@ def _classic_fm(row: Mapping[str, Any], fm_type: str) -> list[dict[str, str]]:
 
 def render_classic(entity: str, row: Mapping[str, Any], select: Any, *, full: bool = False) -> dict[str, Any]:
     """A classic UPPER_CASE row. `full` (get) returns everything; lists follow `select` (default `*`)."""
-    specs = CRM_FIELDS[entity]
-    names = [str(x).upper() for x in (_as_list(select) or [])]
-    fm_types: list[str] = []
     if full:
-        wanted = {s.name for s in specs}
-        fm_types = [t for t in FM_TYPES if entity in FM_ENTITIES and _classic_fm(row, t)]
-    else:
-        if not names:
-            names = ["*"]
-        wanted = {"id"}
-        for name in names:
-            if name == "*":
-                wanted.update(s.name for s in specs if not s.user_field)
-            elif name == "UF_*":
-                wanted.update(s.name for s in specs if s.user_field)
-            elif name in FM_TYPES and entity in FM_ENTITIES:
-                fm_types.append(name)
-            elif name in CRM_UPPER_MAP[entity]:
-                wanted.add(CRM_UPPER_MAP[entity][name].name)
-    out = {s.upper: _classic_value(s, row.get(s.name)) for s in specs if s.name in wanted}
+        fm_types = tuple(t for t in FM_TYPES if entity in FM_ENTITIES and _classic_fm(row, t))
+        return _classic_row(row, CRM_FIELDS[entity], fm_types)
+    return _classic_row(row, *classic_selection(entity, select))
+
+
+def classic_selection(entity: str, select: Any) -> tuple[tuple[FieldSpec, ...], tuple[str, ...]]:
+    """The fields and multifield types a classic list `select` asks for (default `*`)."""
+    return _classic_selection(entity, tuple(str(x).upper() for x in (_as_list(select) or [])) or ("*",))
+
+
+@functools.lru_cache(maxsize=256)
+def _classic_selection(entity: str, names: tuple[str, ...]) -> tuple[tuple[FieldSpec, ...], tuple[str, ...]]:
+    # Worked out once per select, like `_item_keys`.
+    specs = CRM_FIELDS[entity]
+    fm_types: list[str] = []
+    wanted = {"id"}
+    for name in names:
+        if name == "*":
+            wanted.update(s.name for s in specs if not s.user_field)
+        elif name == "UF_*":
+            wanted.update(s.name for s in specs if s.user_field)
+        elif name in FM_TYPES and entity in FM_ENTITIES:
+            fm_types.append(name)
+        elif name in CRM_UPPER_MAP[entity]:
+            wanted.add(CRM_UPPER_MAP[entity][name].name)
+    return tuple(s for s in specs if s.name in wanted), tuple(fm_types)
+
+
+def _classic_row(
+    row: Mapping[str, Any], specs: tuple[FieldSpec, ...], fm_types: tuple[str, ...]
+) -> dict[str, Any]:
+    out = {s.upper: _classic_value(s, row.get(s.name)) for s in specs}
     for fm_type in fm_types:
         out[fm_type] = _classic_fm(row, fm_type)
     return out
@@ -309,12 +332,12 @@ def _parse_classic_fm(value: Any, fm_type: str) -> list[dict[str, Any]]:
     for item in _as_list(value) or []:
         if not isinstance(item, Mapping):
             continue
-        text = _param(item, "VALUE")
+        text = param(item, "VALUE")
         out.append(
             {
-                "id": strict_int(_param(item, "ID")),
+                "id": strict_int(param(item, "ID")),
                 "typeId": fm_type,
-                "valueType": str(_param(item, "VALUE_TYPE") or "WORK"),
+                "valueType": str(param(item, "VALUE_TYPE") or "WORK"),
                 "value": "" if text is None else str(text),
             }
         )
@@ -515,17 +538,17 @@ def item_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -> M
     compiled = compile_v2(params.get("filter") or {}, resolve)
     order = v2_order(params.get("order") or {}, resolve, strict=True)
     page, total, nxt, cost = v2_list(state.table(entity), compiled, order, ctx, state.cost_model)
-    specs, with_fm = _select_item(entity, params.get("select"))
+    names, with_fm = _select_item(entity, params.get("select"))
     original = yn(params.get("useOriginalUfNames", "N")) == "Y"
-    items = [render_item(entity, r, specs, with_fm=with_fm, original_uf=original) for r in page]
+    items = [render_item(entity, r, names, with_fm=with_fm, original_uf=original) for r in page]
     return MethodResult({"items": items}, total=total, next=nxt, cost=cost, rows=len(items))
 
 
 def _full_item(entity: str, row: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
     original = yn(params.get("useOriginalUfNames", "N")) == "Y"
-    specs = list(CRM_FIELDS[entity])
+    names = _select_item(entity, None)[0]
     return render_item(
-        entity, row, specs, with_fm=entity in FM_ENTITIES, original_uf=original, with_type=True
+        entity, row, names, with_fm=entity in FM_ENTITIES, original_uf=original, with_type=True
     )
 
 
@@ -586,14 +609,14 @@ def _classic_error(description: str) -> ApiError:
 
 
 def _classic_id(params: Mapping[str, Any]) -> int:
-    id_ = strict_int(_param(params, "id"))
+    id_ = strict_int(param(params, "id"))
     if id_ is None or id_ <= 0:
         raise _classic_error("ID is not defined or invalid.")
     return id_
 
 
 def _classic_fields(params: Mapping[str, Any]) -> Mapping[str, Any]:
-    fields = _as_mapping(_param(params, "fields"))
+    fields = _as_mapping(param(params, "fields"))
     if fields is None:
         raise _classic_error("Parameter 'fields' must be array.")
     return fields
@@ -607,13 +630,13 @@ def _classic(entity: str) -> dict[str, Handler]:
     def list_(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
         resolve = _classic_resolver(entity)
         try:
-            compiled = compile_v2(_param(params, "filter") or {}, resolve)
+            compiled = compile_v2(param(params, "filter") or {}, resolve)
         except ApiError as err:
             raise _reword(err) from None
-        order = v2_order(_param(params, "order") or {}, resolve, strict=False)
+        order = v2_order(param(params, "order") or {}, resolve, strict=False)
         page, total, nxt, cost = v2_list(state.table(entity), compiled, order, ctx, state.cost_model)
-        select = _param(params, "select")
-        rows = [render_classic(entity, r, select) for r in page]
+        specs, fm_types = classic_selection(entity, param(params, "select"))
+        rows = [_classic_row(r, specs, fm_types) for r in page]
         return MethodResult(rows, total=total, next=nxt, cost=cost, rows=len(rows))
 
     def get(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
@@ -689,6 +712,10 @@ def productrow_list(state: PortalState, params: dict[str, Any], ctx: CallContext
     return MethodResult({"productRows": rows}, total=total, next=nxt, cost=cost, rows=len(rows))
 
 
+def productrow_fields(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+    return MethodResult(product_row_fields_payload(), cost=state.cost_model.call_cost())
+
+
 def _build_v2() -> dict[str, Handler]:
     out: dict[str, Handler] = {
         "crm.item.list": item_list,
@@ -698,6 +725,7 @@ def _build_v2() -> dict[str, Handler]:
         "crm.item.delete": item_delete,
         "crm.item.fields": item_fields,
         "crm.item.productrow.list": productrow_list,
+        "crm.item.productrow.fields": productrow_fields,
     }
     for short, entity in CLASSIC_NAMES.items():
         for action, handler in _classic(entity).items():

@@ -41,12 +41,11 @@ from bitrix24_source.sandbox.filters import (
     yn,
 )
 from bitrix24_source.sandbox.store import iso
-from bitrix24_source.sandbox.types import ApiError, CallContext, MethodResult
+from bitrix24_source.sandbox.types import ApiError, CallContext, Handler, MethodResult
 
 if TYPE_CHECKING:
     from bitrix24_source.sandbox.state import PortalState
 
-Handler = Callable[["PortalState", dict[str, Any], CallContext], MethodResult]
 
 _STATUS_BY_CODE = {v: k for k, v in TASK_STATUS_V2.items()} | {"1": "pending"}
 _PRIORITY_BY_CODE = {v: k for k, v in TASK_PRIORITY_V2.items()}
@@ -442,12 +441,14 @@ def _v2_resolve(name: str) -> FieldRef | None:
     return FieldRef(canonical, kind)
 
 
-def _v2_task_id(params: Mapping[str, Any]) -> int:
+def _v2_task(state: PortalState, params: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+    """The id and stored row of the task a v2 call names (`taskId`/`id`); one error for bad and unknown ids."""
     value = next((v for k, v in params.items() if k.lower() in ("taskid", "id")), None)
     id_ = strict_int(value)
-    if id_ is None or id_ <= 0:
+    row = state.table("tasks").get(id_) if id_ is not None and id_ > 0 else None
+    if id_ is None or row is None:
         raise ApiError("ERROR_CORE", "Task not found or access denied")
-    return id_
+    return id_, row
 
 
 def _v2_input(fields: Any, *, adding: bool) -> dict[str, Any]:
@@ -494,10 +495,7 @@ def v2_task_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -
 
 
 def v2_task_get(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
-    id_ = _v2_task_id(params)
-    row = state.table("tasks").get(id_)
-    if row is None:
-        raise ApiError("ERROR_CORE", "Task not found or access denied")
+    _, row = _v2_task(state, params)
     keys = _v2_keys(params.get("select"))
     return MethodResult({"task": _render_v2(state, row, keys, full=True)}, cost=state.cost_model.call_cost())
 
@@ -510,9 +508,7 @@ def v2_task_add(state: PortalState, params: dict[str, Any], ctx: CallContext) ->
 
 
 def v2_task_update(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
-    id_ = _v2_task_id(params)
-    if state.table("tasks").get(id_) is None:
-        raise ApiError("ERROR_CORE", "Task not found or access denied")
+    id_, _ = _v2_task(state, params)
     changes = _v2_input(params.get("fields"), adding=False)
     row = update_task(state, id_, changes, user_id=ctx.user_id)
     task = _render_v2(state, row, _v2_keys(["*"]), full=True)
@@ -520,18 +516,63 @@ def v2_task_update(state: PortalState, params: dict[str, Any], ctx: CallContext)
 
 
 def v2_task_delete(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
-    id_ = _v2_task_id(params)
-    if state.table("tasks").get(id_) is None:
-        raise ApiError("ERROR_CORE", "Task not found or access denied")
+    id_, _ = _v2_task(state, params)
     state.delete_row("tasks", id_)
     return MethodResult({"task": True}, cost=state.cost_model.call_cost(write=True))
 
 
-def v2_task_fields(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
-    fields = {}
-    for upper, key in TASK_V2_NAMES.items():
-        spec = TASK_FIELDS[TASK_V2_SOURCE[key]]
-        fields[upper] = {"title": spec.title or upper, "type": spec.type, "primary": upper == "ID"}
+# DOCS tasks-task-get-fields.md, response example, for the fields the sandbox stores: title, type and the
+# optional `primary` / `required` / `default` / `values` keys as documented. REAL_STATUS is not listed there.
+_GETFIELDS: dict[str, dict[str, Any]] = {
+    "ID": {"title": "ID", "type": "integer", "primary": True},
+    "PARENT_ID": {"title": "Base Task ID", "type": "integer", "default": 0},
+    "TITLE": {"title": "Title", "type": "string", "required": True},
+    "DESCRIPTION": {"title": "Description", "type": "string"},
+    "PRIORITY": {
+        "title": "Priority",
+        "type": "enum",
+        "values": {"2": "High", "1": "Medium", "0": "Low"},
+        "default": 1,
+    },
+    "STATUS": {
+        "title": "Status",
+        "type": "enum",
+        # The documented list stops at 6; tasks the sandbox generates can be declined (7, fields.md), so the
+        # value every stored status maps to is listed.
+        "values": {
+            "2": "Pending",
+            "3": "In Progress",
+            "4": "Awaiting Review",
+            "5": "Completed",
+            "6": "Deferred",
+            "7": "Declined",
+        },
+        "default": 2,
+    },
+    "GROUP_ID": {"title": "Project", "type": "integer", "default": 0},
+    "CREATED_BY": {"title": "Creator", "type": "integer", "required": True},
+    "CREATED_DATE": {"title": None, "type": "datetime"},
+    "RESPONSIBLE_ID": {"title": "Participant", "type": "integer", "required": True},
+    "CHANGED_BY": {"title": "Modified By", "type": "integer"},
+    "CHANGED_DATE": {"title": "Modification Date", "type": "datetime"},
+    "CLOSED_BY": {"title": "Closed By", "type": "integer", "default": None},
+    "CLOSED_DATE": {"title": "Closure Date", "type": "datetime", "default": None},
+    "DEADLINE": {"title": "Deadline", "type": "datetime", "default": None},
+    "START_DATE_PLAN": {"title": "Planned Start", "type": "datetime", "default": None},
+    "END_DATE_PLAN": {"title": "Planned Completion", "type": "datetime", "default": None},
+    "GUID": {"title": "GUID", "type": "string", "default": None},
+    "XML_ID": {"title": "XML_ID", "type": "string", "default": None},
+    "TIME_ESTIMATE": {"title": "Estimated Time", "type": "integer"},
+    "UF_CRM_TASK": {"title": "CRM Entities", "type": "crm"},
+}
+
+
+def v2_task_getfields(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+    """`tasks.task.getFields` (the server lowercases method names, §1.1): ``{"fields": {UPPER: {...}}}``."""
+    fields = {
+        name: {**spec, **({"values": dict(spec["values"])} if "values" in spec else {})}
+        for name, spec in _GETFIELDS.items()
+    }
     return MethodResult({"fields": fields}, cost=state.cost_model.call_cost())
 
 
@@ -541,7 +582,7 @@ METHODS_V2: dict[str, Handler] = {
     "tasks.task.add": v2_task_add,
     "tasks.task.update": v2_task_update,
     "tasks.task.delete": v2_task_delete,
-    "tasks.task.fields": v2_task_fields,
+    "tasks.task.getfields": v2_task_getfields,
 }
 METHODS_V3: dict[str, Handler] = {
     "tasks.task.list": v3_task_list,

@@ -7,18 +7,17 @@ uses top-level `SORT`/`ORDER` strings instead of an `order` object.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from bitrix24_source.sandbox.fields import USER_FIELD_LABELS, USER_TYPES
 from bitrix24_source.sandbox.filters import FieldRef, compile_v2, split_v2_key, v2_list
 from bitrix24_source.sandbox.store import iso
-from bitrix24_source.sandbox.types import ApiError, CallContext, MethodResult
+from bitrix24_source.sandbox.types import ApiError, CallContext, Handler, MethodResult
 
 if TYPE_CHECKING:
     from bitrix24_source.sandbox.state import PortalState
 
-Handler = Callable[["PortalState", dict[str, Any], CallContext], MethodResult]
 
 _KINDS = {"id": "id", "bool": "bool", "string": "str", "datetime": "datetime", "list_int": "list_int"}
 # Top-level keys of user.get that are not filter conditions.
@@ -54,6 +53,9 @@ def user_get(state: PortalState, params: dict[str, Any], ctx: CallContext) -> Me
 
 
 def _copy(row: Mapping[str, Any]) -> dict[str, Any]:
+    # Real portals print TIMESTAMP_X and LAST_ACTIVITY_DATE in user.get as empty objects {} (DOCS
+    # api-reference/user/user-get.md, response example); the sandbox prints their value like the other dates
+    # so that warehouse tests can compare them. Both filter as dates either way.
     return {k: list(v) if isinstance(v, list) else v for k, v in row.items()}
 
 
@@ -61,7 +63,13 @@ def user_current(state: PortalState, params: dict[str, Any], ctx: CallContext) -
     row = state.table("users").get(ctx.user_id)
     if row is None:
         raise ApiError("NO_AUTH_FOUND", "Wrong authorization data", 401)
-    return MethodResult(_copy(row), cost=state.cost_model.call_cost())
+    # user.current has no TIMESTAMP_X and prints LAST_ACTIVITY_DATE as "Y-m-d H:i:s" in portal time
+    # (DOCS api-reference/user/user-current.md, response example).
+    out = {k: v for k, v in _copy(row).items() if k != "TIMESTAMP_X"}
+    activity = row.get("LAST_ACTIVITY_DATE")
+    if isinstance(activity, str):
+        out["LAST_ACTIVITY_DATE"] = activity[:19].replace("T", " ")
+    return MethodResult(out, cost=state.cost_model.call_cost())
 
 
 def user_fields(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:

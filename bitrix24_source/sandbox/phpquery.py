@@ -53,7 +53,14 @@ def parse_str(query: str) -> dict[str, Any]:
             root[name] = value
             continue
         path = _path_of(name)
-        if path:
+        if len(path) == 2 and path[1] is not None:
+            # `filter[>ID]=…`, `select[0]=…`: the usual nesting, stored without the general walk.
+            nested = True
+            child = root.get(path[0])
+            if type(child) is not dict:
+                child = root[path[0]] = {}
+            child[path[1]] = value
+        elif path:
             nested = True
             _store(root, path, value)
     if not nested:
@@ -142,14 +149,35 @@ def canonical_array(value: Any) -> Any:
     """
     kind = type(value)
     if kind is dict:
+        # Leaves (strings from a query, scalars from JSON) are kept without a call: they are most values.
         if value and is_sequential(value):
-            return [canonical_array(item) for item in value.values()]
-        return {key if type(key) is str else str(key): canonical_array(item) for key, item in value.items()}
+            return [
+                canonical_array(item) if isinstance(item, _CONTAINERS) else item for item in value.values()
+            ]
+        return {
+            key if type(key) is str else str(key): canonical_array(item)
+            if isinstance(item, _CONTAINERS)
+            else item
+            for key, item in value.items()
+        }
     if kind is list:
-        return [canonical_array(item) for item in value]
+        return [canonical_array(item) if isinstance(item, _CONTAINERS) else item for item in value]
     if isinstance(value, dict):
         return canonical_array(dict(value))
     return value
+
+
+_CONTAINERS = (dict, list)
+
+
+def _reject_constant(name: str) -> Any:
+    # PHP's json_decode refuses the NaN / Infinity / -Infinity tokens that Python's json accepts.
+    raise ValueError(f"invalid JSON token {name}")
+
+
+def php_json_decode(body: bytes | str) -> Any:
+    """Decode JSON as PHP's ``json_decode`` would: standard JSON only (raises ValueError otherwise)."""
+    return json.loads(body, parse_constant=_reject_constant)
 
 
 def decode_body(body: bytes, content_type: str) -> dict[str, Any]:
@@ -163,7 +191,7 @@ def decode_body(body: bytes, content_type: str) -> dict[str, Any]:
     mime = content_type.split(";", 1)[0].strip().lower()
     if mime == "application/json":
         try:
-            decoded = json.loads(body)
+            decoded = php_json_decode(body)
         except ValueError:
             return {}
         canonical = canonical_array(decoded)

@@ -40,7 +40,13 @@ from bitrix24_source.sandbox import batch_v2, batch_v3, phpjson
 from bitrix24_source.sandbox.auth import SCOPE, AuthManager, OAuthApp, TokenError
 from bitrix24_source.sandbox.faults import CALL_KINDS, TRANSPORT_KINDS, Fault, FaultRegistry
 from bitrix24_source.sandbox.limits import LeakyBucket, OperatingMeter, OperatingReading
-from bitrix24_source.sandbox.phpquery import decode_body, merge_request, parse_str, split_call_params
+from bitrix24_source.sandbox.phpquery import (
+    decode_body,
+    merge_request,
+    parse_str,
+    php_json_decode,
+    split_call_params,
+)
 from bitrix24_source.sandbox.tls import TlsMaterial, make_tls
 from bitrix24_source.sandbox.types import (
     ApiError,
@@ -423,7 +429,7 @@ class Sandbox:
         index: int | None,
     ) -> _CallOutcome:
         """Run one method call: operating check, call faults, dispatch, charge, ``time`` block."""
-        start = time.time()
+        start = self.state.now()  # the portal's clock: `time` and updatedTime agree (§2.1)
         if self.operating.blocked(principal, method):
             self._count(rejected_429=1)
             return _CallOutcome(
@@ -450,7 +456,7 @@ class Sandbox:
                 c.rows_returned[method] += result.rows
         if fault is not None:
             return _CallOutcome(ok=False, error=_fault_error(fault))
-        finish = time.time()
+        finish = self.state.now()
         return _CallOutcome(ok=True, result=result, time=time_block(start, finish, finish - start, reading))
 
     def _scope_error(self, version: int, principal: str, in_batch: bool) -> ApiError:
@@ -468,7 +474,7 @@ class Sandbox:
         return ApiError("insufficient_scope", description, self.insufficient_scope_status)
 
     def _serve_v2(self, route: _Route, params: dict[str, Any], principal: str) -> _Response:
-        start = time.time()
+        start = self.state.now()
         if route.method == "batch":
             self._count(batches=1)
 
@@ -485,7 +491,7 @@ class Sandbox:
                 return batch_v2.CommandOutcome(ok=False, error=_v2_error_body(outcome.error))
 
             payload = batch_v2.run_batch(params, execute)
-            finish = time.time()
+            finish = self.state.now()
             reading = self.operating.read(principal, "batch")
             return _json(200, {"result": payload, "time": time_block(start, finish, finish - start, reading)})
         clean, call_start, given = split_call_params(params)
@@ -504,7 +510,7 @@ class Sandbox:
         return _json(200, body)
 
     def _serve_v3(self, route: _Route, body: Any, principal: str) -> _Response:
-        start = time.time()
+        start = self.state.now()
         if route.method == "batch":
             self._count(batches=1)
 
@@ -529,7 +535,7 @@ class Sandbox:
                 return _json(core.error.status, _v2_error_body(core.error))
             except ApiError as error:
                 return _json(error.status, _v3_error_body(error))
-            finish = time.time()
+            finish = self.state.now()
             reading = self.operating.read(principal, "batch")
             return _json(200, {"result": results, "time": time_block(start, finish, finish - start, reading)})
         if not isinstance(body, dict):
@@ -815,7 +821,7 @@ class _Handler(BaseHTTPRequestHandler):
             query_auth = dict(parse_qsl(raw_query)).get("auth")
             if body.strip():
                 try:
-                    v3_body = json.loads(body)
+                    v3_body = php_json_decode(body)
                 except ValueError:
                     v3_invalid = True
             else:

@@ -12,15 +12,26 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from bitrix24_source.sandbox import methods_crm, methods_tasks, methods_users
+from bitrix24_source.sandbox import methods_crm, methods_reference, methods_tasks, methods_users
 from bitrix24_source.sandbox.fields import CRM_ENTITIES, FM_ENTITIES, stage_semantic
-from bitrix24_source.sandbox.generator import generate
+from bitrix24_source.sandbox.generator import generate, product_row
 from bitrix24_source.sandbox.store import Clock, Table, iso
-from bitrix24_source.sandbox.types import ENTITIES, ApiError, CallContext, CostModel, MethodResult, SeedCounts
+from bitrix24_source.sandbox.types import (
+    ENTITIES,
+    ApiError,
+    CallContext,
+    CostModel,
+    Handler,
+    MethodResult,
+    SeedCounts,
+)
 
-Handler = methods_crm.Handler
-
-_V2: dict[str, Handler] = {**methods_crm.METHODS_V2, **methods_users.METHODS_V2, **methods_tasks.METHODS_V2}
+_V2: dict[str, Handler] = {
+    **methods_crm.METHODS_V2,
+    **methods_reference.METHODS_V2,
+    **methods_users.METHODS_V2,
+    **methods_tasks.METHODS_V2,
+}
 _V3: dict[str, Handler] = dict(methods_tasks.METHODS_V3)
 _WRITES = methods_crm.WRITES | methods_tasks.WRITES
 DEFAULT_V3_LIMITS = {"tasks.task.list": 50, "tasks.task.result.list": 50}
@@ -77,6 +88,12 @@ class PortalState:
         self._tables["users"] = Table("users", self.lock, id_key="ID", id_as_str=True)
         self._tables["deal_products"] = Table("deal_products", self.lock, indexed=("ownerId",))
         self._tables["task_results"] = Table("task_results", self.lock, indexed=("taskId",))
+        # Reference data (crm.status.*), the same for every seed; not one of ENTITIES.
+        self._tables["statuses"] = Table(
+            "statuses", self.lock, id_key="ID", id_as_str=True, indexed=("ENTITY_ID",)
+        )
+        for status in methods_reference.status_rows():
+            self._tables["statuses"].insert(status)
         with self.lock:
             generate(seed, counts, self._tables)
             self._fm_next = 1 + max(
@@ -225,6 +242,7 @@ class PortalState:
                 "LAST_LOGIN": None,
                 "DATE_REGISTER": stamp,
                 "TIMESTAMP_X": stamp,
+                "LAST_ACTIVITY_DATE": None,
                 "IS_ONLINE": "N",
                 "TIME_ZONE": "Europe/Moscow",
                 "PERSONAL_GENDER": None,
@@ -238,27 +256,5 @@ class PortalState:
                 "USER_TYPE": "employee",
             }
         if entity == "deal_products":
-            return {
-                "ownerId": None,
-                "ownerType": "D",
-                "productId": 0,
-                "productName": "",
-                "price": 0.0,
-                "priceAccount": 0.0,
-                "priceExclusive": 0.0,
-                "priceNetto": 0.0,
-                "priceBrutto": 0.0,
-                "quantity": 1.0,
-                "discountTypeId": 2,
-                "discountRate": 0.0,
-                "discountSum": 0.0,
-                "taxRate": None,
-                "taxIncluded": "Y",
-                "customized": "Y",
-                "measureCode": 796,
-                "measureName": "pcs",
-                "sort": 10,
-                "xmlId": "",
-                "type": 1,
-            }
+            return product_row(None, 0, "", 0.0, 1.0, 10)
         raise ValueError(f"unknown entity {entity!r}")

@@ -6,8 +6,12 @@ modules, so one misunderstanding of the protocol cannot hide on both sides of a 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bitrix24_source.sandbox.state import PortalState
 
 
 class ApiError(Exception):
@@ -55,6 +59,10 @@ class MethodResult:
     next: int | None = None  # v2 lists: `next` only when more rows remain (§3.1); None = absent
     cost: float = 0.0  # simulated operating seconds charged to this method (§6.1)
     rows: int = 0  # list rows served (for stats)
+
+
+# A method implementation: (portal state, parameters, call context) -> result, or raises ApiError.
+Handler = Callable[["PortalState", dict[str, Any], CallContext], MethodResult]
 
 
 @dataclass(frozen=True, slots=True)

@@ -226,6 +226,13 @@ def test_upper_case_keys_work_like_camel_case(ro: PortalState) -> None:
         {"entityTypeId": 2, "order": {"id": "DESC"}, "filter": {">id": 100, "stageId": "WON"}},
     )
     assert upper.result == camel.result and upper.total == camel.total
+    # A name that is neither a field nor a field's UPPER_CASE form fails as on the portal (the `I_D` of
+    # fast_bitrix24 #196).
+    bad = error(ro, "crm.item.list", {"entityTypeId": 2, "order": {"I_D": "ASC"}})
+    assert (bad.code, bad.description) == (
+        "INVALID_ARG_VALUE",
+        "Invalid order: field 'I_D' is not allowed in order",
+    )
 
 
 def test_order_by_other_fields(ro: PortalState) -> None:
@@ -603,3 +610,23 @@ def test_productrows_for_many_owners_with_keyset(ro: PortalState) -> None:
 @pytest.mark.parametrize("flt", [{}, {"=ownerType": "D"}, {"=ownerId": 1}, {"ownerType": "D", "ownerId": 1}])
 def test_productrows_require_owner_filter(ro: PortalState, flt: dict[str, Any]) -> None:
     assert error(ro, "crm.item.productrow.list", {"filter": flt}).code == "REQUIRED_ARG_MISSING"
+
+
+def test_productrow_fields_describe_the_list_rows(ro: PortalState) -> None:
+    fields = call(ro, "crm.item.productrow.fields", {}).result["fields"]
+    owner = ro.rows("deal_products")[0]["ownerId"]
+    row = call(ro, "crm.item.productrow.list", {"filter": {"=ownerType": "D", "=ownerId": owner}}).result[
+        "productRows"
+    ][0]
+    recorded = fixture("crm_item_productrow_list")["response"]["result"]["result"]["cmd0000000000"][
+        "productRows"
+    ][0]
+    # DOCS crm-item-productrow-fields.md lists storeId, which list rows never carry, and leaves out priceAccount
+    # and xmlId, which they always do (fixture crm_item_productrow_list.json): the sandbox keeps both quirks.
+    assert set(fields) - set(row) == {"storeId"} and set(row) - set(fields) == {"priceAccount", "xmlId"}
+    assert set(row) == set(recorded)
+    core = {"type", "isRequired", "isReadOnly", "isImmutable", "isMultiple", "isDynamic", "title"}
+    assert all(set(spec) == core for spec in fields.values())
+    assert {k for k, v in fields.items() if v["isRequired"]} == {"ownerId", "ownerType", "productId"}
+    int_like = {k for k, v in fields.items() if v["type"] == "integer" and k in row}
+    assert all(isinstance(row[k], int) for k in int_like)

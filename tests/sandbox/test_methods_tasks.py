@@ -397,3 +397,23 @@ def test_v2_get_add_update_delete(rw: PortalState) -> None:
     assert v2_error(rw, "tasks.task.get", {"taskId": 131}).code == "ERROR_CORE"
     no_title = v2_error(rw, "tasks.task.add", {"fields": {"RESPONSIBLE_ID": 1}})
     assert (no_title.code, no_title.description) == ("ERROR_CORE", "Task title is not specified<br>")
+
+
+def test_v2_getfields_describes_every_v2_field_and_value(ro: PortalState) -> None:
+    fields = v2(ro, "tasks.task.getfields", {}).result["fields"]
+    # Every described field can be selected: it comes back under its camelCase name (§7.4).
+    row = v2(ro, "tasks.task.list", {"select": list(fields)}).result["tasks"][0]
+    camel = {"".join(p.capitalize() if i else p.lower() for i, p in enumerate(k.split("_"))) for k in fields}
+    assert camel <= set(row)
+    # DOCS tasks-task-get-fields.md: UPPER_CASE keys, each with title and type; `required` on the three
+    # mandatory inputs, `primary` on ID.
+    assert all({"title", "type"} <= set(spec) for spec in fields.values())
+    assert [k for k, v in fields.items() if v.get("primary")] == ["ID"]
+    assert {k for k, v in fields.items() if v.get("required")} == {"TITLE", "CREATED_BY", "RESPONSIBLE_ID"}
+    stored = {t["status"] for t in ro.rows("tasks")}
+    listed = {
+        v2(ro, "tasks.task.get", {"taskId": t["id"]}).result["task"]["status"] for t in ro.rows("tasks")[:40]
+    }
+    assert len(stored) > 1 and listed <= set(fields["STATUS"]["values"])
+    assert set(fields["PRIORITY"]["values"]) == {"0", "1", "2"}
+    assert v2_error(ro, "tasks.task.fields", {}).code == "ERROR_METHOD_NOT_FOUND"

@@ -71,7 +71,16 @@ def test_user_get_filters_and_sorting(state: PortalState) -> None:
 
 def test_user_current_and_fields(state: PortalState) -> None:
     assert call(state, "user.current", {}).result["ID"] == "1"
-    assert call(state, "user.current", {}, user=7).result == state.rows("users")[6]
+    current, stored = call(state, "user.current", {}, user=7).result, state.rows("users")[6]
+    # DOCS user-current.md: no TIMESTAMP_X, LAST_ACTIVITY_DATE as "Y-m-d H:i:s"; everything else as stored.
+    assert "TIMESTAMP_X" not in current
+    assert (
+        current["LAST_ACTIVITY_DATE"]
+        == stored["LAST_ACTIVITY_DATE"][:10] + " " + stored["LAST_ACTIVITY_DATE"][11:19]
+    )
+    assert {k: v for k, v in current.items() if k != "LAST_ACTIVITY_DATE"} == {
+        k: v for k, v in stored.items() if k not in ("TIMESTAMP_X", "LAST_ACTIVITY_DATE")
+    }
     with pytest.raises(ApiError):
         call(state, "user.current", {}, user=999)
     recorded = json.loads((FIXTURES / "user_fields.json").read_text(encoding="utf-8"))["response"]["result"]
@@ -87,3 +96,15 @@ def test_server_time_follows_the_portal_clock(state: PortalState) -> None:
     state.advance_clock(7200)
     after = datetime.fromisoformat(call(state, "server.time", {}).result)
     assert (after - before).total_seconds() >= 7200
+
+
+def test_user_get_rows_carry_the_documented_dates_and_filter_on_them(state: PortalState) -> None:
+    rows = state.rows("users")
+    for row in rows:
+        # DOCS user-get.md lists TIMESTAMP_X, DATE_REGISTER, LAST_LOGIN, LAST_ACTIVITY_DATE as filterable dates.
+        assert row["DATE_REGISTER"] <= row["TIMESTAMP_X"] <= row["LAST_LOGIN"] == row["LAST_ACTIVITY_DATE"]
+    pivot = sorted(r["TIMESTAMP_X"] for r in rows)[len(rows) // 2]
+    for key in ("TIMESTAMP_X", "LAST_ACTIVITY_DATE"):
+        got = call(state, "user.get", {f">{key}": pivot}, 0)
+        assert got.total == sum(1 for r in rows if r[key] > pivot)
+        assert {u["ID"] for u in got.result} <= {r["ID"] for r in rows if r[key] > pivot}

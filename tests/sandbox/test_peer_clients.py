@@ -63,9 +63,19 @@ def test_fast_bitrix24_batched_calls_and_get_by_id(plain: Sandbox) -> None:
     assert {str(key): value["ID"] for key, value in dict(by_id).items()} == {"3": "3", "5": "5"}
 
 
+def test_fast_bitrix24_get_all_on_crm_item_list(plain: Sandbox) -> None:
+    # get_all() adds order {"ID": "ASC"}. crm.item.list accepts it: the controller registers the entity's
+    # UPPER_CASE field names before converting keys, so "ID" stays "ID". fast_bitrix24 #196 ("Unknown field
+    # definition `I_D`") is crm.type.list, whose controller converts keys without that step.
+    client = Bitrix(plain.webhook_url, verbose=False)
+    plain.reset_stats()
+    deals = client.get_all("crm.item.list", {"entityTypeId": 2, "select": ["id", "title"]})
+    assert sorted(row["id"] for row in deals) == [row["id"] for row in plain.rows("deals")]
+    assert plain.stats().by_method["crm.item.list"] == 2  # 60 deals: the first page and one more in a batch
+
+
 def test_fast_bitrix24_crm_item_get_unwraps_item(plain: Sandbox) -> None:
-    # get_all() adds order {"ID": "ASC"}, which crm.item.list rejects as on the cloud (fast_bitrix24 #196),
-    # so crm.item.* goes through call(): single-key results ({"item": ...}) are unwrapped by the client.
+    # Single-key results ({"item": ...}) are unwrapped by the client.
     client = Bitrix(plain.webhook_url, verbose=False)
     items = client.call("crm.item.get", [{"entityTypeId": 2, "id": i} for i in range(1, 6)])
     assert sorted(item["id"] for item in items) == [1, 2, 3, 4, 5]

@@ -445,3 +445,21 @@ def test_concurrent_clients(core_portal: Sandbox) -> None:
     assert statuses == [200] * 120
     stats = core_portal.stats()
     assert stats.http_requests == 120 and stats.batches == 120 and stats.by_method == {"crm.lead.get": 1200}
+
+
+def test_non_standard_json_constants_are_invalid_json_like_php() -> None:
+    """PHP's json_decode refuses NaN/Infinity; §1.5: a v2 body that fails to decode counts as no params."""
+    headers = {"Content-Type": "application/json"}
+    with Sandbox(seed=2, deals=1, leads=1, contacts=1, companies=1, users=4, tasks=1) as portal:
+        url = portal.webhook_url
+        filtered = requests.post(url + "user.get", json={"FILTER": {"ID": 1}}, timeout=10).json()["result"]
+        body = b'{"FILTER": {"ID": 1, "X": Infinity}}'
+        answer = requests.post(url + "user.get", data=body, headers=headers, timeout=10)
+        v3 = requests.post(
+            portal.webhook_url_v3 + "tasks.task.list", data=b'{"x": NaN}', headers=headers, timeout=10
+        )
+    assert len(filtered) == 1
+    assert answer.status_code == 200
+    assert len(answer.json()["result"]) == 4  # the filter was dropped with the rest of the body
+    assert v3.status_code == 400
+    assert v3.json()["error"]["code"] == "BITRIX_REST_V3_EXCEPTION_INVALIDJSONEXCEPTION"
