@@ -1,4 +1,5 @@
-"""dlt configuration specs of the Bitrix24 source: OAuth credentials (the webhook URL is a plain secret).
+"""dlt configuration specs of the Bitrix24 source: OAuth credentials (the webhook URL is a plain secret),
+and a callback that persists refreshed OAuth tokens to a secrets file.
 
 Resolved only through dlt injection (STYLE.md rule 6): `[sources.bitrix24]` in `.dlt/secrets.toml`, or env
 `SOURCES__BITRIX24__WEBHOOK_URL` / `SOURCES__BITRIX24__OAUTH__CLIENT_ID`, ...
@@ -6,13 +7,22 @@ Resolved only through dlt injection (STYLE.md rule 6): `[sources.bitrix24]` in `
 
 from __future__ import annotations
 
-from typing import ClassVar
+import os
+import stat
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import tomlkit
 from dlt.common.configuration import configspec
 from dlt.common.configuration.specs import CredentialsConfiguration
 from dlt.common.typing import TSecretStrValue
 
 from bitrix24_source.errors import register_secret
+
+if TYPE_CHECKING:
+    from bitrix24_source.client import OAuthTokens
 
 
 @configspec
@@ -47,3 +57,47 @@ class Bitrix24OAuthCredentials(CredentialsConfiguration):
     def on_resolved(self) -> None:
         for secret in (self.client_secret, self.refresh_token, self.access_token):
             register_secret(secret)
+
+
+def save_tokens_to_toml(
+    path: str | os.PathLike[str], *, section: str = "sources.bitrix24.oauth"
+) -> Callable[[OAuthTokens], None]:
+    """An `on_token_refresh` callback that writes refreshed OAuth tokens into a TOML secrets file.
+
+    Bitrix24 rotates refresh tokens: after a refresh the old refresh token stops working (§1.3), so tokens
+    kept only in memory are lost with the process and the next run cannot authenticate. The callback sets
+    `access_token` and `refresh_token` under `section` and keeps the rest of the file (comments too). It
+    writes a temporary file and renames it over the old one: a crash mid-write cannot leave a half-written
+    secrets file, and the file keeps its permissions (owner-only for a new file).
+
+    Args:
+        path: the TOML file, usually `.dlt/secrets.toml` (the one dlt reads the credentials from).
+        section: the dotted table holding the OAuth credentials.
+
+    Returns:
+        A callable for `bitrix24_source(on_token_refresh=...)` or `Bitrix24Client(on_token_refresh=...)`.
+    """
+    target = Path(path)
+    parts = section.split(".")
+    lock = threading.Lock()
+
+    def save(tokens: OAuthTokens) -> None:
+        with lock:
+            doc = tomlkit.parse(target.read_text(encoding="utf-8")) if target.exists() else tomlkit.document()
+            table: Any = doc
+            for part in parts:
+                if part not in table:
+                    table[part] = tomlkit.table(is_super_table=part != parts[-1])
+                table = table[part]
+            table["access_token"] = tokens.access_token
+            table["refresh_token"] = tokens.refresh_token
+            mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o600
+            tmp = target.with_name(f".{target.name}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(tomlkit.dumps(doc))
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+
+    return save

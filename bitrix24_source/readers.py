@@ -6,7 +6,8 @@ responses back to them.
 CRM and users (v2): one batch holds a chain of up to 50 `start=-1` keyset pages (§3.2); command `p<i>`
 continues from the last id of `p<i-1>` through a `$result[...]` reference (§4.3), so one HTTP request
 returns up to 2,500 rows. Tasks (v3): one batch per page, `tasks.task.list` aliased `tasks` plus
-`tasks.task.result.list` filtered by `{"$refArray": "tasks.id"}` (§5.6), so results arrive with their tasks.
+`tasks.task.result.list` filtered by `{"$refArray": "tasks.id"}` (§5.6), so results arrive with their tasks,
+plus a one-row look-ahead for the listing's final task, so the reader knows when a full page was the last one.
 """
 
 from __future__ import annotations
@@ -178,6 +179,34 @@ def split_chain(results: Sequence[CommandResult], spec: EntitySpec) -> ChainPage
 
 TASKS_ALIAS: Final = "tasks"
 RESULTS_ALIAS: Final = "results"
+LAST_ALIAS: Final = "last"
+
+
+def _last_task_command(flt: list[Any] | None, order: Mapping[str, str]) -> Cmd:
+    """The final task of a listing: the same filter, the order reversed, one row, id only.
+
+    Sent in the same v3 batch as a page, so a page that ends exactly on the page cap is known to be the last
+    one. Without it the next batch would carry an empty tasks page, its `{"$refArray": "tasks.id"}` would
+    resolve to `in []`, and the portal would reject the whole batch (§5.4: `in` needs a non-empty array;
+    §5.6: all-or-nothing).
+    """
+    reverse = {field: "ASC" if direction.upper() == "DESC" else "DESC" for field, direction in order.items()}
+    params: dict[str, Any] = {"select": ["id"], "order": reverse, "pagination": {"limit": 1}}
+    if flt:
+        params["filter"] = flt
+    return ("tasks.task.list", params)
+
+
+def reaches_last_task(tasks: Sequence[Mapping[str, Any]], last: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a page of tasks ends the listing: it is empty, or it holds the look-ahead's final task.
+
+    Args:
+        tasks: the page's rows (`tasks` command).
+        last: the rows of the `last` look-ahead command (at most one).
+    """
+    if not tasks or not last:
+        return True
+    return int(tasks[-1]["id"]) == int(last[0]["id"])
 
 
 def v3_tasks_page(
@@ -200,15 +229,17 @@ def v3_tasks_page(
         with_results: add the `tasks.task.result.list` command.
 
     Returns:
-        Named commands: `tasks` and (optionally) `results`, for `Bitrix24Client.batch(..., version=3)`.
+        Named commands: `tasks`, (optionally) `results`, and `last` (the listing's final task, see
+        `reaches_last_task`), for `Bitrix24Client.batch(..., version=3)`.
     """
     flt: list[Any] = [["id", ">", after]]
     if since is not None:
         flt.append(["changed", ">=", since])
+    order = {"id": "ASC"}
     commands: dict[str, Cmd] = {
         TASKS_ALIAS: (
             "tasks.task.list",
-            {"select": list(select), "filter": flt, "order": {"id": "ASC"}, "pagination": {"limit": limit}},
+            {"select": list(select), "filter": flt, "order": order, "pagination": {"limit": limit}},
         )
     }
     if with_results:
@@ -216,6 +247,7 @@ def v3_tasks_page(
             "tasks.task.result.list",
             results_params(ref_array(f"{TASKS_ALIAS}.id"), after=None, limit=limit, select=results_select),
         )
+    commands[LAST_ALIAS] = _last_task_command(flt, order)
     return commands
 
 
@@ -232,14 +264,11 @@ def v3_tasks_recent_page(
     For incremental loads on portals where `changed` is not filterable (§5.4: v3 tasks filter by `id`
     only); the caller stops at the first task changed before its lower bound.
     """
+    order = {"changed": "DESC", "id": "DESC"}
     commands: dict[str, Cmd] = {
         TASKS_ALIAS: (
             "tasks.task.list",
-            {
-                "select": list(select),
-                "order": {"changed": "DESC", "id": "DESC"},
-                "pagination": {"limit": limit, "offset": offset},
-            },
+            {"select": list(select), "order": order, "pagination": {"limit": limit, "offset": offset}},
         )
     }
     if with_results:
@@ -249,6 +278,7 @@ def v3_tasks_recent_page(
                 ref_array(f"{TASKS_ALIAS}.id"), after=None, limit=PAGE_SIZE, select=results_select
             ),
         )
+    commands[LAST_ALIAS] = _last_task_command(None, order)
     return commands
 
 

@@ -64,9 +64,21 @@ _TYPE_MAP: Final[dict[str, TDataType]] = {
 left to dlt's own inference rather than guessed."""
 
 _MONEY_FIELD_NAMES: Final = frozenset(
-    {"opportunity", "opportunityAccount", "taxValue", "taxValueAccount", "price", "priceAccount"}
+    {
+        "opportunity",
+        "opportunityAccount",
+        "taxValue",
+        "taxValueAccount",
+        "price",
+        "priceAccount",
+        "priceExclusive",
+        "priceNetto",
+        "priceBrutto",
+        "discountSum",
+    }
 )
-"""System amount fields: the portal describes them as `double`, but they are money (DECIMAL(18,2))."""
+"""System amount fields (CRM items and product rows): the portal describes them as `double`
+(crm.item.fields, crm.item.productrow.fields), but they are money (DECIMAL(18,2))."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +208,21 @@ def column_hints(fields: Mapping[str, FieldMeta]) -> dict[str, TColumnSchema]:
     return columns
 
 
+def _from_text(text: str, parse: Callable[[str], Any]) -> Any:
+    """Parse a string sent for a typed column: blank means no value; an unparsable string is kept as sent."""
+    stripped = text.strip()
+    if stripped == "":
+        return None
+    try:
+        return parse(stripped)
+    except (ValueError, InvalidOperation):
+        return text
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
 def _to_bool(value: Any) -> Any:
     if isinstance(value, bool) or value is None:
         return value
@@ -215,80 +242,62 @@ def _to_bool(value: Any) -> Any:
 def _to_int(value: Any) -> Any:
     if isinstance(value, bool):
         return int(value)
-    if isinstance(value, int) or value is None:
-        return value
     if isinstance(value, str):
-        text = value.strip()
-        if text == "":
-            return None
-        try:
-            return int(text)
-        except ValueError:
-            return value
+        return _from_text(value, int)
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
 
 
-def _to_float(value: Any) -> Any:
-    if isinstance(value, float) or value is None:
+def _to_number(kind: Callable[[str], Any]) -> Callable[[Any], Any]:
+    """A converter to `kind` (float or Decimal) for strings and other numbers."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, str):
+            return _from_text(value, kind)
+        if _is_number(value) and type(value) is not kind:
+            # through str(): Decimal(0.1) would carry the float's binary expansion into the warehouse
+            return kind(str(value))
         return value
-    if isinstance(value, int | str) and not isinstance(value, bool):
-        if isinstance(value, str) and value.strip() == "":
-            return None
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
+
+    return convert
 
 
-def _to_decimal(value: Any) -> Any:
-    if value is None or isinstance(value, Decimal):
-        return value
-    if isinstance(value, int | float | str) and not isinstance(value, bool):
-        text = str(value).strip()
-        if text == "":
-            return None
-        try:
-            return Decimal(text)
-        except InvalidOperation:
-            return value
-    return value
+_to_float = _to_number(float)
+_to_decimal = _to_number(Decimal)
+
+
+def _date_only(text: str) -> _dt.date:
+    # A date field may arrive as a full datetime ("2024-04-19T03:00:00+03:00", recorded in
+    # crm_item_list.json): the portal's calendar date is the part before "T".
+    return _dt.date.fromisoformat(text[:10])
 
 
 def _to_timestamp(value: Any) -> Any:
     if isinstance(value, str):
-        text = value.strip()
-        if text == "":
-            return None
-        try:
-            return _dt.datetime.fromisoformat(text)
-        except ValueError:
-            return value
-    return value
+        return _from_text(value, _dt.datetime.fromisoformat)
+    return _empty_object_to_none(value)
 
 
 def _to_date(value: Any) -> Any:
     if isinstance(value, str):
-        text = value.strip()
-        if text == "":
-            return None
-        try:
-            # A date field may arrive as a full datetime ("2024-04-19T03:00:00+03:00", recorded in
-            # crm_item_list.json): the portal's calendar date is the part before "T".
-            return _dt.date.fromisoformat(text[:10])
-        except ValueError:
-            return value
+        return _from_text(value, _date_only)
     if isinstance(value, _dt.datetime):
         return value.date()
+    return _empty_object_to_none(value)
+
+
+def _empty_object_to_none(value: Any) -> Any:
+    # user.get documents `"TIMESTAMP_X": {}` and `"LAST_ACTIVITY_DATE": {}` (DOCS api-reference/user/
+    # user-get.md): a date object the portal failed to serialise carries no value; it must not become a
+    # JSON variant column.
+    if isinstance(value, Mapping | list) and not value:
+        return None
     return value
 
 
 def _to_text(value: Any) -> Any:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+    if _is_number(value):
         return str(value)
     return value
 
@@ -362,16 +371,23 @@ def field_definition_rows(entity: str, fields: Mapping[str, FieldMeta]) -> list[
     return rows
 
 
+_FIELD_DEFINITION_TYPES: Final[tuple[tuple[str, TDataType], ...]] = (
+    ("id", "text"),
+    ("entity", "text"),
+    ("field", "text"),
+    ("upper_name", "text"),
+    ("type", "text"),
+    ("data_type", "text"),
+    ("title", "text"),
+    ("is_required", "bool"),
+    ("is_read_only", "bool"),
+    ("is_multiple", "bool"),
+    ("items", "json"),
+)
+
 FIELD_DEFINITION_COLUMNS: Final[dict[str, TColumnSchema]] = {
-    "id": {"name": "id", "data_type": "text", "nullable": False, "primary_key": True},
-    "entity": {"name": "entity", "data_type": "text", "nullable": False},
-    "field": {"name": "field", "data_type": "text", "nullable": False},
-    "upper_name": {"name": "upper_name", "data_type": "text", "nullable": True},
-    "type": {"name": "type", "data_type": "text", "nullable": True},
-    "data_type": {"name": "data_type", "data_type": "text", "nullable": True},
-    "title": {"name": "title", "data_type": "text", "nullable": True},
-    "is_required": {"name": "is_required", "data_type": "bool", "nullable": True},
-    "is_read_only": {"name": "is_read_only", "data_type": "bool", "nullable": True},
-    "is_multiple": {"name": "is_multiple", "data_type": "bool", "nullable": True},
-    "items": {"name": "items", "data_type": "json", "nullable": True},
+    name: {"name": name, "data_type": data_type, "nullable": name not in {"id", "entity", "field"}}
+    for name, data_type in _FIELD_DEFINITION_TYPES
 }
+"""Column hints of the `field_definitions` table (the keys of `field_definition_rows`; primary key `id`)."""
+FIELD_DEFINITION_COLUMNS["id"]["primary_key"] = True

@@ -7,7 +7,7 @@ cursor into REST commands.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 PAGE_SIZE: Final = 50
 """v2 list page size, fixed by the server (§3.1)."""
@@ -48,12 +48,11 @@ class EntitySpec:
 
 
 def _crm(name: str, entity_type_id: int) -> EntitySpec:
+    """A crm.item entity (§7.2): `items` rows with an `id`, incremental on `updatedTime`."""
     return EntitySpec(
-        name=name,
-        method="crm.item.list",
-        style="crm_item",
-        id_field="id",
-        list_key="items",
+        name,
+        "crm.item.list",
+        "crm_item",
         cursor_field="updatedTime",
         entity_type_id=entity_type_id,
         fields_method="crm.item.fields",
@@ -68,11 +67,11 @@ COMPANIES: Final = _crm("companies", 4)
 CRM_ENTITIES: Final = (LEADS, DEALS, CONTACTS, COMPANIES)
 
 DEAL_PRODUCTS: Final = EntitySpec(
-    name="deal_products",
-    method="crm.item.productrow.list",
-    style="product_rows",
-    id_field="id",
+    "deal_products",
+    "crm.item.productrow.list",
+    "product_rows",
     list_key="productRows",
+    fields_method="crm.item.productrow.fields",
 )
 
 USERS: Final = EntitySpec(
@@ -85,32 +84,24 @@ USERS: Final = EntitySpec(
     default=False,
 )
 
-TASKS: Final = EntitySpec(
-    name="tasks",
-    method="tasks.task.list",
-    style="tasks_v3",
-    id_field="id",
-    list_key="items",
-    cursor_field="changed",
-    fields_method="tasks.task.field.list",
-    api_version=3,
-    default=False,
-)
 
-TASK_RESULTS: Final = EntitySpec(
-    name="task_results",
-    method="tasks.task.result.list",
-    style="task_results_v3",
-    id_field="id",
-    list_key="items",
-    api_version=3,
-    default=False,
+def _v3(name: str, method: str, style: ListStyle, **extra: Any) -> EntitySpec:
+    """A REST v3 list (§5.2): `items` rows with an `id`, not selected by default."""
+    return EntitySpec(name=name, method=method, style=style, api_version=3, default=False, **extra)
+
+
+TASKS: Final = _v3(
+    "tasks", "tasks.task.list", "tasks_v3", cursor_field="changed", fields_method="tasks.task.field.list"
 )
+TASK_RESULTS: Final = _v3("task_results", "tasks.task.result.list", "task_results_v3")
 
 ALL_ENTITIES: Final = (*CRM_ENTITIES, DEAL_PRODUCTS, USERS, TASKS, TASK_RESULTS)
 SPECS_BY_NAME: Final = {spec.name: spec for spec in ALL_ENTITIES}
 
 FIELD_DEFINITIONS_TABLE: Final = "field_definitions"
+
+ALL_RESOURCES: Final = (*(spec.name for spec in ALL_ENTITIES), FIELD_DEFINITIONS_TABLE)
+"""Every resource of the source, in load order (`bitrix24_source().with_resources(*ALL_RESOURCES)`)."""
 DELETED_COLUMN: Final = "_deleted"
 """Hard-delete marker column: rows with `_deleted = true` are removed by dlt's merge (hard_delete hint)."""
 

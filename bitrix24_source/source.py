@@ -7,10 +7,10 @@ How it reads (see readers.py for the pure planning):
 * Deal product rows: a transformer over each page of deals, `crm.item.productrow.list` per group of deal ids,
   batched, `>id` continuation for full pages.
 * Tasks and task results: one v3 batch per page of tasks, the results of those tasks in the same request
-  (`$refArray`, §5.6).
+  (`$refArray`, §5.6), and a one-row look-ahead for the listing's final task.
 * Incremental: `updatedTime` (CRM) and `changed` (tasks) through `dlt.sources.incremental` with a lag window,
   merged on `id`. `detect_deletes=True` adds an id-only keyset scan and hard-deletes rows the portal no
-  longer has.
+  longer has, and the product rows of deals it no longer has.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import datetime as _dt
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,8 +36,8 @@ from dlt.extract.resource import DltResource
 from dlt.sources import DltSource
 
 from bitrix24_source import readers
-from bitrix24_source.client import Bitrix24Client
-from bitrix24_source.commands import CommandResult
+from bitrix24_source.client import Bitrix24Client, OAuthTokens
+from bitrix24_source.commands import CommandResult, TimeInfo
 from bitrix24_source.config import Bitrix24OAuthCredentials
 from bitrix24_source.errors import ApiError, ConfigError
 from bitrix24_source.schema import (
@@ -69,6 +69,11 @@ logger = logging.getLogger(__name__)
 _RESULTS_TASKS_PER_COMMAND = 10
 """Task ids per follow-up `tasks.task.result.list` command when one page of results overflowed the cap."""
 
+
+_NO_BOUNDARY_DEDUP: tuple[str, ...] = ()
+"""Incremental `primary_key=()`: without a lag, dlt drops a row whose cursor equals the stored value when it
+saw the same key at that value, which loses a record edited twice within one second (`updatedTime` and
+`changed` have 1 s resolution). Every table merges on `id`, so re-reading the boundary is harmless."""
 
 _RECENT_FIRST_PAGE = 10
 """Tasks in the first newest-first page of an incremental run (later pages ask for the full 50)."""
@@ -120,6 +125,8 @@ class _Reader:
     def __init__(self, client: Bitrix24Client, stats: _Stats) -> None:
         self.client = client
         self.stats = stats
+        self._scan_start: dict[str, _dt.datetime | None] = {}
+        self._scan_lock = threading.Lock()
 
     # -- transport -----------------------------------------------------------------------------------
 
@@ -128,16 +135,53 @@ class _Reader:
     ) -> Sequence[CommandResult]:
         started = time.monotonic()
         try:
-            return self.client.batch(dict(calls), halt_on_error=True, version=version).results
+            answer = self.client.batch(dict(calls), halt_on_error=True, version=version)
+            self._note_portal_time(resource, answer.time)
+            return answer.results
         finally:
             self.stats.add_request(resource, time.monotonic() - started)
 
     def call(self, resource: str, method: str, params: Mapping[str, Any], *, version: int = 2) -> Any:
         started = time.monotonic()
         try:
-            return self.client.call(method, dict(params), version=version).result
+            answer = self.client.call(method, dict(params), version=version)
+            self._note_portal_time(resource, answer.time)
+            return answer.result
         finally:
             self.stats.add_request(resource, time.monotonic() - started)
+
+    # -- the portal time a scan started at (caps the incremental cursor, see `begin_scan`) -------------
+
+    def begin_scan(self, resource: str) -> None:
+        """Forget the start time of `resource`'s previous scan; the next answer's portal time is the new one.
+
+        Rows are walked in id order while the cursor (`updatedTime`/`changed`) that dlt stores is the largest
+        value seen. A row edited during the scan after its id was passed is not seen, while a row with a
+        higher id edited even later is, so the stored cursor could jump past the missed edit for good. Rows
+        changed after the scan's first answer are therefore left to the next run (`after_scan_start`), so the
+        stored cursor never exceeds the scan's start and every edit made during a run is read by the next one.
+        """
+        with self._scan_lock:
+            self._scan_start[resource] = None
+
+    def after_scan_start(self, resource: str, value: Any) -> bool:
+        """Whether a row's cursor value is later than the portal time at which `resource`'s scan started."""
+        with self._scan_lock:
+            start = self._scan_start.get(resource)
+        if start is None or not isinstance(value, str) or not value:
+            return False
+        stamp = _dt.datetime.fromisoformat(value)
+        if stamp.tzinfo is None:
+            return False
+        return stamp > start
+
+    def _note_portal_time(self, resource: str, when: TimeInfo | None) -> None:
+        if when is None or when.start is None:
+            return
+        with self._scan_lock:
+            if resource in self._scan_start and self._scan_start[resource] is None:
+                # `time.start` is the portal's clock (§2.1), so the cap does not depend on this machine's.
+                self._scan_start[resource] = _dt.datetime.fromtimestamp(when.start, _dt.timezone.utc)
 
     # -- CRM / users keyset chains ---------------------------------------------------------------------
 
@@ -219,7 +263,7 @@ class _Reader:
     # -- deal product rows -----------------------------------------------------------------------------
 
     def product_rows(self, resource: str, owner_ids: Sequence[int]) -> Iterator[list[dict[str, Any]]]:
-        """Product rows of the given deals: groups of deal ids per command, `>id` follow-ups for full pages."""
+        """Product rows of the given deals: groups of deal ids per command, `>id` follow-ups of full pages."""
         pending: list[tuple[tuple[int, ...], int]] = [
             (group, 0) for group in readers.chunked(list(owner_ids), PRODUCT_ROWS_OWNERS_PER_COMMAND)
         ]
@@ -242,6 +286,8 @@ class _Reader:
         When the tasks page is empty, `{"$refArray": "tasks.id"}` resolves to an empty list, the portal
         rejects `in []` and, v3 batches being all-or-nothing (§5.6), the whole batch fails. Sending the
         same tasks query alone tells "the listing is over" (no rows) from a real error (rows: re-raise).
+        Only a first batch can meet this (no task matches at all): later batches are sent only when the
+        previous one's `last` look-ahead showed more tasks to come.
         """
         method, params = tasks_command
         rows = readers.rows_of(self.call(resource, method, params, version=TASKS.api_version), TASKS.list_key)
@@ -301,8 +347,12 @@ class _Reader:
                 ):
                     return
                 raise
-            tasks = readers.rows_of(results[0].result, TASKS.list_key)
-            done = task_cap.is_last(len(tasks))
+            by_key = {res.key: res for res in results}
+            tasks = readers.rows_of(by_key[readers.TASKS_ALIAS].result, TASKS.list_key)
+            last = readers.rows_of(by_key[readers.LAST_ALIAS].result, TASKS.list_key)
+            # A short page ends the listing; so does a full one holding the final task: no batch with an
+            # empty tasks page (and an `in []` results filter the portal rejects) is ever sent for it.
+            done = task_cap.is_last(len(tasks)) or readers.reaches_last_task(tasks, last)
             if newest_first:
                 assert since is not None
                 fresh = [t for t in tasks if not _changed_before(t, since)]
@@ -312,7 +362,7 @@ class _Reader:
                 fresh = tasks
             task_results: list[dict[str, Any]] = []
             if with_results and tasks:
-                task_results = readers.rows_of(results[1].result, TASK_RESULTS.list_key)
+                task_results = readers.rows_of(by_key[readers.RESULTS_ALIAS].result, TASK_RESULTS.list_key)
                 if result_cap.may_continue(len(task_results), PAGE_SIZE):
                     task_results.extend(
                         self._more_results(resource, tasks, task_results, results_select, result_cap)
@@ -375,29 +425,99 @@ class _Reader:
         return ids
 
 
-def _warehouse_ids(table: str) -> set[int]:
-    """Ids currently in the destination table of the running pipeline (empty before the first load)."""
+def _warehouse_rows(
+    table: str, fields: Sequence[str], where_in: tuple[str, Sequence[int]] | None = None
+) -> Iterator[tuple[Any, ...]]:
+    """Stream `fields` of the running pipeline's destination table (nothing before the first load).
+
+    Args:
+        table: the table name.
+        fields: Bitrix field names (normalised to column names by the pipeline's naming convention).
+        where_in: (field, ints): keep only rows whose field is one of these values.
+    """
     from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
     pipeline = dlt.current.pipeline()
     if pipeline.destination is None:
         raise ConfigError("detect_deletes needs a pipeline with a destination (it compares ids with it)")
-    ids: set[int] = set()
+    naming = dlt.current.source_schema().naming
     try:
         with pipeline.sql_client() as client:
-            qualified = client.make_qualified_table_name(table)
-            with client.execute_query(f"SELECT id FROM {qualified}") as cursor:
+
+            def column(name: str) -> str:
+                return client.escape_column_name(naming.normalize_identifier(name))
+
+            columns = ", ".join(column(f) for f in fields)
+            query = f"SELECT {columns} FROM {client.make_qualified_table_name(table)}"
+            if where_in is not None:
+                # ints only (int() below), so the values are safe to inline
+                values = ", ".join(str(int(v)) for v in where_in[1])
+                query += f" WHERE {column(where_in[0])} IN ({values})"
+            with client.execute_query(query) as cursor:
                 while chunk := cursor.fetchmany(10_000):
-                    ids.update(int(row[0]) for row in chunk)
+                    yield from chunk
     except DatabaseUndefinedRelation:
-        return set()
-    return ids
+        return
 
 
-def _tombstones(spec: EntitySpec, reader: _Reader, resource: str) -> Iterator[list[dict[str, Any]]]:
-    missing = sorted(_warehouse_ids(resource) - reader.portal_ids(resource, spec))
+def _scan_deletes(reader: _Reader, spec: EntitySpec) -> tuple[set[int], set[int]]:
+    """(every id the portal has for the table, warehouse ids the portal no longer has)."""
+    portal_ids = reader.portal_ids(spec.name, spec)
+    stored = {int(id_) for (id_,) in _warehouse_rows(spec.name, ("id",))}
+    return portal_ids, stored - portal_ids
+
+
+def _tombstone_pages(ids: Iterable[int], *, final_page: bool = False) -> Iterator[list[dict[str, Any]]]:
+    """`{"id": ..., "_deleted": true}` rows (dlt's merge hard-deletes them), 1,000 per page.
+
+    Args:
+        ids: the ids to delete.
+        final_page: yield a page even when there is nothing to delete (see `_DealIds`).
+    """
+    missing = sorted(ids)
     for i in range(0, len(missing), 1000):
         yield [{"id": id_, DELETED_COLUMN: True} for id_ in missing[i : i + 1000]]
+    if final_page and not missing:
+        yield []
+
+
+class _DealIds:
+    """The deals resource's delete scan (every deal id on the portal), handed to `deal_products`.
+
+    Product rows whose deal is gone can only be found against the portal's complete set of deal ids, which
+    exists once the deals resource has scanned them. The deals resource puts the set here and then yields
+    one more page (possibly empty), so the transformer is called after the hand-over at least once.
+    """
+
+    def __init__(self) -> None:
+        self._ids: set[int] | None = None
+        self._lock = threading.Lock()
+
+    def put(self, ids: set[int] | None) -> None:
+        with self._lock:
+            self._ids = ids
+
+    def take(self) -> set[int] | None:
+        """The scanned ids once (None before the scan or after they were taken)."""
+        with self._lock:
+            ids, self._ids = self._ids, None
+            return ids
+
+
+def _product_row_tombstones(
+    owner_ids: Sequence[int], read_ids: set[int], portal_deal_ids: set[int] | None
+) -> Iterator[list[dict[str, Any]]]:
+    """Product rows to hard-delete: rows of the deals just read that the portal no longer lists, and (when
+    the deals scan is handed over) rows whose deal the portal no longer has."""
+    table = DEAL_PRODUCTS.name
+    gone: set[int] = set()
+    if owner_ids:
+        rows = _warehouse_rows(table, ("id",), where_in=("ownerId", owner_ids))
+        gone.update(int(id_) for (id_,) in rows if int(id_) not in read_ids)
+    if portal_deal_ids is not None:
+        rows = _warehouse_rows(table, ("id", "ownerId"))
+        gone.update(int(id_) for id_, owner in rows if owner is None or int(owner) not in portal_deal_ids)
+    yield from _tombstone_pages(gone)
 
 
 def _changed_before(task: Mapping[str, Any], since: _dt.datetime) -> bool:
@@ -482,7 +602,11 @@ _PRODUCT_ROW_FIELDS: dict[str, str] = {
     "type": "integer",
 }
 """crm.item.productrow fields and types (DOCS api-reference/crm/universal/product-rows; recorded:
-crm_item_productrow_list.json). There is no field-description method for product rows."""
+crm_item_productrow_list.json): used only when the portal has no `crm.item.productrow.fields`."""
+
+_PRODUCT_ROW_UNDESCRIBED: frozenset[str] = frozenset({"priceAccount", "xmlId"})
+"""Row fields that `crm.item.productrow.fields` does not describe (they cannot be written): typed from the
+table above."""
 
 
 _TASK_RESULT_FIELDS: dict[str, str] = {
@@ -510,13 +634,18 @@ def _static_fields(types: Mapping[str, str], multiple: frozenset[str] = frozense
 def _fetch_metadata(reader: _Reader) -> dict[str, dict[str, FieldMeta]]:
     """Field metadata of every entity: the four crm.item.fields calls in one v2 batch, task fields via v3."""
     meta: dict[str, dict[str, FieldMeta]] = {}
-    commands = {
+    commands: dict[str, readers.Cmd] = {
         spec.name: ("crm.item.fields", {"entityTypeId": spec.entity_type_id}) for spec in CRM_ENTITIES
     }
+    assert DEAL_PRODUCTS.fields_method is not None
+    # Last in the batch: if the portal lacks the method, the halt stops nothing after it.
+    commands[DEAL_PRODUCTS.name] = (DEAL_PRODUCTS.fields_method, {})
     results = reader.batch("field_definitions", commands)
-    readers.raise_first_error(results)
-    for spec, res in zip(CRM_ENTITIES, results, strict=True):
+    crm_results, product_result = results[: len(CRM_ENTITIES)], results[len(CRM_ENTITIES)]
+    readers.raise_first_error(crm_results)
+    for spec, res in zip(CRM_ENTITIES, crm_results, strict=True):
         meta[spec.name] = parse_field_map(res.result)
+    meta[DEAL_PRODUCTS.name] = _product_row_fields(product_result)
     assert USERS.fields_method is not None
     labels = parse_field_map(reader.call("field_definitions", USERS.fields_method, {}))
     typed = _static_fields(_USER_FIELD_TYPES, frozenset({"UF_DEPARTMENT"}))
@@ -535,8 +664,32 @@ def _fetch_metadata(reader: _Reader) -> dict[str, dict[str, FieldMeta]]:
         reader.call("field_definitions", TASKS.fields_method, {}, version=TASKS.api_version)
     )
     meta[TASK_RESULTS.name] = _static_fields(_TASK_RESULT_FIELDS, frozenset({"fileIds"}))
-    meta[DEAL_PRODUCTS.name] = _static_fields(_PRODUCT_ROW_FIELDS)
     return meta
+
+
+def _product_row_fields(res: CommandResult) -> dict[str, FieldMeta]:
+    """deal_products field metadata from `crm.item.productrow.fields`, or the built-in table without it.
+
+    Raises:
+        Bitrix24Error: the call failed for any reason other than the method missing on the portal.
+    """
+    if res.ok:
+        described = parse_field_map(res.result)
+        # The description leaves out priceAccount and xmlId, which rows do carry
+        # (DOCS api-reference/crm/universal/product-rows/crm-item-productrow-fields.md).
+        undescribed = {k: t for k, t in _PRODUCT_ROW_FIELDS.items() if k in _PRODUCT_ROW_UNDESCRIBED}
+        return {**described, **_static_fields(undescribed)}
+    if res.error is not None and res.error.category == "method":
+        logger.warning(
+            "%s is not available on this portal (%s): deal_products column types come from the built-in "
+            "field table",
+            DEAL_PRODUCTS.fields_method,
+            res.error.code,
+        )
+        return _static_fields(_PRODUCT_ROW_FIELDS)
+    raise res.error or ApiError(
+        f"{DEAL_PRODUCTS.fields_method}: command {res.key} was not executed", code="NOT_EXECUTED"
+    )
 
 
 def _hints(fields: Mapping[str, FieldMeta], *, detect_deletes: bool) -> dict[str, TColumnSchema]:
@@ -559,6 +712,7 @@ def _make_client(
     operating_limit: float | None,
     timeout: float,
     verify: bool | str,
+    on_token_refresh: Callable[[OAuthTokens], None] | None,
 ) -> Bitrix24Client:
     if bool(webhook_url) == (oauth is not None):
         raise ConfigError(
@@ -572,6 +726,7 @@ def _make_client(
         rate_limit=rate_limit,
         operating_limit=operating_limit,
         verify=verify,
+        on_token_refresh=on_token_refresh,
     )
 
 
@@ -587,6 +742,7 @@ def bitrix24_source(
     timeout: float = 30.0,
     verify: bool = True,
     ca_bundle: str | None = None,
+    on_token_refresh: Callable[[OAuthTokens], None] | None = None,
 ) -> Any:
     """Bitrix24 -> warehouse.
 
@@ -599,8 +755,9 @@ def bitrix24_source(
         oauth: OAuth application credentials instead of a webhook.
         lag_seconds: incremental lag window: rows changed up to this many seconds before the last seen
             `updatedTime`/`changed` are read again (clock skew, late commits).
-        detect_deletes: after each CRM table, scan the portal's ids (id only, 2,500 per request) and
-            hard-delete warehouse rows whose id the portal no longer has.
+        detect_deletes: after each CRM table and users, scan the portal's ids (id only, 2,500 per request)
+            and hard-delete warehouse rows whose id the portal no longer has; deal_products also loses the
+            rows of deleted deals, and rows a deal read in this run no longer lists.
         partitions: read each CRM table as this many id ranges in parallel threads (the limiter is shared).
         rate_limit: `"default"` (burst 50, 2/s), `"enterprise"` (250, 5/s), or None / `"off"` (no client
             throttle).
@@ -608,6 +765,9 @@ def bitrix24_source(
         timeout: HTTP timeout in seconds.
         verify: verify TLS certificates.
         ca_bundle: path of a CA bundle for TLS verification (e.g. the sandbox's self-signed CA).
+        on_token_refresh: OAuth only: called with the new `OAuthTokens` after every refresh. Bitrix24 rotates
+            refresh tokens (the old one stops working), so persist them, e.g. with
+            `bitrix24_source.config.save_tokens_to_toml(".dlt/secrets.toml")`.
 
     Returns:
         The dlt resources.
@@ -621,60 +781,73 @@ def bitrix24_source(
         operating_limit=operating_limit,
         timeout=timeout,
         verify=ca_bundle or verify,
+        on_token_refresh=on_token_refresh,
     )
     stats = _Stats()
     reader = _Reader(client, stats)
+    run = _Run(reader, stats, lag_seconds, detect_deletes, partitions)
     meta = _fetch_metadata(reader)
-    resources: list[DltResource] = []
-
-    for spec in CRM_ENTITIES:
-        resources.append(
-            _crm_resource(spec, reader, meta[spec.name], lag_seconds, detect_deletes, partitions, stats)
-        )
+    resources = [_crm_resource(spec, run, meta[spec.name]) for spec in CRM_ENTITIES]
     deals = resources[CRM_ENTITIES.index(DEALS)]
-    resources.append(_deal_products_resource(deals, reader, meta[DEAL_PRODUCTS.name], stats))
-    resources.append(_users_resource(reader, meta[USERS.name], detect_deletes, stats))
-    tasks, task_results = _task_resources(reader, meta, lag_seconds, stats)
-    resources += [tasks, task_results]
+    resources.append(_deal_products_resource(deals, run, meta[DEAL_PRODUCTS.name]))
+    resources.append(_users_resource(run, meta[USERS.name]))
+    resources += _task_resources(reader, meta, lag_seconds, stats)
     resources.append(_field_definitions_resource(meta, stats))
     return resources
 
 
-def _crm_resource(
-    spec: EntitySpec,
-    reader: _Reader,
-    fields: Mapping[str, FieldMeta],
-    lag_seconds: float,
-    detect_deletes: bool,
-    partitions: int,
-    stats: _Stats,
-) -> DltResource:
-    columns = _hints(fields, detect_deletes=detect_deletes)
+@dataclass(slots=True)
+class _Run:
+    """What the resources of one source instance share."""
+
+    reader: _Reader
+    stats: _Stats
+    lag_seconds: float
+    detect_deletes: bool
+    partitions: int
+    deal_ids: _DealIds = field(default_factory=_DealIds)
+
+
+def _crm_resource(spec: EntitySpec, run: _Run, fields: Mapping[str, FieldMeta]) -> DltResource:
+    columns = _hints(fields, detect_deletes=run.detect_deletes)
     mapper = RowMapper(columns)
+    reader, stats = run.reader, run.stats
     assert spec.cursor_field is not None
+    cursor = spec.cursor_field
 
     def rows(
         updated: dlt.sources.incremental[Any] = dlt.sources.incremental(  # noqa: B008
-            spec.cursor_field, initial_value=None, lag=lag_seconds, on_cursor_value_missing="include"
+            spec.cursor_field,
+            initial_value=None,
+            lag=run.lag_seconds,
+            on_cursor_value_missing="include",
+            primary_key=_NO_BOUNDARY_DEDUP,
         ),
     ) -> Iterator[list[dict[str, Any]]]:
         own = stats.reset(spec.name)
+        reader.begin_scan(spec.name)
         if spec is DEALS:
             stats.reset(DEAL_PRODUCTS.name)
+            run.deal_ids.put(None)
         since = _format_since(updated.start_value)
         extra = {f">={spec.cursor_field}": since} if since is not None else None
         try:
-            if partitions > 1:
-                pages = reader.partitioned_pages(spec.name, spec, partitions, extra)
+            if run.partitions > 1:
+                pages = reader.partitioned_pages(spec.name, spec, run.partitions, extra)
             else:
                 pages = reader.keyset_pages(
                     spec.name, spec, extra_filter=extra, first_length=1 if since is not None else BATCH_LIMIT
                 )
             for page in pages:
                 own.rows += len(page)
-                yield [mapper(row) for row in page]
-            if detect_deletes:
-                yield from _tombstones(spec, reader, spec.name)
+                kept = [row for row in page if not reader.after_scan_start(spec.name, row.get(cursor))]
+                if kept:
+                    yield [mapper(row) for row in kept]
+            if run.detect_deletes:
+                portal_ids, gone = _scan_deletes(reader, spec)
+                if spec is DEALS:
+                    run.deal_ids.put(portal_ids)
+                yield from _tombstone_pages(gone, final_page=spec is DEALS)
         finally:
             _publish(spec.name, own)
 
@@ -688,19 +861,21 @@ def _crm_resource(
     )
 
 
-def _deal_products_resource(
-    deals: DltResource, reader: _Reader, fields: Mapping[str, FieldMeta], stats: _Stats
-) -> DltResource:
-    columns = column_hints(fields)
+def _deal_products_resource(deals: DltResource, run: _Run, fields: Mapping[str, FieldMeta]) -> DltResource:
+    columns = _hints(fields, detect_deletes=run.detect_deletes)
     mapper = RowMapper(columns)
     name = DEAL_PRODUCTS.name
 
     def product_rows(deal_page: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-        own = stats.get(name)
+        own = run.stats.get(name)
         owner_ids = [int(d["id"]) for d in deal_page if not d.get(DELETED_COLUMN)]
-        for page in reader.product_rows(name, owner_ids):
+        read_ids: set[int] = set()
+        for page in run.reader.product_rows(name, owner_ids):
             own.rows += len(page)
+            read_ids.update(int(row["id"]) for row in page)
             yield [mapper(row) for row in page]
+        if run.detect_deletes:
+            yield from _product_row_tombstones(owner_ids, read_ids, run.deal_ids.take())
         _save_state(name, own)
 
     return dlt.transformer(
@@ -714,24 +889,24 @@ def _deal_products_resource(
     )
 
 
-def _users_resource(
-    reader: _Reader, fields: Mapping[str, FieldMeta], detect_deletes: bool, stats: _Stats
-) -> DltResource:
-    columns = _hints(fields, detect_deletes=detect_deletes)
+def _users_resource(run: _Run, fields: Mapping[str, FieldMeta]) -> DltResource:
+    columns = _hints(fields, detect_deletes=run.detect_deletes)
     columns.pop("ID", None)
     columns["id"] = {"name": "id", "data_type": "bigint", "nullable": False}
     mapper = RowMapper(columns)
 
     def users() -> Iterator[list[dict[str, Any]]]:
-        # user.get has no modification-time filter we can rely on across portals (TIMESTAMP_X is not
-        # documented as filterable, §7.5): users are small, so every run reads them all and merges on id.
-        own = stats.reset(USERS.name)
+        # No incremental cursor for users: user.get documents no modification time to filter on. Its filter
+        # takes the user.add fields (TIMESTAMP_X is not one), and its documented answer carries
+        # `"TIMESTAMP_X": {}`, an unserialised object (DOCS api-reference/user/user-get.md, §7.5). Users are
+        # few, so every run reads them all (2,500 per request) and merges on id.
+        own = run.stats.reset(USERS.name)
         try:
-            for page in reader.keyset_pages(USERS.name, USERS):
+            for page in run.reader.keyset_pages(USERS.name, USERS):
                 own.rows += len(page)
                 yield [mapper(_lower_id(row)) for row in page]
-            if detect_deletes:
-                yield from _tombstones(USERS, reader, USERS.name)
+            if run.detect_deletes:
+                yield from _tombstone_pages(_scan_deletes(run.reader, USERS)[1])
         finally:
             _publish(USERS.name, own)
 
@@ -799,14 +974,16 @@ def _task_resources(
     changed_filterable = bool(changed_meta is not None and changed_meta.is_filterable)
     results_select = list(meta[TASK_RESULTS.name]) or None
     assert TASKS.cursor_field is not None
+    cursor = TASKS.cursor_field
 
     def tasks(
         changed: dlt.sources.incremental[Any] = dlt.sources.incremental(  # noqa: B008
-            TASKS.cursor_field, initial_value=None, lag=lag_seconds
+            TASKS.cursor_field, initial_value=None, lag=lag_seconds, primary_key=_NO_BOUNDARY_DEDUP
         ),
     ) -> Iterator[list[dict[str, Any]]]:
         own = stats.reset(TASKS.name)
         stats.reset(TASK_RESULTS.name)
+        reader.begin_scan(TASKS.name)
         want_results = _selected(TASK_RESULTS.name)
         try:
             pages = reader.task_pages(
@@ -818,12 +995,15 @@ def _task_resources(
                 with_results=want_results,
             )
             for task_page, result_page in pages:
-                if not task_page:
-                    continue
                 own.rows += len(task_page)
+                # Tasks changed after the scan started wait for the next run (see _Reader.begin_scan).
+                kept = [t for t in task_page if not reader.after_scan_start(TASKS.name, t.get(cursor))]
+                if not kept:
+                    continue
                 if want_results:
-                    stash.put(task_page, [result_mapper(r) for r in result_page])
-                yield [task_mapper(t) for t in task_page]
+                    kept_ids = {int(t["id"]) for t in kept}
+                    stash.put(kept, [result_mapper(r) for r in result_page if int(r["taskId"]) in kept_ids])
+                yield [task_mapper(t) for t in kept]
         finally:
             _publish(TASKS.name, own)
 

@@ -19,22 +19,13 @@ import pytest
 
 from bitrix24_source import bitrix24_source
 from bitrix24_source.sandbox import Sandbox
+from bitrix24_source.settings import ALL_RESOURCES
 from bitrix24_source.source import resource_stats
 from tests.source.conftest import assert_rows_equal, column_types, fetch_table, make_pipeline
 
 pytestmark = pytest.mark.slow
 
-ALL = (
-    "leads",
-    "deals",
-    "contacts",
-    "companies",
-    "deal_products",
-    "users",
-    "tasks",
-    "task_results",
-    "field_definitions",
-)
+ALL = ALL_RESOURCES
 CRM = ("leads", "deals", "contacts", "companies")
 LAG = 300.0
 
@@ -205,6 +196,8 @@ def test_incremental_reads_only_changes(loaded: Loaded) -> None:
 def test_detect_deletes(loaded: Loaded) -> None:
     portal = loaded.portal
     gone_deals = [r["id"] for r in portal.rows("deals")[200:203]]
+    gone_products = {r["id"] for r in portal.rows("deal_products") if r["ownerId"] in set(gone_deals)}
+    assert gone_products
     for id_ in gone_deals:
         portal.delete_row("deals", id_)
     gone_company = portal.rows("companies")[3]["id"]
@@ -213,14 +206,18 @@ def test_detect_deletes(loaded: Loaded) -> None:
     source = bitrix24_source(
         webhook_url=portal.webhook_url, rate_limit=None, lag_seconds=LAG, detect_deletes=True
     )
-    info = loaded.pipeline.run(source.with_resources(*CRM))
+    info = loaded.pipeline.run(source.with_resources(*CRM, "deal_products"))
     assert not info.has_failed_jobs
     stats = portal.stats()
-    # the id-only scan: 2,500 ids per request, so deals cost ceil(19,999 / 2,500) = 8 more requests
-    assert stats.http_by_method["batch"] <= 4 + 8 + 1 + 1 + 1 + 1 + 1
+    # the id-only scan: 2,500 ids per request, so deals cost ceil(19,999 / 2,500) = 8 more requests; the
+    # product rows of the few deals in the incremental window one more
+    assert stats.http_by_method["batch"] <= 4 + 8 + 1 + 1 + 1 + 1 + 1 + 1
     deals = fetch_table(loaded.pipeline, "deals")
     assert not {r["id"] for r in deals} & set(gone_deals)
     assert_rows_equal(portal.rows("deals"), [{k: v for k, v in r.items() if k != "_deleted"} for r in deals])
+    products = fetch_table(loaded.pipeline, "deal_products")
+    assert not {r["id"] for r in products} & gone_products
+    assert len(products) == len(portal.rows("deal_products"))
     companies = fetch_table(loaded.pipeline, "companies")
     assert gone_company not in {r["id"] for r in companies}
     assert len(companies) == len(portal.rows("companies"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
@@ -42,35 +43,67 @@ def test_partitions_read_the_same_rows(portal: Sandbox, tmp_path: Path) -> None:
     assert resource_stats(pipeline)["deals"]["requests"] == 4
 
 
-def test_empty_task_tail_ends_listing(portal: Sandbox, tmp_path: Path) -> None:
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_task_listing_ending_on_full_page_sends_no_empty_batch(
+    portal: Sandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     pipeline = make_pipeline(tmp_path)
     portal.reset_stats()
-    pipeline.run(
-        bitrix24_source(webhook_url=portal.webhook_url, rate_limit=None).with_resources("task_results")
-    )
+    with caplog.at_level(logging.WARNING, logger="bitrix24_source"):
+        pipeline.run(
+            bitrix24_source(webhook_url=portal.webhook_url, rate_limit=None).with_resources("task_results")
+        )
     assert_rows_equal(portal.rows("task_results"), fetch_table(pipeline, "task_results"))
     # selecting only the transformer extracts tasks without loading them
     assert "tasks" not in pipeline.default_schema.data_table_names()
     stats = portal.stats()
-    # 100 tasks = 2 full pages, then an empty page: its batch is rejected (`in []`) and one plain
-    # tasks.task.list call confirms the end
-    assert stats.rows_returned["tasks.task.list"] == 100
-    assert stats.http_by_method["tasks.task.list"] == 1
+    # 100 tasks = 2 full pages. Each batch also asks for the listing's final task (one row): the second
+    # page holds it, so no third batch with an empty tasks page (rejected by the portal: `in []`) is sent.
+    assert stats.by_method["tasks.task.list"] == 2 * 2
+    assert stats.rows_returned["tasks.task.list"] == 100 + 2
+    assert "tasks.task.list" not in stats.http_by_method
+    assert _warnings(caplog) == []
 
 
-def test_v3_page_cap_below_requested_limit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tasks", [120, 130])
+def test_v3_page_cap_below_requested_limit(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, tasks: int
+) -> None:
     limits = {"tasks.task.list": 20, "tasks.task.result.list": 20}
     with Sandbox(
-        seed=4, deals=10, leads=5, contacts=5, companies=5, users=5, tasks=130, v3_limits=limits
+        seed=4, deals=10, leads=5, contacts=5, companies=5, users=5, tasks=tasks, v3_limits=limits
     ) as p:
         pipeline = make_pipeline(tmp_path)
-        pipeline.run(
+        with caplog.at_level(logging.WARNING, logger="bitrix24_source"):
+            pipeline.run(
+                bitrix24_source(webhook_url=p.webhook_url, rate_limit=None).with_resources(
+                    "tasks", "task_results"
+                )
+            )
+        assert_rows_equal(p.rows("tasks"), fetch_table(pipeline, "tasks"))
+        assert_rows_equal(p.rows("task_results"), fetch_table(pipeline, "task_results"))
+        # pages of 20 (the cap, below the 50 asked for): the listing ends with the final task's page
+        pages = -(-tasks // 20)
+        assert p.stats().by_method["tasks.task.list"] == 2 * pages
+        assert "tasks.task.list" not in p.stats().http_by_method
+        assert _warnings(caplog) == []
+
+
+def test_portal_without_tasks(tmp_path: Path) -> None:
+    with Sandbox(seed=5, deals=3, leads=3, contacts=3, companies=3, users=3, tasks=0) as p:
+        pipeline = make_pipeline(tmp_path)
+        info = pipeline.run(
             bitrix24_source(webhook_url=p.webhook_url, rate_limit=None).with_resources(
                 "tasks", "task_results"
             )
         )
-        assert_rows_equal(p.rows("tasks"), fetch_table(pipeline, "tasks"))
-        assert_rows_equal(p.rows("task_results"), fetch_table(pipeline, "task_results"))
+        assert not info.has_failed_jobs
+        assert resource_stats(pipeline)["tasks"]["rows"] == 0
+        # the first batch has an empty tasks page (the portal rejects `in []`): one plain call confirms it
+        assert p.stats().http_by_method["tasks.task.list"] == 1
 
 
 def test_error_before_short_page_surfaces(portal: Sandbox, tmp_path: Path) -> None:
@@ -156,7 +189,7 @@ def test_progress_collectors(portal: Sandbox, tmp_path: Path, progress: str) -> 
     assert len(fetch_table(pipeline, "deals")) == len(portal.rows("deals"))
 
 
-def test_pipeline_scenarios_run(portal: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _scenarios() -> Any:
     import importlib.util
 
     script = Path(__file__).resolve().parents[2] / "pipelines" / "bitrix24_pipeline.py"
@@ -164,6 +197,28 @@ def test_pipeline_scenarios_run(portal: Sandbox, tmp_path: Path, capsys: pytest.
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_deletes_scenario_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    module = _scenarios()
+    with Sandbox(seed=6, deals=60, leads=5, contacts=5, companies=5, users=3, tasks=0) as p:
+        doomed = p.rows("deals")[1]["id"]
+        doomed_products = {r["id"] for r in p.rows("deal_products") if r["ownerId"] == doomed}
+        pipeline = module.deletes_detection(
+            p.webhook_url, tmp_path / "deletes.duckdb", module._changes(p), fresh=True
+        )
+        out = capsys.readouterr().out
+        assert "run 1:" in out and "run 2:" in out and "deal_products" in out
+        deals = {r["id"] for r in fetch_table(pipeline, "deals")}
+        assert doomed not in deals and deals == {r["id"] for r in p.rows("deals")}
+        products = {r["id"] for r in fetch_table(pipeline, "deal_products")}
+        assert doomed_products and not products & doomed_products
+        assert products == {r["id"] for r in p.rows("deal_products")}
+
+
+def test_pipeline_scenarios_run(portal: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    module = _scenarios()
     pipeline = module.selected_resources(portal.webhook_url, tmp_path / "scenario.duckdb", fresh=True)
     out = capsys.readouterr().out
     assert "deal_products" in out and "LOADED" in out

@@ -119,7 +119,7 @@ def test_v3_tasks_page_batch() -> None:
         results_select=["id", "taskId"],
         since="2026-01-01T00:00:00+03:00",
     )
-    assert list(commands) == ["tasks", "results"]
+    assert list(commands) == ["tasks", "results", "last"]
     method, query = commands["tasks"]
     assert method == "tasks.task.list"
     assert query["filter"] == [["id", ">", 300], ["changed", ">=", "2026-01-01T00:00:00+03:00"]]
@@ -130,12 +130,35 @@ def test_v3_tasks_page_batch() -> None:
     assert query["filter"][0][:2] == ["taskId", "in"]
     assert isinstance(marker, Ref) and marker.to_wire() == {"$refArray": "tasks.id"}
     assert query["select"] == ["id", "taskId"]
+    # the look-ahead: the same listing reversed, one row: the final task
+    method, query = commands["last"]
+    assert method == "tasks.task.list"
+    assert query == {
+        "select": ["id"],
+        "filter": [["id", ">", 300], ["changed", ">=", "2026-01-01T00:00:00+03:00"]],
+        "order": {"id": "DESC"},
+        "pagination": {"limit": 1},
+    }
 
 
 def test_v3_tasks_page_without_results() -> None:
     commands = readers.v3_tasks_page(0, limit=50, select=["id"], results_select=None, with_results=False)
-    assert list(commands) == ["tasks"]
+    assert list(commands) == ["tasks", "last"]
     assert commands["tasks"][1]["filter"] == [["id", ">", 0]]
+
+
+@pytest.mark.parametrize(
+    ("page", "last", "expected"),
+    [
+        ([], [], True),
+        ([{"id": 1}, {"id": 7}], [], True),  # nothing matches the listing any more
+        ([{"id": 1}, {"id": 7}], [{"id": 7}], True),  # a full page ending on the final task
+        ([{"id": "1"}, {"id": "7"}], [{"id": 7}], True),
+        ([{"id": 1}, {"id": 7}], [{"id": 9}], False),
+    ],
+)
+def test_reaches_last_task(page: list[dict[str, Any]], last: list[dict[str, Any]], expected: bool) -> None:
+    assert readers.reaches_last_task(page, last) is expected
 
 
 def test_results_followups() -> None:
@@ -175,6 +198,8 @@ def test_v3_recent_page_orders_newest_first() -> None:
     _, results = commands["results"]
     assert results["pagination"] == {"limit": 50}
     assert results["filter"][0][2].to_wire() == {"$refArray": "tasks.id"}
+    _, last = commands["last"]
+    assert last == {"select": ["id"], "order": {"changed": "ASC", "id": "ASC"}, "pagination": {"limit": 1}}
 
 
 def test_page_cap_may_continue() -> None:

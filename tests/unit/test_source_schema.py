@@ -187,3 +187,58 @@ def test_field_definition_rows() -> None:
     assert by_field["id"]["is_read_only"] is True
     assert by_field["opportunity"]["data_type"] == "decimal"
     assert len(rows) == len(CRM_ITEM_FIELDS["fields"])
+
+
+@pytest.mark.parametrize(
+    ("data_type", "value", "expected"),
+    [
+        ("bigint", " 42 ", 42),
+        ("bigint", 7.0, 7),
+        ("bigint", "  ", None),
+        ("double", "2.5", 2.5),
+        ("double", 3, 3.0),
+        ("decimal", "24900.00", Decimal("24900.00")),
+        ("decimal", 0.1, Decimal("0.1")),
+        ("decimal", "12,5", "12,5"),  # not a number: kept for a variant column
+        ("text", 5, "5"),
+        ("text", Decimal("1.50"), "1.50"),
+        ("date", "2024-07-14T00:00:00+00:00", dt.date(2024, 7, 14)),
+        ("date", dt.datetime(2024, 7, 14, 9, 30), dt.date(2024, 7, 14)),
+        # user.get documents `"TIMESTAMP_X": {}` (DOCS api-reference/user/user-get.md): no value
+        ("timestamp", {}, None),
+        ("date", {}, None),
+        ("timestamp", {"date": "2024-07-14"}, {"date": "2024-07-14"}),
+    ],
+)
+def test_value_conversion(data_type: str, value: Any, expected: Any) -> None:
+    mapper = RowMapper({"c": {"name": "c", "data_type": data_type}})
+    converted = mapper.convert_value("c", value)
+    assert converted == expected and type(converted) is type(expected)
+
+
+def test_product_row_amounts_are_money() -> None:
+    # crm.item.productrow.fields describes every amount as `double` (DOCS crm-item-productrow-fields.md)
+    fields = parse_field_map(
+        {
+            "fields": {
+                name: {"type": "double", "isMultiple": False, "title": name}
+                for name in (
+                    "price",
+                    "priceExclusive",
+                    "priceNetto",
+                    "priceBrutto",
+                    "discountSum",
+                    "quantity",
+                )
+            }
+        }
+    )
+    hints = column_hints(fields)
+    assert {n for n, c in hints.items() if c["data_type"] == "decimal"} == {
+        "price",
+        "priceExclusive",
+        "priceNetto",
+        "priceBrutto",
+        "discountSum",
+    }
+    assert hints["quantity"]["data_type"] == "double"
