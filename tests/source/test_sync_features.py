@@ -334,3 +334,36 @@ def test_edit_during_a_run_is_loaded_by_the_next_run(tmp_path: Path, partitions:
         assert stored[high] == "edited later"
         assert "added during the run" in stored.values()
         assert_rows_equal(portal.rows("deals"), fetch_table(pipeline, "deals"))
+
+
+def test_task_edit_during_a_run_is_loaded_by_the_next_run(tmp_path: Path) -> None:
+    with _small(seed=14, deals=5, tasks=160) as portal:
+        ids = sorted(int(r["id"]) for r in portal.rows("tasks"))
+        low, high = ids[0], ids[-1]
+        pipeline = make_pipeline(tmp_path)
+        pages = {"n": 0}
+
+        def edit_mid_run(page: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            pages["n"] += 1
+            if pages["n"] == 1:
+                portal.update_row("tasks", low, {"title": "edited during the run"})
+                portal.advance_clock(2 * LAG)
+                portal.update_row("tasks", high, {"title": "edited later"})
+            return page
+
+        def source() -> Any:
+            return bitrix24_source(
+                webhook_url=portal.webhook_url, rate_limit=None, lag_seconds=LAG
+            ).with_resources("tasks", "task_results")
+
+        first = source()
+        first.tasks.add_map(edit_mid_run)
+        assert not pipeline.run(first).has_failed_jobs
+        assert pages["n"] >= 2
+        portal.advance_clock(60)
+        assert not pipeline.run(source()).has_failed_jobs
+
+        stored = {r["id"]: r["title"] for r in fetch_table(pipeline, "tasks")}
+        assert stored[low] == "edited during the run"
+        assert stored[high] == "edited later"
+        assert sorted(stored) == ids
