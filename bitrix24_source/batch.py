@@ -28,6 +28,7 @@ from bitrix24_source.commands import (
     ResultRef,
     TimeInfo,
     encodable_v2,
+    has_nested_empty,
     http_build_query,
     iter_refs,
     iter_result_refs,
@@ -70,6 +71,11 @@ def _validate_name(name: Any) -> str:
     if any(ch in name for ch in "[]") or any(ch.isspace() for ch in name):
         raise ConfigError(
             f"command name {name!r} must not contain brackets or whitespace ($result paths, §4.3)"
+        )
+    if "." in name:
+        raise ConfigError(
+            f"command name {name!r} must not contain '.': a v3 reference reads 'alias.path', so "
+            "ref('my.tasks.id') would point at a command 'my' (§5.6)"
         )
     return name
 
@@ -149,7 +155,11 @@ def _needs_direct(command: Command, version: int) -> bool:
             raise ConfigError(
                 f"command {command.key!r}: v3 ref()/ref_array() markers are not substituted in a v2 batch (§5.6)"
             )
-        return looks_like_v2_reference(command.params) or not encodable_v2(command.params)
+        return (
+            looks_like_v2_reference(command.params)
+            or not encodable_v2(command.params)
+            or has_nested_empty(command.params)
+        )
     if any(True for _ in iter_result_refs(command.params)):
         raise ConfigError(
             f"command {command.key!r}: result_ref() is a v2 reference; use ref()/ref_array() in v3"
@@ -175,7 +185,8 @@ def plan_segments(commands: Sequence[Command], version: int) -> list[Segment]:
         if direct:
             if refs:
                 raise ConfigError(
-                    f"command {command.key!r} holds user data that looks like a batch reference and also a "
+                    f"command {command.key!r} must be sent as a direct call (user data that looks like a batch "
+                    "reference, or a key or empty value a v2 query string cannot carry) but also holds a "
                     "reference helper; it cannot be sent safely (send it separately)"
                 )
             if run:
@@ -378,22 +389,32 @@ def split_v2_batch(
         if halted:
             out.append(CommandResult(c.key, c.index, c.method, ok=False, outcome="not_executed"))
             continue
-        missing = BatchCommandError(
-            "the batch answer has neither a result nor an error for this command",
-            code="MISSING_COMMAND_RESULT",
-            http_status=http_status,
-            method=c.method,
-            command_key=c.key,
-            index=c.index,
-            request_id=request_id,
-            category="server",
-        )
         out.append(
-            CommandResult(
-                c.key, c.index, c.method, ok=False, error=missing, outcome="error" if c.is_read else "unknown"
+            _missing_result(
+                c,
+                "the batch answer has neither a result nor an error for this command",
+                http_status,
+                request_id,
             )
         )
     return out
+
+
+def _missing_result(c: Command, text: str, http_status: int | None, request_id: str | None) -> CommandResult:
+    """A command the batch answer says nothing about: a read failed, a write may or may not have landed."""
+    missing = BatchCommandError(
+        text,
+        code="MISSING_COMMAND_RESULT",
+        http_status=http_status,
+        method=c.method,
+        command_key=c.key,
+        index=c.index,
+        request_id=request_id,
+        category="server",
+    )
+    return CommandResult(
+        c.key, c.index, c.method, ok=False, error=missing, outcome="error" if c.is_read else "unknown"
+    )
 
 
 def split_v3_batch(
@@ -411,21 +432,7 @@ def split_v3_batch(
                 )
             )
             continue
-        missing = BatchCommandError(
-            "the v3 batch answer has no result for this command",
-            code="MISSING_COMMAND_RESULT",
-            http_status=200,
-            method=c.method,
-            command_key=c.key,
-            index=c.index,
-            request_id=request_id,
-            category="server",
-        )
-        out.append(
-            CommandResult(
-                c.key, c.index, c.method, ok=False, error=missing, outcome="error" if c.is_read else "unknown"
-            )
-        )
+        out.append(_missing_result(c, "the v3 batch answer has no result for this command", 200, request_id))
     return out
 
 

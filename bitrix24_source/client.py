@@ -19,11 +19,13 @@ import datetime as _dt
 import ipaddress
 import json
 import logging
+import math
 import re
+import ssl
 import threading
 import time as _time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -207,17 +209,46 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
         return value.isoformat()
     if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(_NON_FINITE)
         return str(value)
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     raise TypeError(f"cannot send a value of type {type(value).__name__} as JSON")
 
 
+_NON_FINITE = (
+    "holds NaN or an infinite number, which JSON cannot carry (PHP would refuse the whole body and, for v2, "
+    "run the method with no parameters at all, §1.5)"
+)
+
+
+def _non_finite_path(value: Any, path: str = "") -> str | None:
+    """The path (``filter.ID``, ``cmd.0``) of the first NaN or infinite number in a request body."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    if isinstance(value, Decimal) and not value.is_finite():
+        return path
+    if isinstance(value, Mapping):
+        items: Iterable[tuple[Any, Any]] = value.items()
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _non_finite_path(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
+
+
 def _dumps(body: Any) -> bytes:
     try:
-        return json.dumps(body, default=_json_default, ensure_ascii=False).encode("utf-8")
+        return json.dumps(body, default=_json_default, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except TypeError as exc:
         raise ConfigError(str(exc)) from None
+    except ValueError:
+        raise ConfigError(f"parameter {_non_finite_path(body) or '?'!r} {_NON_FINITE}") from None
 
 
 def _check_method(method: str) -> str:
@@ -301,7 +332,7 @@ class Bitrix24Client:
             self._tokens = OAuthTokens(
                 creds.access_token, creds.refresh_token, expires=creds.expires, client_endpoint=base
             )
-            portal_key = urlsplit(base).netloc.lower()
+            portal_key = f"{urlsplit(base).netloc.lower()}|app:{creds.client_id}"
 
         rate = RateLimit.preset(rate_limit) if isinstance(rate_limit, str) else rate_limit
         self.limiter = limiter if limiter is not None else limiter_for(portal_key, rate, operating_limit)
@@ -459,48 +490,8 @@ class Bitrix24Client:
                 allow_redirects=False,
                 verify=self._verify,
             )
-        except requests.exceptions.ConnectTimeout as exc:
-            raise TransportError(
-                f"connect timeout: {exc}",
-                code="CONNECT_TIMEOUT",
-                method=method,
-                request_id=request_id,
-                maybe_executed=False,
-            ) from None
-        except requests.exceptions.Timeout as exc:
-            raise TransportError(
-                f"read timeout after {self.timeout} s: {exc}",
-                code="TIMEOUT",
-                method=method,
-                request_id=request_id,
-                maybe_executed=True,
-            ) from None
-        except requests.exceptions.SSLError as exc:
-            # The TLS handshake failed, so no request was sent.
-            raise TransportError(
-                f"TLS error: {exc}",
-                code="TLS_ERROR",
-                method=method,
-                request_id=request_id,
-                maybe_executed=False,
-            ) from None
-        except requests.exceptions.ConnectionError as exc:
-            refused = _connection_refused(exc)
-            raise TransportError(
-                f"{'connection refused' if refused else 'connection error'}: {exc}",
-                code="CONNECTION_REFUSED" if refused else "CONNECTION_ERROR",
-                method=method,
-                request_id=request_id,
-                maybe_executed=not refused,
-            ) from None
         except requests.RequestException as exc:
-            raise TransportError(
-                f"transport error: {exc}",
-                code="TRANSPORT_ERROR",
-                method=method,
-                request_id=request_id,
-                maybe_executed=True,
-            ) from None
+            raise _transport_error(exc, method=method, request_id=request_id, timeout=self.timeout) from None
         status = response.status_code
         if status in (301, 302, 307, 308):
             raise ApiError(
@@ -912,13 +903,10 @@ class Bitrix24Client:
         except ConfigError:
             raise
         except Bitrix24Error as exc:
-            outcome = _outcome_of(exc, idem)
-            if version == 3 and outcome == "error" and not idem and type(exc) is ApiError:
-                # §5.6: a failing command fails the whole v3 batch, and the answer does not say which one
-                # failed; commands before it may have been applied (nothing documents a rollback), so
-                # writes are reported as unknown for the caller to verify.
-                outcome = "unknown"
-            logger.warning(
+            outcome = _batch_failure_outcome(exc, idem, version)
+            # The caller gets the error on every command; only writes that may have landed deserve a warning.
+            logger.log(
+                logging.WARNING if outcome == "unknown" else logging.DEBUG,
                 "batch of %d commands [request_id=%s] failed as a whole: %s (outcome %s)",
                 len(segment),
                 request_id,
@@ -1047,17 +1035,38 @@ class Bitrix24Client:
         self.close()
 
 
-def _connection_refused(exc: requests.exceptions.ConnectionError) -> bool:
-    """True when the connection was never established, so nothing reached the portal."""
+def _transport_error(
+    exc: requests.RequestException, *, method: str, request_id: str, timeout: float
+) -> TransportError:
+    """Map a `requests` failure to a TransportError that says whether the request may have reached the portal.
+
+    The order of the checks matters: ConnectTimeout is also a ConnectionError and a Timeout, and SSLError is a
+    ConnectionError.
+    """
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        text, code, maybe_executed = f"connect timeout: {exc}", "CONNECT_TIMEOUT", False
+    elif isinstance(exc, requests.exceptions.Timeout):
+        text, code, maybe_executed = f"read timeout after {timeout} s: {exc}", "TIMEOUT", True
+    elif isinstance(exc, requests.exceptions.SSLError):
+        text, code, maybe_executed = f"TLS error: {exc}", "TLS_ERROR", not _tls_handshake_failed(exc)
+    elif isinstance(exc, requests.exceptions.ConnectionError):
+        refused = _connection_refused(exc)
+        text = f"{'connection refused' if refused else 'connection error'}: {exc}"
+        code, maybe_executed = ("CONNECTION_REFUSED", False) if refused else ("CONNECTION_ERROR", True)
+    else:
+        text, code, maybe_executed = f"transport error: {exc}", "TRANSPORT_ERROR", True
+    return TransportError(
+        text, code=code, method=method, request_id=request_id, maybe_executed=maybe_executed
+    )
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and every exception it wraps (urllib3 keeps the cause in ``reason`` or ``args[0]``)."""
     seen: set[int] = set()
     node: BaseException | None = exc
     while node is not None and id(node) not in seen:
         seen.add(id(node))
-        if isinstance(node, ConnectionRefusedError):
-            return True
-        name = type(node).__name__
-        if name in ("NewConnectionError", "NameResolutionError"):
-            return True
+        yield node
         reason = getattr(node, "reason", None)
         if isinstance(reason, BaseException) and id(reason) not in seen:
             node = reason
@@ -1067,7 +1076,21 @@ def _connection_refused(exc: requests.exceptions.ConnectionError) -> bool:
             or node.__context__
             or (node.args[0] if node.args and isinstance(node.args[0], BaseException) else None)
         )
-    return False
+
+
+def _connection_refused(exc: requests.exceptions.ConnectionError) -> bool:
+    """True when the connection was never established, so nothing reached the portal."""
+    return any(
+        isinstance(node, ConnectionRefusedError)
+        or type(node).__name__ in ("NewConnectionError", "NameResolutionError")
+        for node in _chain(exc)
+    )
+
+
+def _tls_handshake_failed(exc: requests.exceptions.SSLError) -> bool:
+    """True when the certificate was refused, i.e. before any request byte was sent. urllib3 also reports a
+    TLS stream that breaks while the answer is read as an SSLError; then the request may have run."""
+    return any(isinstance(node, ssl.SSLCertVerificationError) for node in _chain(exc))
 
 
 _LIMIT_CODES = frozenset({"OPERATION_TIME_LIMIT", "QUERY_LIMIT_EXCEEDED", "OVERLOAD_LIMIT"})
@@ -1105,6 +1128,20 @@ def _limit_refused(segment: Sequence[Command], results: Sequence[CommandResult],
 def _mark_limit_refused(result: CommandResult) -> CommandResult:
     """A command refused on a limit did not run: report it as ``not_executed`` (its error is kept)."""
     return replace(result, outcome="not_executed") if _is_limit_refusal(result) else result
+
+
+def _batch_failure_outcome(exc: Bitrix24Error, idempotent: bool, version: int) -> Outcome:
+    """What a batch that failed as a whole means for each of its commands."""
+    outcome = _outcome_of(exc, idempotent)
+    if version == 3 and not idempotent and isinstance(exc, ApiError):
+        # §5.6: a failing command fails the whole v3 batch, and the answer does not say which one failed;
+        # commands before it may have been applied (nothing documents a rollback), so writes are unknown for
+        # the caller to verify. A command's own error may also be an access or scope error with HTTP 401/403
+        # (§2.3, §9.3), which is not a refusal of the request: the BITRIX_REST_V3_ code tells them apart.
+        command_level = exc.code.upper().startswith("BITRIX_REST_V3_")
+        if command_level or (outcome == "error" and type(exc) is ApiError):
+            return "unknown"
+    return outcome
 
 
 def _outcome_of(exc: Bitrix24Error, idempotent: bool) -> Outcome:

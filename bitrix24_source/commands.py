@@ -8,8 +8,10 @@ Nothing here does I/O (STYLE.md rule 1). The v2 encoder reproduces PHP ``http_bu
   JS's ``"true"`` would reach PHP as non-empty strings and are never sent (§4.1 "Booleans do not round-trip").
 * ``None`` is sent as an empty value (``a=``): PHP reads it as ``""``, which Bitrix treats as "not set"/"clear".
 * An empty list or dict is **omitted**. ``a=`` would make PHP see the string ``""`` where it expects an array,
-  so an empty ``filter`` would turn into a string filter; an omitted key is what the portal sees for an empty
-  array anyway (PHP cannot express an empty array in a query string).
+  and PHP cannot express an empty array in a query string. For a top-level parameter that is harmless (an
+  empty ``filter`` or ``select`` is no filter or select); deeper down it is not (``filter: {"@id": []}`` would
+  match every row, ``fields: {"contactIds": []}`` would clear nothing), so :func:`has_nested_empty` tells the
+  batch planner to send such a command as a direct JSON call instead.
 * Percent-encoding is RFC 3986 (``%20`` for a space, as ``rawurlencode``); brackets stay literal and the key
   inside a bracket is itself percent-encoded (``filter[%3EID]=5``).
 * ``int``/``float``/``Decimal`` use ``str()``; ``date``/``datetime``/``time`` use ``isoformat()``; any other
@@ -19,6 +21,7 @@ Nothing here does I/O (STYLE.md rule 1). The v2 encoder reproduces PHP ``http_bu
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +42,7 @@ __all__ = [
     "ResultRef",
     "TimeInfo",
     "encodable_v2",
+    "has_nested_empty",
     "http_build_query",
     "is_read_method",
     "iter_refs",
@@ -208,7 +212,12 @@ def _scalar(value: Any, bool_style: BoolStyle) -> str:
         return ""
     if isinstance(value, str):
         return value
-    if isinstance(value, (int, float, Decimal)):
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (float, Decimal)):
+        if not (value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)):
+            # PHP would read "inf"/"nan" as text; the direct JSON call refuses them too (client._dumps).
+            raise ConfigError(f"cannot send the non-finite number {value!r} in a v2 query")
         return str(value)
     if isinstance(value, (_dt.date, _dt.datetime, _dt.time)):
         return value.isoformat()
@@ -259,6 +268,21 @@ def _encoding_problem(params: Mapping[str, Any]) -> str | None:
                 if text == "" or "[" in text or "]" in text:
                     return f"key {text!r} cannot be sent in a v2 query string (brackets/empty keys are paths)"
     return None
+
+
+def has_nested_empty(params: Mapping[str, Any]) -> bool:
+    """True when an empty list or dict sits below a top-level parameter (a v2 query string would drop it)."""
+    for value in params.values():
+        if isinstance(value, Mapping):
+            children: Any = value.values()
+        elif isinstance(value, (list, tuple)):
+            children = value
+        else:
+            continue
+        for child in children:
+            if any(isinstance(node, (Mapping, list, tuple)) and not node for node in _walk(child)):
+                return True
+    return False
 
 
 def encodable_v2(params: Mapping[str, Any]) -> bool:

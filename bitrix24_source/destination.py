@@ -12,9 +12,10 @@ How a load runs (one dlt load job per file of input rows; jobs run one after ano
 
 1. The job reads its file (parquet for dataframes/arrow, typed jsonl for records) and numbers the rows.
 2. Rows are planned in chunks of 50 by :mod:`bitrix24_source.writes` against the portal's field metadata
-   (fetched once per load and entity). Rejected rows get their result at once; the rest become one v2
-   batch with ``halt=0`` (§4.2), sent through the client and its shared limiter. v3 batches are
-   all-or-nothing (§5.6), so they could not report per-row outcomes and are not used.
+   and the crm.status directories their stage/source/type values need (both fetched once per load and
+   entity). Rejected rows get their result at once; the rest become one v2 batch with ``halt=0`` (§4.2),
+   sent through the client and its shared limiter. v3 batches are all-or-nothing (§5.6), so they could not
+   report per-row outcomes and are not used.
 3. Checkpoint: before a batch is sent, its row numbers are committed to dlt's destination state (the load
    package state) as "in flight"; after the outcomes are appended (fsync) to the job's journal file in the
    pipeline's working directory, the in-flight list is cleared. A job that dlt retries, or a pipeline that is
@@ -26,11 +27,13 @@ How a load runs (one dlt load job per file of input rows; jobs run one after ano
    values, idempotent). A resent delete that answers ``NOT_FOUND`` counts as ok: the lost attempt did it.
 5. When dlt completes the load package, the journals are flushed to ``results_destination`` by a second dlt
    pipeline (merge on ``load_id, job_id, row_number``, so a repeated flush cannot duplicate rows), a
-   one-line summary is printed, and the journals are removed.
+   one-line summary is printed, and the journals are removed. dlt has no public hook for that moment: see the
+   "dlt adapter" section at the end of this module.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -38,11 +41,12 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from types import FunctionType
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import dlt
 from dlt.common.destination import Destination
@@ -69,13 +73,16 @@ from bitrix24_source.writes import (
     PlanOptions,
     WriteTarget,
     added_id,
+    as_id,
     error_row,
     is_missing,
     key_value,
     mark_duplicate_keys,
+    needed_directories,
     parse_crm_item_fields,
+    parse_directory,
     parse_task_fields,
-    plan_row,
+    plan_row_or_reject,
     plan_row_record,
     result_row,
     write_target,
@@ -143,6 +150,15 @@ class _Tally:
     planned: int = 0
     requests: int = 0
     seconds: float = 0.0
+
+    def add(self, status: str) -> None:
+        self.rows += 1
+        if status == "ok":
+            self.ok += 1
+        elif status == "planned":
+            self.planned += 1
+        else:
+            self.errors += 1
 
 
 class _Journal:
@@ -256,16 +272,6 @@ def _squashed_get(row: Mapping[str, Any], name: str) -> Any:
     return None
 
 
-def _as_id(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return None
-
-
 class _Pusher:
     """Runs the load jobs of one destination instance and flushes their results at the end of a load."""
 
@@ -274,6 +280,7 @@ class _Pusher:
         self._client: Bitrix24Client | None = None
         self._client_url: str | None = None
         self._fields: dict[tuple[str, str], EntityFields] = {}
+        self._directories: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
         self._tallies: dict[str, dict[str, _Tally]] = {}
         self._lock = threading.Lock()
 
@@ -306,37 +313,56 @@ class _Pusher:
 
     @staticmethod
     def _call_fields(client: Bitrix24Client, target: WriteTarget) -> Any:
-        methods = [target.fields_method]
-        if target.family == "tasks":
-            # DOCS tasks-task-get-fields.md names it tasks.task.getFields; portals (and the sandbox) that only
-            # know tasks.task.fields answer ERROR_METHOD_NOT_FOUND to the documented name.
-            methods.append("tasks.task.fields")
-        for method in methods:
-            try:
-                return client.call(method, target.fields_params()).result
-            except Bitrix24Error as exc:
-                if exc.category == "method" and method != methods[-1]:
-                    continue
-                raise _job_error(exc, f"cannot read the field metadata of {target.entity}") from exc
-        raise AssertionError("unreachable: the last method either returns or raises")
+        try:
+            return client.call(target.fields_method, target.fields_params()).result
+        except Bitrix24Error as exc:
+            raise _job_error(exc, f"cannot read the field metadata of {target.entity}") from exc
+
+    def directories(
+        self, client: Bitrix24Client, target: WriteTarget, load_id: str, needed: set[str]
+    ) -> dict[str, dict[str, str]]:
+        """The crm.status directories (stages, sources, types) that `needed` names, read once per load.
+
+        All of them come in one v2 batch of ``crm.status.list`` calls, one per ENTITY_ID; the method has no
+        paging (DOCS crm-status-list.md: "select" and navigation are not supported), so one call is the whole
+        directory. A later job of the same load only asks for directories it is the first to need.
+        """
+        cache = self._directories.setdefault((load_id, target.entity), {})
+        missing = sorted(needed - cache.keys())
+        if not missing:
+            return cache
+        calls = [
+            ("crm.status.list", {"filter": {"ENTITY_ID": entity_id}, "order": {"SORT": "ASC"}})
+            for entity_id in missing
+        ]
+        results = _read_all(client, calls, f"cannot read the crm.status directories of {target.entity}")
+        for entity_id, result in zip(missing, results, strict=True):
+            cache[entity_id] = parse_directory(result)
+        return cache
 
     def lookup(
         self, client: Bitrix24Client, target: WriteTarget, field_name: str, values: Sequence[str]
-    ) -> dict[str, int]:
-        """Map each of `values` found in `field_name` on the portal to its record id (batched, ≤ 50 a call)."""
-        found: dict[str, int] = {}
+    ) -> dict[str, list[int]]:
+        """Map each of `values` to the ids of the records whose `field_name` holds it (absent: none).
+
+        One list command per value, batched 50 to a request: a single ``@field`` list call would return one
+        page of 50 rows (§3.1) shared by all values, so values held by many records could crowd others out.
+        """
+        found: dict[str, list[int]] = {}
         unique = sorted(set(values))
-        for start in range(0, len(unique), BATCH_SIZE):
-            part = unique[start : start + BATCH_SIZE]
-            try:
-                result = client.call(target.list_method, target.lookup_params(field_name, part)).result
-            except Bitrix24Error as exc:
-                raise _job_error(exc, f"cannot look up {field_name} on {target.entity}") from exc
-            for row in target.lookup_rows(result):
-                value = _squashed_get(row, field_name)
-                record_id = _as_id(_squashed_get(row, target.id_field))
-                if value is not None and record_id is not None:
-                    found.setdefault(str(value), record_id)
+        if not unique:
+            return found
+        calls = [(target.list_method, target.lookup_params(field_name, value)) for value in unique]
+        results = _read_all(client, calls, f"cannot look up {field_name} on {target.entity}")
+        for value, result in zip(unique, results, strict=True):
+            ids = {
+                record_id
+                for row in target.lookup_rows(result)
+                if str(_squashed_get(row, field_name)) == value
+                and (record_id := as_id(_squashed_get(row, target.id_field))) is not None
+            }
+            if ids:
+                found[value] = sorted(ids)
         return found
 
     # --- one load job ----------------------------------------------------------------------------------
@@ -366,11 +392,26 @@ class _Pusher:
         bar = None
         try:
             fields = self.fields(client, target, load_id)
+            directories = (
+                self.directories(client, target, load_id, needed_directories(fields, rows))
+                if target.family == "crm_item"
+                else None
+            )
             pending = [n for n in range(len(rows)) if n not in done]
             bar = self._progress_bar(len(rows), len(done), table_name)
             for chunk in _chunks(pending, BATCH_SIZE):
                 records = self._write_chunk(
-                    client, target, fields, rows, chunk, maybe_sent, checkpoint, load_id, table_name, job_id
+                    client,
+                    target,
+                    fields,
+                    directories,
+                    rows,
+                    chunk,
+                    maybe_sent,
+                    checkpoint,
+                    load_id,
+                    table_name,
+                    job_id,
                 )
                 journal.append(records)
                 checkpoint["inflight"] = []
@@ -394,6 +435,7 @@ class _Pusher:
         client: Bitrix24Client,
         target: WriteTarget,
         fields: EntityFields,
+        directories: Mapping[str, Mapping[str, str]] | None,
         rows: Sequence[Mapping[str, Any]],
         chunk: Sequence[int],
         maybe_sent: set[int],
@@ -403,7 +445,7 @@ class _Pusher:
         job_id: str,
     ) -> list[dict[str, Any]]:
         options = self.options
-        resolved: dict[str, int] = {}
+        matches: dict[str, list[int]] = {}
         if options.key:
             key_field = fields.resolve(options.key) or options.key
             values = [
@@ -413,11 +455,17 @@ class _Pusher:
                 and (v := key_value(rows[n], options.key, fields)) is not None
             ]
             if values:
-                resolved = self.lookup(client, target, key_field, values)
+                matches = self.lookup(client, target, key_field, values)
         plan_options = PlanOptions(
-            key=options.key, resolved_ids=resolved, marker_prefix=f"b24w:{load_id}:{job_id}"
+            key=options.key,
+            resolved_ids={value: ids[0] for value, ids in matches.items() if len(ids) == 1},
+            ambiguous_keys={value: ids for value, ids in matches.items() if len(ids) > 1},
+            marker_prefix=f"b24w:{load_id}:{job_id}",
+            directories=directories,
         )
-        planned = mark_duplicate_keys([plan_row(rows[n], n, target, fields, plan_options) for n in chunk])
+        planned = mark_duplicate_keys(
+            [plan_row_or_reject(rows[n], n, target, fields, plan_options) for n in chunk]
+        )
 
         outcomes: dict[int, Outcome] = {}
         for p in planned:
@@ -525,7 +573,7 @@ class _Pusher:
             found = self.lookup(client, target, field_name, [p.marker for p in group if p.marker is not None])
             for p in group:
                 if p.marker in found:
-                    outcomes[p.row_number] = Outcome("ok", found[p.marker])
+                    outcomes[p.row_number] = Outcome("ok", found[p.marker][0])
 
     # --- progress, tallies, flush --------------------------------------------------------------------
 
@@ -546,34 +594,46 @@ class _Pusher:
     @staticmethod
     def _count(tally: _Tally, records: Sequence[Mapping[str, Any]]) -> None:
         for record in records:
-            status = record["result"]["status"]
-            tally.rows += 1
-            if status == "ok":
-                tally.ok += 1
-            elif status == "planned":
-                tally.planned += 1
-            else:
-                tally.errors += 1
+            tally.add(record["result"]["status"])
+
+    def _forget(self, load_id: str) -> None:
+        """Drop the metadata read for a load that is complete (a long-lived process runs many loads)."""
+        with self._lock:
+            for cache in (self._fields, self._directories):
+                for cache_key in [k for k in cache if k[0] == load_id]:
+                    del cache[cache_key]
 
     def flush(self, load_id: str) -> None:
-        """Load the journals of `load_id` into ``results_destination``, print the summary, drop the journals."""
+        """Load the journals into ``results_destination``, print the summary, drop the journals.
+
+        Besides `load_id`'s own journals this takes those that packages dlt aborted left behind
+        (``abort_packages``, ``auto_abort_on_terminal_error``: dlt does not complete an aborted package, so
+        its writes would never get their result rows otherwise). A pending package cannot have journals here:
+        dlt loads packages in order and stops at the first that fails.
+        """
         pipeline = dlt.current.pipeline()
-        directory = _journal_dir(pipeline.working_dir, load_id)
-        if not directory.exists():
+        self._forget(load_id)
+        root = Path(pipeline.working_dir) / JOURNAL_DIR
+        directories = sorted(d for d in root.iterdir() if d.is_dir()) if root.exists() else []
+        if not directories:
             return
-        results: list[dict[str, Any]] = []
+        results: dict[str, list[dict[str, Any]]] = {}
         errors: list[dict[str, Any]] = []
         plans: list[dict[str, Any]] = []
-        for path in sorted(directory.glob("*.jsonl")):
-            for record in _Journal(path).load().values():
-                results.append(_with_time(record["result"]))
-                if record.get("error"):
-                    errors.append(_with_time(record["error"]))
-                if record.get("plan"):
-                    plans.append(record["plan"])
-        self._load_results(pipeline, results, errors, plans)
-        shutil.rmtree(directory, ignore_errors=True)
-        self._summarise(load_id, results)
+        for directory in directories:
+            own = results.setdefault(directory.name, [])
+            for path in sorted(directory.glob("*.jsonl")):
+                for record in _Journal(path).load().values():
+                    own.append(_with_time(record["result"]))
+                    if record.get("error"):
+                        errors.append(_with_time(record["error"]))
+                    if record.get("plan"):
+                        plans.append(record["plan"])
+        self._load_results(pipeline, [row for rows in results.values() for row in rows], errors, plans)
+        for directory in directories:
+            shutil.rmtree(directory, ignore_errors=True)
+        for journal_load_id, rows in results.items():
+            self._summarise(journal_load_id, rows)
 
     def _load_results(
         self,
@@ -584,31 +644,11 @@ class _Pusher:
     ) -> None:
         options = self.options
         resources = [
-            dlt.resource(
-                _rows_or_empty(results),
-                name=RESULTS_TABLE,
-                columns=_RESULT_COLUMNS,
-                write_disposition="merge",
-                primary_key=("load_id", "job_id", "row_number"),
-            ),
-            dlt.resource(
-                _rows_or_empty(errors),
-                name=ERRORS_TABLE,
-                columns=_ERROR_COLUMNS,
-                write_disposition="merge",
-                primary_key=("load_id", "job_id", "row_number"),
-            ),
+            _result_resource(results, RESULTS_TABLE, _RESULT_COLUMNS),
+            _result_resource(errors, ERRORS_TABLE, _ERROR_COLUMNS),
         ]
         if plans:
-            resources.append(
-                dlt.resource(
-                    plans,
-                    name=PLAN_TABLE,
-                    columns=_PLAN_COLUMNS,
-                    write_disposition="merge",
-                    primary_key=("load_id", "job_id", "row_number"),
-                )
-            )
+            resources.append(_result_resource(plans, PLAN_TABLE, _PLAN_COLUMNS))
         results_destination = options.results_destination or dlt.destinations.duckdb(
             os.path.abspath(f"{outer.pipeline_name}_results.duckdb")
         )
@@ -640,14 +680,7 @@ class _Pusher:
         tallies = self._tallies.pop(load_id, {})
         by_table: dict[str, _Tally] = {}
         for row in results:
-            t = by_table.setdefault(str(row["table_name"]), _Tally())
-            t.rows += 1
-            if row["status"] == "ok":
-                t.ok += 1
-            elif row["status"] == "planned":
-                t.planned += 1
-            else:
-                t.errors += 1
+            by_table.setdefault(str(row["table_name"]), _Tally()).add(str(row["status"]))
         for table_name, t in sorted(by_table.items()):
             live = tallies.get(table_name, _Tally())
             planned = f", {t.planned} planned (dry run)" if t.planned else ""
@@ -657,6 +690,17 @@ class _Pusher:
             )
             logger.info(line)
             print(line)
+
+
+def _result_resource(rows: list[dict[str, Any]], name: str, columns: dict[str, Any]) -> Any:
+    """A result table, merged on the row's identity so that a repeated flush cannot duplicate rows."""
+    return dlt.resource(
+        _rows_or_empty(rows),
+        name=name,
+        columns=columns,
+        write_disposition="merge",
+        primary_key=("load_id", "job_id", "row_number"),
+    )
 
 
 def _rows_or_empty(rows: list[dict[str, Any]]) -> Iterator[Any]:
@@ -674,6 +718,20 @@ def _with_time(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _read_all(client: Bitrix24Client, calls: Sequence[tuple[str, dict[str, Any]]], what: str) -> list[Any]:
+    """The results of read commands, batched 50 to a request; any failed command fails the job."""
+    try:
+        batch = client.batch_by_chunk(calls, halt_on_error=False)
+    except Bitrix24Error as exc:
+        raise _job_error(exc, what) from exc
+    for r in batch.results:
+        if r.error is not None:
+            raise _job_error(r.error, what)
+        if not r.ok:
+            raise DestinationTransientException(f"bitrix24 destination: {what}: command {r.key} was not run")
+    return [r.result for r in batch.results]
+
+
 def _job_error(exc: Bitrix24Error, what: str) -> Exception:
     """dlt retries transient job errors and fails terminal ones; map a client error to the right kind."""
     text = mask(f"bitrix24 destination: {what}: {exc}")
@@ -682,19 +740,78 @@ def _job_error(exc: Bitrix24Error, what: str) -> Exception:
     return DestinationTransientException(text)
 
 
-class _Bitrix24JobClient(_CustomDestinationClient):
-    """dlt's custom-destination client plus one hook: flush the write results when a load completes."""
+# --- dlt adapter -------------------------------------------------------------------------------------------
+#
+# The results are flushed when dlt completes a load package. dlt 1.31 has no public hook for that moment:
+#
+# * the @dlt.destination callable sees one job at a time and cannot tell the last one (dlt may retry jobs);
+# * trace and collector callbacks (dlt.pipeline.trace.TRACKING_MODULES, Collector.on_end_trace_step) run after
+#   the load step and swallow their exceptions (suppress_and_warn), so a failed flush would go unnoticed;
+# * a wrapper around pipeline.run() would miss packages that a plain pipeline.run() / pipeline.load() resumes.
+#
+# The loader calls the job client's complete_load(load_id) once per package, after every job completed and
+# before the package is marked loaded; an exception there leaves the package pending, and the next run calls
+# it again. So the flush hooks in there, by subclassing dlt's custom-destination factory and job client
+# (dlt.destinations.impl.destination.*, not public API). Everything that depends on them is in this section;
+# _check_dlt_internals() refuses to build the destination if they change, and
+# tests/destination/test_dlt_adapter.py pins the behaviour the flush relies on.
+
+_DLT_INTERNALS: Final = (
+    (_CustomDestinationFactory, "client_class", property),
+    (_CustomDestinationClient, "complete_load", FunctionType),
+    (_CustomDestinationClient, "__init__", FunctionType),
+)
+
+
+def _check_dlt_internals() -> None:
+    """Fail loudly (instead of never flushing the results) when dlt changed what the adapter overrides."""
+    missing = [
+        f"{owner.__module__}.{owner.__qualname__}.{name}"
+        for owner, name, kind in _DLT_INTERNALS
+        if not isinstance(inspect.getattr_static(owner, name, None), kind)
+    ]
+    if missing:
+        raise RuntimeError(
+            f"bitrix24 destination: dlt {dlt.__version__} no longer has {', '.join(missing)}, which the "
+            "destination hooks to record its write results (it was built against dlt 1.31)"
+        )
+
+
+class _CompletingClient(_CustomDestinationClient):
+    """dlt's custom-destination job client that also runs ``on_load_complete(load_id)`` when a load ends."""
+
+    on_load_complete: ClassVar[Callable[[str], None]]
 
     def complete_load(self, load_id: str) -> None:
-        pusher: _Pusher | None = getattr(self.config.destination_callable, "_bitrix24_pusher", None)
-        if pusher is not None:
-            pusher.flush(load_id)
+        super().complete_load(load_id)
+        type(self).on_load_complete(load_id)
 
 
-class _Bitrix24DestinationFactory(_CustomDestinationFactory):
+class _CompletingFactory(_CustomDestinationFactory):
+    """dlt's custom-destination factory whose job client runs a completion hook (see the section comment).
+
+    It keeps the base class's ``__init__``: dlt reads the factory's options from that signature.
+    """
+
+    _client_class: type[_CompletingClient]
+
     @property
     def client_class(self) -> type[_CustomDestinationClient]:
-        return _Bitrix24JobClient
+        return self._client_class
+
+
+def _completing_destination(
+    destination_callable: Callable[..., None], on_load_complete: Callable[[str], None], **kwargs: Any
+) -> Destination[Any, Any]:
+    """What ``@dlt.destination(**kwargs)`` builds from `destination_callable`, plus a call to
+    ``on_load_complete(load_id)`` when dlt completes a load package."""
+    _check_dlt_internals()
+    factory = _CompletingFactory(destination_callable=destination_callable, **kwargs)
+    # A client class per factory: dlt builds the job client from the class alone (Destination.client()).
+    factory._client_class = type(
+        "_Bitrix24JobClient", (_CompletingClient,), {"on_load_complete": staticmethod(on_load_complete)}
+    )
+    return factory
 
 
 def bitrix24_destination(
@@ -757,10 +874,10 @@ def bitrix24_destination(
     def bitrix24(items: Any, table: Any, webhook_url: TSecretStrValue = dlt.secrets.value) -> None:
         pusher.push_file(str(items), table, str(webhook_url))
 
-    bitrix24._bitrix24_pusher = pusher  # type: ignore[attr-defined]
     config: dict[str, Any] = {} if webhook_url is None else {"webhook_url": webhook_url}
-    return _Bitrix24DestinationFactory(
-        destination_callable=bitrix24,
+    return _completing_destination(
+        bitrix24,
+        pusher.flush,
         destination_name=name,
         batch_size=0,  # one call per load job file: the job reads, numbers and checkpoints rows itself
         naming_convention="direct",  # keep Bitrix spellings (STAGE_ID, ufCrm_1) as they are

@@ -309,6 +309,7 @@ def error_from_response(
     """
     code: str | None = None
     description = ""
+    bodyless = False
     if isinstance(body, Mapping) and "error" in body:
         raw = body["error"]
         if isinstance(raw, Mapping):
@@ -328,9 +329,14 @@ def error_from_response(
     elif http_status is not None and not 200 <= http_status < 300:
         code = f"HTTP_{http_status}"
         description = f"HTTP {http_status} without a Bitrix error body"
+        bodyless = True
     if code is None:
         return None
     category = category_of(code, None if in_batch else http_status)
+    if bodyless and category == "rate_limit":
+        # Only the portal's own QUERY_LIMIT_EXCEEDED / OPERATION_TIME_LIMIT answer proves the method did not
+        # run (§6.5); a bare 503/429 may come from a proxy after the request went through: a write is unknown.
+        category = "server"
     cls: type[ApiError] = BatchCommandError if in_batch else _class_for(category, http_status)
     return cls(
         description or code or "error without description",

@@ -260,6 +260,15 @@ class PortalLimiter:
         self.budget = OperatingBudget(operating_limit, wall=wall, sleep=sleep) if operating_limit else None
         self._sleep = sleep
 
+    @classmethod
+    def from_parts(
+        cls, bucket: LeakyBucket | None, budget: OperatingBudget | None, *, sleep: Sleep = _time.sleep
+    ) -> PortalLimiter:
+        """A limiter over an existing (shared) bucket and budget."""
+        limiter = cls(None, None, sleep=sleep)
+        limiter.bucket, limiter.budget = bucket, budget
+        return limiter
+
     def before_request(self, methods: Iterable[str]) -> float:
         """Wait until a request calling ``methods`` can be sent; returns the seconds waited."""
         waited = 0.0
@@ -280,34 +289,53 @@ class PortalLimiter:
             self.budget.observe(method, operating, reset_at)
 
 
-_REGISTRY: dict[str, PortalLimiter] = {}
+# §6.1: the leaky bucket is per portal and source IP (every client of this process shares it), while the
+# operating budget is per method and per app or webhook: buckets are keyed by host, budgets by host + caller.
+_BUCKETS: dict[str, LeakyBucket] = {}
+_BUDGETS: dict[str, OperatingBudget] = {}
+_LIMITERS: dict[tuple[str, bool, bool], PortalLimiter] = {}
 _REGISTRY_LOCK = threading.Lock()
 
 
 def limiter_for(portal_key: str, rate: RateLimit | None, operating_limit: float | None) -> PortalLimiter:
-    """The process-wide limiter of a portal (host, plus the user id for webhooks), created on first use.
+    """The process-wide limiter of a caller on a portal, created on first use.
 
-    A later client that asks for different bucket parameters reconfigures the shared bucket (last one wins), so
-    all threads keep sharing one counter.
+    Args:
+        portal_key: ``"<host>|<caller>"``: the host keys the shared bucket, the whole key the operating budget
+            (the caller is the webhook's user or the OAuth application).
+        rate: the bucket's figures; None: this client does not wait for the bucket (the shared one is kept).
+        operating_limit: the budget's limit; None: this client does not keep a budget.
+
+    A later client that asks for different bucket figures reconfigures the shared bucket (last one wins), so
+    all threads and clients keep sharing one counter.
     """
-    key = f"{portal_key}|{'bucket' if rate else 'nobucket'}|{'budget' if operating_limit else 'nobudget'}"
+    host = portal_key.split("|", 1)[0]
     with _REGISTRY_LOCK:
-        limiter = _REGISTRY.get(key)
+        bucket = _BUCKETS.get(host)
+        if rate is not None:
+            if bucket is None:
+                bucket = _BUCKETS[host] = LeakyBucket(rate)
+            elif bucket.rate != rate:
+                logger.warning("portal %s: rate limit changed to %s (shared by all clients)", host, rate)
+                bucket.reconfigure(rate)
+        budget = _BUDGETS.get(portal_key)
+        if operating_limit is not None:
+            if budget is None:
+                budget = _BUDGETS[portal_key] = OperatingBudget(operating_limit)
+            else:
+                budget.limit = operating_limit
+        key = (portal_key, rate is not None, operating_limit is not None)
+        limiter = _LIMITERS.get(key)
         if limiter is None:
-            limiter = PortalLimiter(rate, operating_limit)
-            _REGISTRY[key] = limiter
-        else:
-            if rate is not None and limiter.bucket is not None and limiter.bucket.rate != rate:
-                logger.warning(
-                    "portal %s: rate limit changed to %s (shared by all clients)", portal_key, rate
-                )
-                limiter.bucket.reconfigure(rate)
-            if operating_limit is not None and limiter.budget is not None:
-                limiter.budget.limit = operating_limit
+            limiter = _LIMITERS[key] = PortalLimiter.from_parts(
+                bucket if rate is not None else None, budget if operating_limit is not None else None
+            )
         return limiter
 
 
 def reset_registry() -> None:
     """Forget every shared limiter (tests)."""
     with _REGISTRY_LOCK:
-        _REGISTRY.clear()
+        _BUCKETS.clear()
+        _BUDGETS.clear()
+        _LIMITERS.clear()

@@ -15,6 +15,8 @@ Rules (documented in docs/readme/destination.md):
   case-insensitive match). Tasks are written through v2 ``tasks.task.*`` with UPPER_CASE fields (§7.4).
 * Values are validated and coerced against the metadata (type, read-only, immutable, enumeration items,
   required on add) before anything is sent; a rejected row names the field in its error description.
+* Values of ``crm_status`` fields (stages, sources, types) must be items of their ``crm.status`` directory
+  (``statusType`` in the metadata); deal stages are looked up in their pipeline's own directory.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
 from decimal import Decimal
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 Operation = Literal["add", "update", "delete"]
+_T = TypeVar("_T")
 Family = Literal["crm_item", "tasks"]
 
 RESULTS_TABLE: Final = "bitrix24_write_results"
@@ -48,6 +51,8 @@ REQUIRED_FIELD_MISSING: Final = "REQUIRED_FIELD_MISSING"
 INVALID_ID: Final = "INVALID_ID"
 DUPLICATE_KEY: Final = "DUPLICATE_KEY"
 NOTHING_TO_UPDATE: Final = "NOTHING_TO_UPDATE"
+DUPLICATE_KEY_ON_PORTAL: Final = "DUPLICATE_KEY_ON_PORTAL"
+INVALID_VALUE: Final = "INVALID_VALUE"  # a value the checks did not foresee (the exception is in the text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,17 +104,17 @@ class WriteTarget:
             params["fields"] = dict(fields)
         return f"tasks.task.{operation}", params
 
-    def lookup_params(self, field_name: str, values: Sequence[Any]) -> dict[str, Any]:
-        """A list request that finds the records whose `field_name` is one of `values` (≤ 50, one page)."""
+    def lookup_params(self, field_name: str, value: Any) -> dict[str, Any]:
+        """A list request for the records whose `field_name` equals `value` (one page: up to 50 of them)."""
         if self.family == "crm_item":
-            # `@` is the "in" prefix of the crm.item.list filter (§7.2).
+            # `=` is the "equals" prefix of the crm.item.list filter (§7.2).
             return {
                 "entityTypeId": self.entity_type_id,
-                "filter": {f"@{field_name}": list(values)},
+                "filter": {f"={field_name}": value},
                 "select": ["id", field_name],
                 "order": {"id": "ASC"},
             }
-        return {"filter": {field_name: list(values)}, "select": ["ID", field_name], "order": {"ID": "ASC"}}
+        return {"filter": {field_name: value}, "select": ["ID", field_name], "order": {"ID": "ASC"}}
 
     def lookup_rows(self, result: Any) -> list[dict[str, Any]]:
         """The rows of a lookup response (`items` for crm.item.list, `tasks` for tasks.task.list, §3.3)."""
@@ -172,6 +177,7 @@ class FieldMeta:
     multiple: bool = False
     upper_name: str | None = None
     enum_values: Mapping[str, str] | None = None  # allowed id -> label, for enumerations
+    status_type: str | None = None  # crm_status fields: the crm.status directory (ENTITY_ID) of the values
 
 
 def _squash(name: str) -> str:
@@ -222,16 +228,21 @@ def _truthy(value: Any) -> bool:
     return bool(value)
 
 
+def _field_specs(result: Any) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(name, description) pairs of a fields result, wrapped in ``{"fields": ...}`` or not."""
+    raw = result.get("fields", result) if isinstance(result, Mapping) else {}
+    for name, spec in raw.items():
+        if isinstance(spec, Mapping):
+            yield str(name), spec
+
+
 def parse_crm_item_fields(result: Any) -> EntityFields:
     """Parse a ``crm.item.fields`` result: ``{"fields": {name: {type, isRequired, isReadOnly, ...}}}``.
 
     Enumerations carry ``items: [{ID, VALUE}]`` (DOCS api-reference/crm/universal/crm-item-fields.md).
     """
-    raw = result.get("fields", result) if isinstance(result, Mapping) else {}
     metas = []
-    for name, spec in raw.items():
-        if not isinstance(spec, Mapping):
-            continue
+    for name, spec in _field_specs(result):
         items = spec.get("items")
         enum_values = None
         if isinstance(items, list) and items:
@@ -247,6 +258,7 @@ def parse_crm_item_fields(result: Any) -> EntityFields:
                 multiple=_truthy(spec.get("isMultiple", False)),
                 upper_name=spec.get("upperName") or None,
                 enum_values=enum_values,
+                status_type=str(spec["statusType"]) if spec.get("statusType") else None,
             )
         )
     return EntityFields.build(metas)
@@ -260,17 +272,19 @@ _TASK_READ_ONLY: Final = frozenset(
 )
 
 
+# getFields marks CREATED_BY required, but an add without it is made by the calling user: the documented
+# example sends only TITLE and RESPONSIBLE_ID (DOCS api-reference/tasks/tasks-task-add.md).
+_TASK_CALLER_DEFAULTS: Final = frozenset({"CREATED_BY"})
+
+
 def parse_task_fields(result: Any) -> EntityFields:
     """Parse a ``tasks.task.getFields`` result: ``{"fields": {NAME: {title, type, required?, values?}}}``.
 
     ``enum`` fields list their allowed values as a ``values`` map id -> label
     (DOCS api-reference/tasks/tasks-task-get-fields.md).
     """
-    raw = result.get("fields", result) if isinstance(result, Mapping) else {}
     metas = []
-    for name, spec in raw.items():
-        if not isinstance(spec, Mapping):
-            continue
+    for name, spec in _field_specs(result):
         values = spec.get("values")
         enum_values = {str(k): str(v) for k, v in values.items()} if isinstance(values, Mapping) else None
         metas.append(
@@ -278,7 +292,7 @@ def parse_task_fields(result: Any) -> EntityFields:
                 name=name,
                 type=str(spec.get("type", "string")),
                 title=str(spec.get("title", "")),
-                required=_truthy(spec.get("required", False)),
+                required=_truthy(spec.get("required", False)) and name not in _TASK_CALLER_DEFAULTS,
                 read_only=name in _TASK_READ_ONLY or _truthy(spec.get("primary", False)),
                 multiple=str(spec.get("type", "")).startswith("array")
                 or _truthy(spec.get("isMultiple", False)),
@@ -304,7 +318,29 @@ def is_missing(value: Any) -> bool:
         return True
     if isinstance(value, float) and math.isnan(value):
         return True
+    if isinstance(value, Decimal) and value.is_nan():
+        return True
     return type(value).__name__ in {"NAType", "NaTType"}
+
+
+def _finite(value: float | Decimal) -> bool:
+    return value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
+
+
+def _parsed(parse: Callable[[str], _T], text: str) -> _T | None:
+    """``parse(text)``, or None when the text does not parse; the caller reports the value as INVALID_TYPE."""
+    try:
+        return parse(text)
+    except ValueError:
+        return None
+
+
+def _parsed_int(value: Any, meta: FieldMeta) -> int | None:
+    """``value`` as an integer, or None when it is not one (the planner reports that row on its own)."""
+    try:
+        return _as_int(value, meta)
+    except _Invalid:
+        return None
 
 
 def _as_int(value: Any, meta: FieldMeta) -> int:
@@ -312,7 +348,7 @@ def _as_int(value: Any, meta: FieldMeta) -> int:
         raise _Invalid(INVALID_TYPE, f"field {meta.name!r} expects an integer, got a boolean")
     if isinstance(value, int):
         return value
-    if isinstance(value, (float, Decimal)) and value == int(value):
+    if isinstance(value, (float, Decimal)) and _finite(value) and value == int(value):
         return int(value)
     if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
         return int(value)
@@ -324,16 +360,11 @@ def _as_float(value: Any, meta: FieldMeta) -> int | float:
         raise _Invalid(INVALID_TYPE, f"field {meta.name!r} expects a number, got a boolean")
     if isinstance(value, int):
         return value
-    if isinstance(value, (float, Decimal)):
+    if isinstance(value, (float, Decimal)) and _finite(value):
         return float(value)
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            pass
-        else:
-            if math.isfinite(number):
-                return number
+    number = _parsed(float, value) if isinstance(value, str) else None
+    if number is not None and math.isfinite(number):
+        return number
     raise _Invalid(INVALID_TYPE, f"field {meta.name!r} expects a number, got {value!r}")
 
 
@@ -353,12 +384,9 @@ def _as_date(value: Any, meta: FieldMeta) -> str:
         return value.date().isoformat()
     if isinstance(value, date):
         return value.isoformat()
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            return date.fromisoformat(text[:10]).isoformat()
-        except ValueError:
-            pass
+    parsed = _parsed(date.fromisoformat, value.strip()[:10]) if isinstance(value, str) else None
+    if parsed is not None:
+        return parsed.isoformat()
     raise _Invalid(INVALID_TYPE, f"field {meta.name!r} expects a date (YYYY-MM-DD), got {value!r}")
 
 
@@ -367,14 +395,13 @@ def _as_datetime(value: Any, meta: FieldMeta) -> str:
         return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
     if isinstance(value, date):
         return datetime.combine(value, time(), tzinfo=timezone.utc).isoformat()
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            pass
-        else:
-            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).isoformat()
+    parsed = (
+        _parsed(datetime.fromisoformat, value.strip().replace("Z", "+00:00"))
+        if isinstance(value, str)
+        else None
+    )
+    if parsed is not None:
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).isoformat()
     raise _Invalid(INVALID_TYPE, f"field {meta.name!r} expects a date-time (ISO 8601), got {value!r}")
 
 
@@ -390,7 +417,7 @@ def _as_string(value: Any, meta: FieldMeta) -> str:
 
 def _as_enum(value: Any, meta: FieldMeta) -> Any:
     assert meta.enum_values is not None
-    if isinstance(value, float) and value == int(value):
+    if isinstance(value, float) and math.isfinite(value) and value == int(value):
         value = int(value)
     text = str(value)
     if text in meta.enum_values:
@@ -422,7 +449,10 @@ def _coerce_scalar(value: Any, meta: FieldMeta) -> Any:
         return _as_string(value, meta)
     if isinstance(value, (datetime, date)):
         return value.isoformat()
-    if isinstance(value, Decimal):
+    if isinstance(value, (float, Decimal)):
+        # JSON has no infinity; the v2 encoder would send the text "inf".
+        if not _finite(value):
+            raise _Invalid(INVALID_TYPE, f"field {meta.name!r} expects a finite number, got {value!r}")
         return float(value)
     return value
 
@@ -463,7 +493,121 @@ def json_safe(value: Any) -> Any:
         return str(value)
     if isinstance(value, (str, int, float, bool)):
         return value
-    return str(value)
+    try:
+        return str(value)
+    except Exception as exc:  # only for display in the errors table: name the value's type and the failure
+        return f"<{type(value).__name__}: str() failed: {_describe(exc)}>"
+
+
+# --- crm.status directories ---------------------------------------------------------------------------------
+
+# Deal stages live in one directory per pipeline: DEAL_STAGE for pipeline 0, DEAL_STAGE_<id> for the others,
+# whose stage ids carry a ``C<id>:`` prefix (DOCS api-reference/crm/status/crm-status-entity-types.md).
+DEAL_STAGE: Final = "DEAL_STAGE"
+_STAGE_PREFIX: Final = re.compile(r"C(\d+):")
+_FEW: Final = 8  # allowed values listed in an error message
+
+
+def stage_directory(category: int) -> str:
+    """The ENTITY_ID of a deal pipeline's stages."""
+    return DEAL_STAGE if category == 0 else f"{DEAL_STAGE}_{category}"
+
+
+def _directory_of(meta: FieldMeta, value: str, category: int | None) -> tuple[str, str]:
+    """The directory a value of `meta` must come from, and how to name it in a message."""
+    assert meta.status_type is not None
+    if meta.status_type != DEAL_STAGE:
+        return meta.status_type, ""
+    if category is None:
+        # Without a pipeline in the row, the stage id names it: "C3:NEW" is pipeline 3, "NEW" pipeline 0.
+        prefix = _STAGE_PREFIX.match(value)
+        category = int(prefix.group(1)) if prefix else 0
+    return stage_directory(category), f" in pipeline {category}"
+
+
+def _row_category(fields: EntityFields, values: Mapping[str, Any]) -> int | None:
+    for name, value in values.items():
+        meta = fields.fields.get(name)
+        if meta is not None and meta.type == "crm_category" and isinstance(value, int):
+            return value
+    return None
+
+
+def _allowed(items: Mapping[str, str]) -> str:
+    if not items:
+        return "none: the portal lists no values"
+    shown = ", ".join(list(items)[:_FEW])
+    return shown if len(items) <= _FEW else f"{shown}, ... ({len(items) - _FEW} more)"
+
+
+def _directory_value(
+    value: str, meta: FieldMeta, category: int | None, directories: Mapping[str, Mapping[str, str]]
+) -> str:
+    entity_id, where = _directory_of(meta, value, category)
+    items = directories.get(entity_id)
+    if items is None or value in items:
+        return value
+    by_name = [status_id for status_id, name in items.items() if name == value]
+    if len(by_name) == 1:
+        return by_name[0]
+    raise _Invalid(
+        INVALID_ENUM_VALUE,
+        f"field {meta.name!r} does not allow value {value!r}{where} (allowed: {_allowed(items)})",
+    )
+
+
+def _check_directories(
+    fields: EntityFields, fields_out: dict[str, Any], directories: Mapping[str, Mapping[str, str]]
+) -> list[tuple[str, str]]:
+    """Check (and normalise: a unique NAME becomes its STATUS_ID) the directory values of a planned row."""
+    problems: list[tuple[str, str]] = []
+    category = _row_category(fields, fields_out)
+    for name, value in fields_out.items():
+        meta = fields.fields[name]
+        if meta.status_type is None or value == "":
+            continue
+        try:
+            if isinstance(value, list):
+                fields_out[name] = [_directory_value(str(v), meta, category, directories) for v in value]
+            else:
+                fields_out[name] = _directory_value(str(value), meta, category, directories)
+        except _Invalid as exc:
+            problems.append((exc.code, exc.message))
+    return problems
+
+
+def needed_directories(fields: EntityFields, rows: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The ENTITY_IDs of the directories the directory-typed values in `rows` are checked against."""
+    needed: set[str] = set()
+    for row in rows:
+        present: dict[str, Any] = {}
+        for column, value in row.items():
+            canonical = fields.resolve(str(column))
+            if canonical is not None and not is_missing(value):
+                meta = fields.fields[canonical]
+                if meta.type == "crm_category":
+                    present[canonical] = _parsed_int(value, meta)
+                elif meta.status_type is not None:
+                    present[canonical] = value
+        category = _row_category(fields, present)
+        for name, value in present.items():
+            meta = fields.fields[name]
+            if meta.status_type is None:
+                continue
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                needed.add(_directory_of(meta, str(item), category)[0])
+    return needed
+
+
+def parse_directory(result: Any) -> dict[str, str]:
+    """A ``crm.status.list`` result (``[{"STATUS_ID", "NAME", ...}]``, DOCS crm-status-list.md) as an ordered
+    STATUS_ID -> NAME map."""
+    items = result if isinstance(result, list) else []
+    return {
+        str(item["STATUS_ID"]): str(item.get("NAME", ""))
+        for item in items
+        if isinstance(item, Mapping) and item.get("STATUS_ID") is not None
+    }
 
 
 # --- planning ----------------------------------------------------------------------------------------------
@@ -509,12 +653,19 @@ class PlanOptions:
     Attributes:
         key: upsert key column (canonical or any Bitrix spelling); rows without id are resolved by it.
         resolved_ids: key value (as str) -> record id found on the portal for the rows of this chunk.
+        ambiguous_keys: key value -> the ids of the several records that hold it on the portal (the row is
+            rejected: which one to update is not the destination's guess to make).
         marker_prefix: the deterministic prefix of add markers, e.g. ``"b24w:<load_id>:<file_id>"``.
+        directories: crm.status directories (ENTITY_ID -> STATUS_ID -> NAME) that stage, source and type
+            values are checked against; None skips the check, and a directory missing from the map is
+            left to the portal.
     """
 
     key: str | None = None
     resolved_ids: Mapping[str, int] = field(default_factory=dict)
+    ambiguous_keys: Mapping[str, Sequence[int]] = field(default_factory=dict)
     marker_prefix: str = "b24w"
+    directories: Mapping[str, Mapping[str, str]] | None = None
 
 
 def key_value(row: Mapping[str, Any], key: str, fields: EntityFields) -> str | None:
@@ -522,6 +673,9 @@ def key_value(row: Mapping[str, Any], key: str, fields: EntityFields) -> str | N
     canonical = fields.resolve(key) or key
     for column, value in row.items():
         if (column == key or fields.resolve(column) == canonical) and not is_missing(value):
+            if isinstance(value, float) and value.is_integer():
+                # A pandas integer column with gaps holds floats: key 123 must not be looked up as "123.0".
+                return str(int(value))
             return str(value)
     return None
 
@@ -575,6 +729,18 @@ def plan_row(
                 INVALID_ID,
                 f"field 'id' must be positive: {raw_id!r}",
             )
+    elif key_text is not None and key_text in options.ambiguous_keys:
+        ids = list(options.ambiguous_keys[key_text])
+        shown = ", ".join(str(i) for i in ids[:5]) + (", ..." if len(ids) > 5 else "")
+        return _reject(
+            row_number,
+            original,
+            None,
+            key_text,
+            DUPLICATE_KEY_ON_PORTAL,
+            f"key {options.key!r} = {key_text!r} matches several records on the portal (ids {shown}); "
+            "update them by id",
+        )
     elif key_text is not None and key_text in options.resolved_ids:
         bitrix_id = options.resolved_ids[key_text]
 
@@ -612,6 +778,12 @@ def plan_row(
             fields_out[canonical] = coerce_value(value, meta)
         except _Invalid as exc:
             problems.append((exc.code, exc.message))
+        except Exception as exc:  # an unforeseen value costs its own row (recorded below), not the whole job
+            problems.append(
+                (INVALID_VALUE, f"field {name!r}: {value!r} could not be checked: {_describe(exc)}")
+            )
+    if options.directories is not None:
+        problems.extend(_check_directories(fields, fields_out, options.directories))
 
     if operation == "add":
         for required in fields.required:
@@ -649,6 +821,29 @@ def plan_row(
     )
 
 
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def plan_row_or_reject(
+    row: Mapping[str, Any], row_number: int, target: WriteTarget, fields: EntityFields, options: PlanOptions
+) -> PlannedRow:
+    """:func:`plan_row`, except that a failure nobody foresaw becomes this row's ``INVALID_VALUE`` error
+    (with the exception in its description) instead of failing the whole load job."""
+    try:
+        return plan_row(row, row_number, target, fields, options)
+    except Exception as exc:  # recorded as the row's error: it reaches the errors table, with the row
+        original = {str(k): json_safe(v) for k, v in row.items() if not str(k).startswith("_dlt_")}
+        return _reject(
+            row_number,
+            original,
+            None,
+            None,
+            INVALID_VALUE,
+            f"row {row_number} could not be planned: {_describe(exc)}",
+        )
+
+
 def mark_duplicate_keys(rows: Sequence[PlannedRow]) -> list[PlannedRow]:
     """Reject every add after the first that carries the same marker (two adds of one key in one chunk)."""
     seen: set[str] = set()
@@ -680,12 +875,17 @@ def added_id(method: str, result: Any) -> int | None:
         node = node.get("item", node.get("task", node))
     if isinstance(node, Mapping):
         node = node.get("id", node.get("ID"))
-    if isinstance(node, bool):
+    return as_id(node)
+
+
+def as_id(value: Any) -> int | None:
+    """A record id as the portal prints it: an int, or a string of digits (classic methods, §2.4)."""
+    if isinstance(value, bool):
         return None
-    if isinstance(node, int):
-        return node
-    if isinstance(node, str) and node.isdigit():
-        return int(node)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
     return None
 
 
@@ -699,10 +899,11 @@ class Outcome:
     error_description: str | None = None
 
 
-def result_row(
-    planned: PlannedRow, outcome: Outcome, *, load_id: str, table: str, job_id: str, written_at: datetime
-) -> dict[str, Any]:
-    """One row of ``bitrix24_write_results``."""
+_IDENTITY_COLUMNS: Final = ("load_id", "table_name", "job_id", "row_number", "key", "operation")
+
+
+def _identity(planned: PlannedRow, *, load_id: str, table: str, job_id: str) -> dict[str, Any]:
+    """The columns that name an input row, shared by the results, errors and plan tables."""
     return {
         "load_id": load_id,
         "table_name": table,
@@ -710,6 +911,15 @@ def result_row(
         "row_number": planned.row_number,
         "key": planned.key,
         "operation": planned.operation,
+    }
+
+
+def result_row(
+    planned: PlannedRow, outcome: Outcome, *, load_id: str, table: str, job_id: str, written_at: datetime
+) -> dict[str, Any]:
+    """One row of ``bitrix24_write_results``."""
+    return {
+        **_identity(planned, load_id=load_id, table=table, job_id=job_id),
         "bitrix_id": outcome.bitrix_id if outcome.bitrix_id is not None else planned.bitrix_id,
         "status": outcome.status,
         "error_code": outcome.error_code,
@@ -721,12 +931,7 @@ def result_row(
 def error_row(result: Mapping[str, Any], planned: PlannedRow) -> dict[str, Any]:
     """One row of ``bitrix24_write_errors``: the result row plus the original input row as JSON."""
     return {
-        "load_id": result["load_id"],
-        "table_name": result["table_name"],
-        "job_id": result["job_id"],
-        "row_number": result["row_number"],
-        "key": result["key"],
-        "operation": result["operation"],
+        **{column: result[column] for column in _IDENTITY_COLUMNS},
         "error_code": result["error_code"],
         "error_description": result["error_description"],
         "row_json": json.dumps(planned.original, ensure_ascii=False, sort_keys=True),
@@ -737,12 +942,7 @@ def error_row(result: Mapping[str, Any], planned: PlannedRow) -> dict[str, Any]:
 def plan_row_record(planned: PlannedRow, *, load_id: str, table: str, job_id: str) -> dict[str, Any]:
     """One row of ``bitrix24_write_plan`` (dry runs): the command that would be sent."""
     return {
-        "load_id": load_id,
-        "table_name": table,
-        "job_id": job_id,
-        "row_number": planned.row_number,
-        "key": planned.key,
-        "operation": planned.operation,
+        **_identity(planned, load_id=load_id, table=table, job_id=job_id),
         "method": planned.method,
         "params_json": json.dumps(json_safe(planned.params), ensure_ascii=False, sort_keys=True),
     }

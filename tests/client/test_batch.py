@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from bitrix24_source.client import Bitrix24Client
+from bitrix24_source.client import Bitrix24Client, _batch_failure_outcome
 from bitrix24_source.commands import CommandResult, ref, ref_array, result_ref
-from bitrix24_source.errors import BatchCommandError, ConfigError
+from bitrix24_source.errors import BatchCommandError, ConfigError, error_from_response
 from bitrix24_source.sandbox import Fault, Sandbox
 
 
@@ -194,34 +196,46 @@ def test_v3_ref_array_batch(client: Bitrix24Client, portal: Sandbox) -> None:
     assert result["one"].result["item"]["id"] == tasks[0]["id"]
 
 
-def test_v3_batch_is_all_or_nothing(client: Bitrix24Client, portal: Sandbox) -> None:
+def test_v3_batch_is_all_or_nothing(
+    client: Bitrix24Client, portal: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
     tasks = sorted(portal.rows("tasks"), key=lambda t: t["id"])
-    result = client.batch(
-        [("tasks.task.get", {"id": tasks[0]["id"]}), ("tasks.task.get", {"id": 99_999_999})],
-        version=3,
-        halt_on_error=False,
-    )
+    with caplog.at_level(logging.DEBUG, logger="bitrix24_source.client"):
+        result = client.batch(
+            [("tasks.task.get", {"id": tasks[0]["id"]}), ("tasks.task.get", {"id": 99_999_999})],
+            version=3,
+            halt_on_error=False,
+        )
     assert [r.outcome for r in result.results] == ["error", "error"]
     assert {e.code for e in result.errors} == {"BITRIX_REST_V3_EXCEPTION_ENTITYNOTFOUNDEXCEPTION"}
     assert [e.index for e in result.errors] == [0, 1]
+    # The caller holds the error on every command: the failure is logged, but not as a warning.
+    failed = [r for r in caplog.records if "failed as a whole" in r.getMessage()]
+    assert [r.levelno for r in failed] == [logging.DEBUG]
 
 
-def test_v3_failed_write_batch_is_unknown(client: Bitrix24Client, portal: Sandbox) -> None:
+def test_v3_failed_write_batch_is_unknown(
+    client: Bitrix24Client, portal: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
     creator = (
         portal.rows("users")[0]["ID"] if "ID" in portal.rows("users")[0] else portal.rows("users")[0]["id"]
     )
-    result = client.batch(
-        [
-            (
-                "tasks.task.add",
-                {"fields": {"title": "v3 add", "creatorId": int(creator), "responsibleId": int(creator)}},
-            ),
-            ("tasks.task.update", {"id": 99_999_999, "fields": {"title": "x"}}),
-        ],
-        version=3,
-    )
+    with caplog.at_level(logging.DEBUG, logger="bitrix24_source.client"):
+        result = client.batch(
+            [
+                (
+                    "tasks.task.add",
+                    {"fields": {"title": "v3 add", "creatorId": int(creator), "responsibleId": int(creator)}},
+                ),
+                ("tasks.task.update", {"id": 99_999_999, "fields": {"title": "x"}}),
+            ],
+            version=3,
+        )
     assert [r.outcome for r in result.results] == ["unknown", "unknown"]
     assert len(result.unknown) == 2
+    # Writes that may have landed are worth a warning even though the caller gets them as "unknown".
+    failed = [r for r in caplog.records if "failed as a whole" in r.getMessage()]
+    assert [r.levelno for r in failed] == [logging.WARNING]
 
 
 def test_v3_user_dict_with_ref_key_goes_direct(client: Bitrix24Client, portal: Sandbox) -> None:
@@ -245,6 +259,8 @@ def test_input_validation(client: Bitrix24Client) -> None:
         client.batch([])
     with pytest.raises(ConfigError, match="numeric"):
         client.batch({"123": ("user.current", {})})
+    with pytest.raises(ConfigError, match=r"must not contain '\.'"):
+        client.batch({"my.tasks": ("tasks.task.list", {"select": ["id"]})}, version=3)
     with pytest.raises(ConfigError):
         client.batch([("user.current", {})], version=4)
 
@@ -283,3 +299,49 @@ def test_none_and_empty_values_in_a_batch(client: Bitrix24Client, portal: Sandbo
     )
     assert result.is_success
     assert result[0].total == len(portal.rows("deals")) - 1  # the empty filter did not filter anything
+
+
+def test_empty_list_inside_a_parameter_means_the_same_in_a_batch(
+    client: Bitrix24Client, portal: Sandbox
+) -> None:
+    # A query string cannot carry an empty array (§1.5): `@id: []` would vanish and match every row, so the
+    # command goes out as a direct JSON call, in its place.
+    params = {"entityTypeId": 2, "filter": {"@id": []}, "select": ["id"]}
+    direct = client.call("crm.item.list", params)
+    before = portal.stats().http_by_method.get("crm.item.list", 0)
+    batch = client.batch([("crm.item.list", params), ("crm.item.list", {**params, "filter": {}})])
+    assert direct.result["items"] == [] and batch[0].result["items"] == []
+    assert len(batch[1].result["items"]) > 0  # an empty top-level filter is no filter, and stays in the batch
+    assert portal.stats().http_by_method.get("crm.item.list", 0) == before + 1
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        # A command's own access/scope error fails the v3 batch with 401/403 (§2.3, §9.3): earlier writes of
+        # the batch may have landed, so they are unknown, not "not executed" (a resend could duplicate them).
+        (
+            403,
+            {"error": {"code": "BITRIX_REST_V3_EXCEPTION_ACCESSDENIEDEXCEPTION", "message": "no"}},
+            "unknown",
+        ),
+        (
+            403,
+            {"error": {"code": "BITRIX_REST_V3_EXCEPTION_INSUFFICIENTSCOPEEXCEPTION", "message": "no"}},
+            "unknown",
+        ),
+        (
+            400,
+            {"error": {"code": "BITRIX_REST_V3_EXCEPTION_ENTITYNOTFOUNDEXCEPTION", "message": "no"}},
+            "unknown",
+        ),
+        # The request itself was refused before anything ran.
+        (401, {"error": "NO_AUTH_FOUND", "error_description": "Wrong authorization data"}, "not_executed"),
+        (503, {"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"}, "not_executed"),
+    ],
+)
+def test_outcome_of_a_failed_v3_write_batch(status: int, body: dict[str, Any], expected: str) -> None:
+    error = error_from_response(status, body, method="batch")
+    assert error is not None
+    assert _batch_failure_outcome(error, False, 3) == expected
+    assert _batch_failure_outcome(error, True, 3) in ("error", "not_executed")  # reads: retried or reported

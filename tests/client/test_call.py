@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
 
 import pytest
+import requests
 
-from bitrix24_source.client import Bitrix24Client
+from bitrix24_source.client import Bitrix24Client, _transport_error
 from bitrix24_source.errors import ApiError, AuthError, ConfigError
 from bitrix24_source.sandbox import Sandbox
 
@@ -146,3 +150,28 @@ def test_keyset_pagination_v2_classic_and_tasks(client: Bitrix24Client, portal: 
         for row in page
     ]
     assert [int(t["id"]) for t in tasks] == sorted(t["id"] for t in portal.rows("tasks"))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), Decimal("-Infinity"), Decimal("NaN")])
+def test_non_finite_numbers_are_refused_before_sending(
+    client: Bitrix24Client, portal: Sandbox, bad: Any
+) -> None:
+    # PHP's json_decode refuses NaN/Infinity, and a v2 method then runs with no parameters at all (§1.5): an
+    # unfiltered list instead of an error. Nothing is sent.
+    before = portal.stats().http_requests
+    with pytest.raises(ConfigError, match=r"parameter 'FILTER\.ID' holds NaN or an infinite number"):
+        client.call("user.get", {"FILTER": {"ID": bad}})
+    with pytest.raises(ConfigError, match="non-finite number"):
+        client.batch([("user.get", {"FILTER": {"ID": bad}}), ("user.current", {})])
+    assert portal.stats().http_requests == before
+
+
+def test_tls_error_after_the_handshake_may_have_run_the_request() -> None:
+    # urllib3 reports a TLS stream broken while the answer is read as an SSLError too; only a refused
+    # certificate proves nothing was sent.
+    broken = requests.exceptions.SSLError(ssl.SSLError(1, "[SSL: DECRYPTION_FAILED_OR_BAD_RECORD_MAC]"))
+    refused = requests.exceptions.SSLError(ssl.SSLCertVerificationError(1, "certificate verify failed"))
+    after = _transport_error(broken, method="crm.item.add", request_id="r", timeout=1.0)
+    before = _transport_error(refused, method="crm.item.add", request_id="r", timeout=1.0)
+    assert (after.code, after.maybe_executed) == ("TLS_ERROR", True)
+    assert (before.code, before.maybe_executed) == ("TLS_ERROR", False)

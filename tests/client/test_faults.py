@@ -3,8 +3,12 @@ never resent and reported as "unknown outcome"."""
 
 from __future__ import annotations
 
+import json
 import socket
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
 
 import pytest
 
@@ -191,3 +195,56 @@ def test_own_idempotency_key_reused_with_another_body(client: Bitrix24Client, po
         client.call("tasks.task.add", _task_fields(portal, "other body"), version=3, idempotency_key=key)
     assert info.value.code == "BITRIX_REST_V3_EXCEPTION_IDEMPOTENCYKEYREUSEDEXCEPTION"
     assert info.value.http_status == 422
+
+
+class _GatewayThenPortal(BaseHTTPRequestHandler):
+    """A proxy in front of a portal: the first POST gets an empty 503 from the proxy, later ones a success."""
+
+    posts: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).posts.append(self.path)
+        if len(type(self).posts) == 1:
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = json.dumps({"result": {"item": {"id": 7}, "items": []}, "time": {}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+@pytest.fixture
+def gateway() -> Iterator[str]:
+    _GatewayThenPortal.posts = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _GatewayThenPortal)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/rest/1/gatewaycode123/"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_bodyless_503_from_a_proxy_is_not_proof_that_a_write_did_not_run(
+    make_client: Callable[..., Bitrix24Client], gateway: str
+) -> None:
+    # Only the portal's QUERY_LIMIT_EXCEEDED body says the method never ran (§6.5): a bare 503 may come after
+    # the request went through, so the write is not resent.
+    c = make_client(webhook_url=gateway)
+    with pytest.raises(ServerError):
+        c.call("crm.item.add", {"entityTypeId": 2, "fields": {"title": "behind a proxy"}})
+    assert len(_GatewayThenPortal.posts) == 1
+
+
+def test_bodyless_503_on_a_read_is_retried(make_client: Callable[..., Bitrix24Client], gateway: str) -> None:
+    c = make_client(webhook_url=gateway)
+    assert c.call("crm.item.list", {"entityTypeId": 2}).result == {"item": {"id": 7}, "items": []}
+    assert len(_GatewayThenPortal.posts) == 2

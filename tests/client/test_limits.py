@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -15,19 +16,19 @@ from bitrix24_source.sandbox import CostModel, Sandbox
 from bitrix24_source.sandbox import RateLimit as SandboxRateLimit
 
 
+def _tiny(**limits: Any) -> Sandbox:
+    """A portal with a handful of rows and its own limits, for tests that exhaust them."""
+    return Sandbox(seed=2, deals=5, leads=1, contacts=1, companies=1, users=2, tasks=1, **limits)
+
+
+def _metered() -> Sandbox:
+    return _tiny(operating_limit=0.5, operating_basket_seconds=0.1, cost_model=CostModel(base=0.2))
+
+
 def test_threads_share_one_bucket_and_never_overflow_the_portal(
     make_client: Callable[..., Bitrix24Client],
 ) -> None:
-    with Sandbox(
-        seed=2,
-        deals=5,
-        leads=1,
-        contacts=1,
-        companies=1,
-        users=2,
-        tasks=1,
-        rate_limit=SandboxRateLimit(burst=8, drain=40.0),
-    ) as limited:
+    with _tiny(rate_limit=SandboxRateLimit(burst=8, drain=40.0)) as limited:
         clients = [
             make_client(webhook_url=limited.webhook_url, rate_limit=RateLimit(8, 40.0)) for _ in range(3)
         ]
@@ -58,16 +59,7 @@ def test_without_the_client_bucket_the_portal_refuses_and_the_client_recovers(
 ) -> None:
     # A slow drain (1/s) against back-to-back calls: the portal must refuse some; each 503 is retried after
     # a backoff longer than one drain step, so every call still succeeds.
-    with Sandbox(
-        seed=2,
-        deals=5,
-        leads=1,
-        contacts=1,
-        companies=1,
-        users=2,
-        tasks=1,
-        rate_limit=SandboxRateLimit(burst=2, drain=1.0),
-    ) as limited:
+    with _tiny(rate_limit=SandboxRateLimit(burst=2, drain=1.0)) as limited:
         c = make_client(
             webhook_url=limited.webhook_url,
             limiter=PortalLimiter(None, None),
@@ -82,18 +74,7 @@ def test_without_the_client_bucket_the_portal_refuses_and_the_client_recovers(
 def test_operating_budget_waits_before_the_portal_would_block(
     make_client: Callable[..., Bitrix24Client],
 ) -> None:
-    with Sandbox(
-        seed=2,
-        deals=5,
-        leads=1,
-        contacts=1,
-        companies=1,
-        users=2,
-        tasks=1,
-        operating_limit=0.5,
-        operating_basket_seconds=0.1,
-        cost_model=CostModel(base=0.2),
-    ) as metered:
+    with _metered() as metered:
         c = make_client(webhook_url=metered.webhook_url, limiter=PortalLimiter(None, 0.5))
         for _ in range(6):
             c.call("user.current")
@@ -102,17 +83,7 @@ def test_operating_budget_waits_before_the_portal_would_block(
 
 
 def test_batch_commands_feed_their_own_methods_budget(make_client: Callable[..., Bitrix24Client]) -> None:
-    with Sandbox(
-        seed=2,
-        deals=5,
-        leads=1,
-        contacts=1,
-        companies=1,
-        users=2,
-        tasks=1,
-        operating_limit=100.0,
-        cost_model=CostModel(base=0.25),
-    ) as metered:
+    with _tiny(operating_limit=100.0, cost_model=CostModel(base=0.25)) as metered:
         limiter = PortalLimiter(None, 100.0)
         c = make_client(webhook_url=metered.webhook_url, limiter=limiter)
         c.batch([("user.current", {}), ("user.current", {}), ("server.time", {})])
@@ -127,21 +98,6 @@ def test_enterprise_preset_and_shared_registry(portal: Sandbox) -> None:
     b = Bitrix24Client(portal.webhook_url, rate_limit="enterprise")
     assert a.limiter is b.limiter
     assert limiter_for(portal.base_url.split("//")[1] + "|user1", RateLimit(250, 5.0), 480.0) is a.limiter
-
-
-def _metered() -> Sandbox:
-    return Sandbox(
-        seed=2,
-        deals=5,
-        leads=1,
-        contacts=1,
-        companies=1,
-        users=2,
-        tasks=1,
-        operating_limit=0.5,
-        operating_basket_seconds=0.1,
-        cost_model=CostModel(base=0.2),
-    )
 
 
 @pytest.mark.parametrize("halt", [True, False])
@@ -169,3 +125,15 @@ def test_refused_commands_with_outside_references_are_not_resent(
         assert result[3].outcome == "not_executed" and result[3].error is not None
         assert result[3].error.code == "OPERATION_TIME_LIMIT"
         assert result[4].outcome == "not_executed"
+
+
+def test_clients_of_one_portal_share_its_bucket_whatever_their_user_or_budget(portal: Sandbox) -> None:
+    # §6.1: the portal counts every request from this machine in one bucket; the operating budget is per
+    # webhook (or app), so that part stays separate.
+    other_user = portal.webhook_url.replace("/rest/1/", "/rest/2/")
+    a = Bitrix24Client(portal.webhook_url, rate_limit=RateLimit(50, 2.0))
+    b = Bitrix24Client(other_user, rate_limit=RateLimit(50, 2.0))
+    c = Bitrix24Client(portal.webhook_url, rate_limit=RateLimit(50, 2.0), operating_limit=None)
+    assert a.limiter.bucket is not None and a.limiter.bucket is b.limiter.bucket is c.limiter.bucket
+    assert a.limiter.budget is not None and b.limiter.budget is not None
+    assert a.limiter.budget is not b.limiter.budget and c.limiter.budget is None

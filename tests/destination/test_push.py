@@ -37,7 +37,7 @@ def test_bulk_updates_adds_and_bad_rows(
             {"id": ids[3], "opportunity": "lots"},  # wrong type
             {"id": ids[4], UF_SEGMENT: "Platinum"},  # invalid enumeration value
             {"id": 99_999_999, "title": "ghost"},  # the portal answers NOT_FOUND
-            {"title": "bad stage", "stageId": "NO_SUCH_STAGE"},  # rejected by the portal, not by us
+            {"title": "bad stage", "stageId": "NO_SUCH_STAGE"},  # not in the portal's DEAL_STAGE directory
         ]
         rows += bad
         rows.append({"id": deleted, "_delete": True})
@@ -63,7 +63,9 @@ def test_bulk_updates_adds_and_bad_rows(
     codes = [by_row[first_bad + k]["error_code"] for k in range(len(bad))]
     assert codes[:4] == ["UNKNOWN_FIELD", "READ_ONLY_FIELD", "INVALID_TYPE", "INVALID_ENUM_VALUE"]
     assert codes[4] == "NOT_FOUND"  # the portal's own code
-    assert codes[5] not in (None, "", "UNKNOWN_FIELD", "INVALID_TYPE")
+    assert codes[5] == "INVALID_ENUM_VALUE"
+    assert "'stageId'" in by_row[first_bad + 5]["error_description"]
+    assert "PREPARATION" in by_row[first_bad + 5]["error_description"]  # a few allowed values are listed
     assert "no_such_column" in by_row[first_bad]["error_description"]
     assert "createdBy" in by_row[first_bad + 1]["error_description"]
     adds = [by_row[2000 + k] for k in range(500)]
@@ -217,11 +219,14 @@ def test_tasks_through_v2_upper_case_fields(
     rows: list[dict[str, Any]] = [
         {"ID": task_ids[0], "TITLE": "Renamed task"},
         {"id": task_ids[1], "_delete": True},
-        {"TITLE": "New task", "responsibleId": 2, "DESCRIPTION": "from the warehouse"},
-        {"DESCRIPTION": "no title"},  # the portal refuses: ERROR_CORE "Task title is not specified"
+        {"TITLE": "New task", "responsibleId": 2, "DESCRIPTION": "from the warehouse"},  # CREATED_BY: caller
+        {"DESCRIPTION": "no title"},  # TITLE is required (tasks.task.getfields)
         {"ID": task_ids[2], "CREATED_DATE": "2025-01-01T00:00:00+00:00"},  # read-only
+        {"ID": 99_999_999, "TITLE": "ghost task"},  # the portal refuses: no such task
     ]
+    portal.reset_stats()
     make_pipeline(portal.webhook_url, name="tasks").run(rows, table_name="tasks")
+    assert portal.stats().by_method["tasks.task.getfields"] == 1  # the documented name, read once per load
 
     tasks = {int(r["id"]): r for r in portal.rows("tasks")}
     assert tasks[task_ids[0]]["title"] == "Renamed task"
@@ -229,10 +234,17 @@ def test_tasks_through_v2_upper_case_fields(
     new = [r for r in tasks.values() if r["title"] == "New task"]
     assert len(new) == 1 and new[0]["responsibleId"] == 2 and str(new[0]["xmlId"]).startswith("b24w:")
     results = read_table(RESULTS_TABLE)
-    assert [r["status"] for r in results] == ["ok", "ok", "ok", "error", "error"]
+    assert [r["status"] for r in results] == ["ok", "ok", "ok", "error", "error", "error"]
     assert results[2]["bitrix_id"] == new[0]["id"]
-    assert results[3]["error_code"] == "ERROR_CORE" and "title" in results[3]["error_description"]
+    assert results[3]["error_code"] == "REQUIRED_FIELD_MISSING" and "TITLE" in results[3]["error_description"]
     assert results[4]["error_code"] == "READ_ONLY_FIELD"
+    assert results[5]["error_code"] not in (
+        None,
+        "",
+        "REQUIRED_FIELD_MISSING",
+        "READ_ONLY_FIELD",
+        "INVALID_ID",
+    )
 
 
 def test_wrong_webhook_fails_the_load_without_leaking_the_code(
@@ -285,3 +297,43 @@ def test_webhook_url_from_dlt_config(
         [{"id": deal_id, "title": "configured"}], table_name="deals"
     )
     assert next(r for r in portal.rows("deals") if int(r["id"]) == deal_id)["title"] == "configured"
+
+
+def test_an_empty_list_clears_a_multiple_field(
+    portal: Sandbox, make_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
+) -> None:
+    deal_id = _deal_ids(portal)[0]
+    contact_ids = sorted(int(r["id"]) for r in portal.rows("contacts"))[:2]
+    portal.update_row("deals", deal_id, {"contactIds": contact_ids})
+    make_pipeline(portal.webhook_url, name="clear").run(
+        [{"id": deal_id, "contactIds": "[]"}, {"id": deal_id, "title": "still batched"}], table_name="deals"
+    )
+    row = next(r for r in portal.rows("deals") if int(r["id"]) == deal_id)
+    assert row["contactIds"] in ([], None) and row["title"] == "still batched"
+    assert [r["status"] for r in read_table(RESULTS_TABLE)] == ["ok", "ok"]
+
+
+def test_upsert_key_held_by_many_records_is_not_guessed(
+    portal: Sandbox, make_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
+) -> None:
+    ids = _deal_ids(portal)
+    for deal_id in ids[:55]:  # more records than one list page (50) hold the same key value
+        portal.update_row("deals", deal_id, {"originId": "K0"})
+    portal.update_row("deals", ids[55], {"originId": "K1"})
+    rows = pd.DataFrame({"originId": ["K0", "K1", "K2"], "title": ["upd K0", "upd K1", "new K2"]})
+    make_pipeline(portal.webhook_url, name="ambiguous", key="ORIGIN_ID").run(rows, table_name="deals")
+
+    by_origin = Counter(r.get("originId") for r in portal.rows("deals"))
+    assert (by_origin["K0"], by_origin["K1"], by_origin["K2"]) == (55, 1, 1)  # nothing duplicated
+    state = {int(r["id"]): r for r in portal.rows("deals")}
+    assert state[ids[55]]["title"] == "upd K1"
+    results = read_table(RESULTS_TABLE)
+    assert [(r["operation"], r["status"]) for r in results] == [
+        (None, "error"),
+        ("update", "ok"),
+        ("add", "ok"),
+    ]
+    assert (
+        results[0]["error_code"] == "DUPLICATE_KEY_ON_PORTAL"
+        and str(ids[0]) in results[0]["error_description"]
+    )

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bitrix24_source.sandbox import Fault, Sandbox
 from bitrix24_source.writes import RESULTS_TABLE
 
@@ -159,3 +161,32 @@ def test_unsent_batch_is_verified_then_sent_and_dlt_retries_the_job(
     assert stats["crm.item.add"] == 90
     assert stats["crm.item.update"] == 10
     assert stats["crm.item.list"] >= 4  # markers looked up after every lost attempt
+
+
+def test_writes_of_an_aborted_package_get_their_results_at_the_next_load(
+    portal: Sandbox,
+    make_pipeline: Callable[..., Any],
+    read_table: Callable[[str], list[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dlt.pipeline.exceptions import PipelineStepFailed
+
+    ids = sorted(int(r["id"]) for r in portal.rows("deals"))[:60]
+    rows = [{"id": i, "title": f"aborted run {i}"} for i in ids]
+    # The first chunk of 50 is written and journaled; the second meets an auth error, which fails the job
+    # terminally, and dlt then aborts the package: it never completes an aborted package.
+    portal.inject(
+        Fault(kind="command_error", method="crm.item.update", after=50, error_code="insufficient_scope")
+    )
+    monkeypatch.setenv("LOAD__AUTO_ABORT_ON_TERMINAL_ERROR", "true")
+    pipeline = make_pipeline(portal.webhook_url, name="aborted")
+    with pytest.raises(PipelineStepFailed, match="insufficient_scope"):
+        pipeline.run(rows, table_name="deals")
+    titles = {int(r["id"]): r["title"] for r in portal.rows("deals")}
+    assert [titles[i] for i in ids[:50]] == [f"aborted run {i}" for i in ids[:50]]
+
+    pipeline.run([{"id": ids[0], "title": "next run"}], table_name="deals")
+    results = read_table(RESULTS_TABLE)
+    per_load = Counter(r["load_id"] for r in results)
+    assert sorted(per_load.values()) == [1, 50]  # the aborted load's 50 writes, then the next load's row
+    assert all(r["status"] == "ok" for r in results)

@@ -174,14 +174,21 @@ def test_portal_limiter_waits_budget_then_bucket() -> None:
     assert limiter.before_request(["a.list"]) == pytest.approx(51.0)
 
 
-def test_registry_shares_one_limiter_per_portal() -> None:
+def test_registry_shares_one_bucket_per_portal_and_one_budget_per_caller() -> None:
     reset_registry()
     a = limiter_for("portal.example|user1", RateLimit(), 480.0)
     b = limiter_for("portal.example|user1", RateLimit(), 480.0)
     c = limiter_for("portal.example|user2", RateLimit(), 480.0)
+    d = limiter_for("portal.example|app:local.123", RateLimit(), None)
+    e = limiter_for("other.example|user1", RateLimit(), 480.0)
     assert a is b and a is not c
+    # §6.1: the bucket counts every request from this machine to the portal; the budget is per app/webhook.
+    assert a.bucket is not None and a.bucket is c.bucket is d.bucket and a.bucket is not e.bucket
+    assert a.budget is not None and c.budget is not None and a.budget is not c.budget and d.budget is None
     limiter_for("portal.example|user1", ENTERPRISE, 480.0)
-    assert a.bucket is not None and a.bucket.rate == ENTERPRISE
+    assert a.bucket.rate == ENTERPRISE and c.bucket is a.bucket
+    unthrottled = limiter_for("portal.example|user1", None, 480.0)
+    assert unthrottled.bucket is None and unthrottled.budget is a.budget
     reset_registry()
 
 

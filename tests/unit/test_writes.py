@@ -9,13 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bitrix24_source.writes import (
     DUPLICATE_KEY,
+    DUPLICATE_KEY_ON_PORTAL,
     IMMUTABLE_FIELD,
     INVALID_ENUM_VALUE,
     INVALID_ID,
     INVALID_TYPE,
+    INVALID_VALUE,
     NOTHING_TO_UPDATE,
     READ_ONLY_FIELD,
     REQUIRED_FIELD_MISSING,
@@ -25,8 +29,11 @@ from bitrix24_source.writes import (
     PlanOptions,
     added_id,
     error_row,
+    key_value,
     mark_duplicate_keys,
+    needed_directories,
     parse_crm_item_fields,
+    parse_directory,
     parse_task_fields,
     plan_row,
     plan_row_record,
@@ -227,6 +234,24 @@ def test_upsert_by_key_becomes_update_when_found_and_add_otherwise() -> None:
     assert new.params is not None and "xmlId" not in new.params["fields"]
 
 
+def test_upsert_key_matching_several_records_is_rejected() -> None:
+    ids = [11, 12, 13, 14, 15, 16]
+    options = PlanOptions(key="originId", ambiguous_keys={"k": ids}, marker_prefix="p")
+    p = _plan({"originId": "k", "title": "T"}, options=options)
+    assert p.error_code == DUPLICATE_KEY_ON_PORTAL and p.method is None
+    assert "ids 11, 12, 13, 14, 15, ..." in (p.error_description or "")
+    assert _plan({"id": 11, "originId": "k", "title": "T"}, options=options).is_valid  # an id decides
+
+
+def test_integral_float_keys_are_looked_up_as_integers() -> None:
+    fields = parse_crm_item_fields(
+        {"fields": {**DEAL_FIELDS["fields"], "ufCrm_9": _field("integer", "UF_CRM_9")}}
+    )
+    assert key_value({"UF_CRM_9": 123.0}, "ufCrm_9", fields) == "123"
+    assert key_value({"ufCrm_9": 1.5}, "ufCrm_9", fields) == "1.5"
+    assert key_value({"ufCrm_9": math.nan}, "ufCrm_9", fields) is None
+
+
 def test_duplicate_keys_in_one_chunk_are_rejected_after_the_first() -> None:
     options = PlanOptions(key="originId", marker_prefix="p")
     rows = [_plan({"originId": "k", "title": str(i)}, n=i, options=options) for i in range(3)]
@@ -241,6 +266,7 @@ def test_tasks_use_v2_upper_case_fields() -> None:
                 "ID": {"title": "ID", "type": "integer", "primary": True},
                 "TITLE": {"title": "Name", "type": "string", "required": True},
                 "RESPONSIBLE_ID": {"title": "Assignee", "type": "integer", "required": True},
+                "CREATED_BY": {"title": "Creator", "type": "integer", "required": True},
                 "PRIORITY": {
                     "title": "Priority",
                     "type": "enum",
@@ -253,7 +279,12 @@ def test_tasks_use_v2_upper_case_fields() -> None:
     )
     tasks = write_target("tasks")
     add = plan_row({"title": "Call", "responsibleId": 3, "PRIORITY": "High"}, 2, tasks, fields, OPTS)
-    assert add.method == "tasks.task.add"
+    assert add.method == "tasks.task.add" and add.is_valid  # CREATED_BY defaults to the calling user
+    missing = plan_row({"title": "Call"}, 3, tasks, fields, OPTS)
+    assert missing.error_code == REQUIRED_FIELD_MISSING and "RESPONSIBLE_ID" in (
+        missing.error_description or ""
+    )
+    assert "CREATED_BY" not in (missing.error_description or "")
     assert add.params == {
         "fields": {"TITLE": "Call", "RESPONSIBLE_ID": 3, "PRIORITY": "2", "XML_ID": "b24w:L1:F1:2"}
     }
@@ -274,6 +305,9 @@ def test_recorded_classic_field_metadata_parses() -> None:
     fields = parse_crm_item_fields(recorded)
     assert fields.fields["TITLE"].required and fields.fields["ID"].read_only
     assert fields.resolve("title") == "TITLE"
+    assert fields.fields["STATUS_ID"].status_type == "STATUS"
+    assert fields.fields["SOURCE_ID"].status_type == "SOURCE"
+    assert fields.fields["TITLE"].status_type is None
 
 
 def test_added_ids_from_recorded_responses() -> None:
@@ -307,3 +341,148 @@ def test_result_error_and_plan_rows() -> None:
     assert ok["bitrix_id"] == 99 and ok["operation"] == "add" and ok["key"] == "b24w:L1:F1:4"
     plan = plan_row_record(good, load_id="L", table="deals", job_id="F")
     assert plan["method"] == "crm.item.add" and json.loads(plan["params_json"])["fields"]["title"] == "x"
+
+
+# crm.status.list results (DOCS api-reference/crm/status/crm-status-list.md): ENTITY_ID -> STATUS_ID -> NAME.
+DIRECTORIES = {
+    "DEAL_STAGE": {"NEW": "New", "EXECUTING": "In progress", "WON": "Deal won", "LOSE": "Deal lost"},
+    "DEAL_STAGE_3": {"C3:NEW": "New", "C3:WON": "Deal won"},
+    "DEAL_STAGE_9": {},  # crm.status.list answers [] for a pipeline the portal does not have
+    "SOURCE": {f"SRC_{k}": f"Source {k}" for k in range(12)} | {"WEB": "Website", "DUP": "Twice"},
+    "DEAL_TYPE": {"SALE": "Sales", "A": "Twice", "B": "Twice"},
+}
+DIR_FIELDS = parse_crm_item_fields(
+    {
+        "fields": {
+            **DEAL_FIELDS["fields"],
+            "categoryId": _field("crm_category", "CATEGORY_ID"),
+            "sourceId": _field("crm_status", "SOURCE_ID", statusType="SOURCE"),
+            "typeId": _field("crm_status", "TYPE_ID", statusType="DEAL_TYPE"),
+        }
+    }
+)
+DIR_OPTS = PlanOptions(marker_prefix="b24w:L1:F1", directories=DIRECTORIES)
+
+
+def _dir_plan(row: dict[str, Any]) -> Any:
+    return plan_row(row, 0, DEALS, DIR_FIELDS, DIR_OPTS)
+
+
+def test_directory_values_pass_and_names_become_ids() -> None:
+    p = _dir_plan({"id": 5, "stageId": "Deal won", "SOURCE_ID": "Website", "typeId": "SALE"})
+    assert p.is_valid, p.error_description
+    assert p.params["fields"] == {"stageId": "WON", "sourceId": "WEB", "typeId": "SALE"}
+    assert _dir_plan({"id": 5, "stageId": "C3:WON"}).is_valid  # the prefix names pipeline 3
+    add = _dir_plan({"title": "t", "categoryId": 3, "stageId": "C3:NEW"})
+    assert add.is_valid and add.params["fields"]["stageId"] == "C3:NEW"
+    assert _dir_plan({"id": 5, "stageId": ""}).is_valid  # an empty string clears, it is not looked up
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        ({"id": 5, "stageId": "C3:LOSE"}, ["'stageId'", "'C3:LOSE' in pipeline 3", "C3:NEW, C3:WON)"]),
+        ({"title": "t", "categoryId": 3, "stageId": "NEW"}, ["'NEW' in pipeline 3", "(allowed: C3:NEW"]),
+        (
+            {"title": "t", "stageId": "C3:NEW", "categoryId": 0},
+            ["in pipeline 0", "NEW, EXECUTING, WON, LOSE"],
+        ),
+        ({"id": 5, "stageId": "C9:NEW"}, ["in pipeline 9", "allowed: none"]),
+        ({"id": 5, "sourceId": "FAX"}, ["'sourceId'", "SRC_0, SRC_1", "... (6 more)"]),
+        ({"id": 5, "typeId": "Twice"}, ["'typeId'", "'Twice'"]),  # a name shared by two ids is ambiguous
+    ],
+)
+def test_unknown_directory_values_are_rejected_with_a_few_allowed_values(
+    row: dict[str, Any], expected: list[str]
+) -> None:
+    p = _dir_plan(row)
+    assert p.error_code == INVALID_ENUM_VALUE and p.method is None
+    for text in expected:
+        assert text in (p.error_description or ""), p.error_description
+
+
+def test_directory_not_read_is_left_to_the_portal() -> None:
+    options = PlanOptions(directories={"SOURCE": DIRECTORIES["SOURCE"]})
+    assert plan_row({"id": 5, "stageId": "ANYTHING"}, 0, DEALS, DIR_FIELDS, options).is_valid
+    no_check = PlanOptions()
+    assert plan_row({"id": 5, "sourceId": "FAX"}, 0, DEALS, DIR_FIELDS, no_check).is_valid
+
+
+def test_needed_directories_follow_the_rows() -> None:
+    rows: list[dict[str, Any]] = [
+        {"id": 1, "title": "no directory field"},
+        {"id": 2, "STAGE_ID": "C3:WON"},
+        {"title": "t", "categoryId": "5", "stageId": "NEW"},
+        {"id": 3, "stageId": "WON", "sourceId": None, "TYPE_ID": math.nan},
+        {"id": 4, "SOURCE_ID": "WEB", "categoryId": "not a number", "stageId": "C4:NEW"},
+    ]
+    assert needed_directories(DIR_FIELDS, rows) == {
+        "DEAL_STAGE",
+        "DEAL_STAGE_3",
+        "DEAL_STAGE_4",
+        "DEAL_STAGE_5",
+        "SOURCE",
+    }
+    assert needed_directories(DIR_FIELDS, rows[:1]) == set()
+
+
+def test_parse_directory_keeps_the_portal_order() -> None:
+    result = [
+        {"ID": "7", "ENTITY_ID": "SOURCE", "STATUS_ID": "WEB", "NAME": "Website", "SORT": "10"},
+        {"ID": "3", "ENTITY_ID": "SOURCE", "STATUS_ID": "CALL", "NAME": "Call", "SORT": "20"},
+        {"ID": "9", "ENTITY_ID": "SOURCE", "NAME": "no status id"},
+    ]
+    assert list(parse_directory(result).items()) == [("WEB", "Website"), ("CALL", "Call")]
+    assert parse_directory({"unexpected": "shape"}) == {}
+
+
+_ANY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.decimals(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["inf", "-inf", "nan", "NaN", "Infinity", "1e400", "[1, 2]", "[]", "Y", "2025-13-40"]),
+    st.dates(),
+    st.datetimes(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    column=st.sampled_from(sorted(DIR_FIELDS.fields)),
+    value=st.one_of(_ANY_VALUE, st.lists(_ANY_VALUE, max_size=3)),
+    adding=st.booleans(),
+)
+def test_any_value_in_any_field_is_planned_or_rejected_never_raised(
+    column: str, value: Any, adding: bool
+) -> None:
+    row: dict[str, Any] = {column: value} if adding else {"id": 5, column: value}
+    planned = _dir_plan(row)
+    if planned.is_valid:
+        # Whatever is sent must be plain JSON: no NaN or infinity slips through as "nan"/"inf".
+        json.dumps(planned.params, allow_nan=False)
+    else:
+        assert planned.error_code and planned.error_description
+        assert planned.error_code != INVALID_VALUE, planned.error_description  # every case here is foreseen
+
+
+def test_an_unforeseen_failure_costs_only_its_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bitrix24_source.writes as writes
+
+    def explode(value: Any, meta: Any) -> Any:
+        raise RuntimeError(f"cannot handle {meta.name}")
+
+    monkeypatch.setattr(writes, "coerce_value", explode)
+    p = writes.plan_row_or_reject({"id": 5, "title": "x"}, 4, DEALS, FIELDS, OPTS)
+    assert p.error_code == INVALID_VALUE and "'title'" in (p.error_description or "")
+    assert "RuntimeError: cannot handle title" in (p.error_description or "")
+
+    def broken_plan(*args: Any) -> Any:
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(writes, "plan_row", broken_plan)
+    q = writes.plan_row_or_reject({"id": 5, "title": "x"}, 7, DEALS, FIELDS, OPTS)
+    assert q.error_code == INVALID_VALUE and q.row_number == 7 and q.original == {"id": 5, "title": "x"}
+    assert "row 7" in (q.error_description or "") and "KeyError" in (q.error_description or "")
