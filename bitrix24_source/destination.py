@@ -23,8 +23,12 @@ How a load runs (one dlt load job per file of input rows; jobs run one after ano
 4. Outcome unknown (the client reports ``outcome="unknown"`` after a timeout/reset, §6.6; or a resumed
    in-flight row): adds carry an idempotency marker (the upsert key, a user-supplied marker field value, or
    ``b24w:<load_id>:<file_id>:<row>`` stamped into ``xmlId`` / tasks ``XML_ID``) that is looked up with one
-   batched list call before anything is resent, so an add is never duplicated. Updates are resent (same
-   values, idempotent). A resent delete that answers ``NOT_FOUND`` counts as ok: the lost attempt did it.
+   batched list call before anything is resent, so an add is never duplicated. A user-supplied marker is
+   looked up before its first send as well: one already on the portal rejects the row
+   (``DUPLICATE_MARKER_ON_PORTAL``), since finding it later would prove nothing. ``marker_field`` and ``key``
+   are checked against the field metadata when a job starts; an unusable one is a terminal error. Updates
+   are resent (same values, idempotent). A resent delete that answers ``NOT_FOUND`` counts as ok: the lost
+   attempt did it.
 5. When dlt completes the load package, the journals are flushed to ``results_destination`` by a second dlt
    pipeline (merge on ``load_id, job_id, row_number``, so a repeated flush cannot duplicate rows), a
    one-line summary is printed, and the journals are removed. dlt has no public hook for that moment: see the
@@ -71,9 +75,11 @@ from bitrix24_source.writes import (
     Outcome,
     PlannedRow,
     PlanOptions,
+    WriteOptionError,
     WriteTarget,
     added_id,
     as_id,
+    check_write_options,
     error_row,
     is_missing,
     key_value,
@@ -84,6 +90,7 @@ from bitrix24_source.writes import (
     parse_task_fields,
     plan_row_or_reject,
     plan_row_record,
+    reject_existing_markers,
     result_row,
     write_target,
 )
@@ -392,6 +399,10 @@ class _Pusher:
         bar = None
         try:
             fields = self.fields(client, target, load_id)
+            try:
+                check_write_options(target, fields, self.options.key)
+            except WriteOptionError as exc:
+                raise DestinationTerminalException(str(exc)) from exc
             directories = (
                 self.directories(client, target, load_id, needed_directories(fields, rows))
                 if target.family == "crm_item"
@@ -466,6 +477,7 @@ class _Pusher:
         planned = mark_duplicate_keys(
             [plan_row_or_reject(rows[n], n, target, fields, plan_options) for n in chunk]
         )
+        planned = self._check_own_markers(client, target, planned, maybe_sent)
 
         outcomes: dict[int, Outcome] = {}
         for p in planned:
@@ -501,6 +513,31 @@ class _Pusher:
                 }
             )
         return records
+
+    def _check_own_markers(
+        self,
+        client: Bitrix24Client,
+        target: WriteTarget,
+        planned: Sequence[PlannedRow],
+        maybe_sent: set[int],
+    ) -> list[PlannedRow]:
+        """Look up the user's own markers of adds before their first send (one batch request per chunk).
+
+        A marker already on the portal would later be "found" after an unknown outcome whether or not the
+        add landed, so that add is rejected now. Rows that may have been sent before passed this check before
+        they went in flight; key markers were looked up as upsert keys and generated ones are unique.
+        """
+        # Supplied markers all live in the target's marker field (plan_row), so one look-up covers them.
+        fresh = [
+            p
+            for p in planned
+            if p.is_valid and p.operation == "add" and p.marker_supplied and p.row_number not in maybe_sent
+        ]
+        markers = [p.marker for p in fresh if p.marker is not None]
+        field_name = next((p.marker_field for p in fresh if p.marker_field is not None), None)
+        if field_name is None or not markers:
+            return list(planned)
+        return reject_existing_markers(planned, self.lookup(client, target, field_name, markers))
 
     def _send(
         self, client: Bitrix24Client, target: WriteTarget, valid: Sequence[PlannedRow], maybe_sent: set[int]

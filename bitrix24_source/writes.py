@@ -4,7 +4,7 @@ Nothing here does I/O. `destination.py` reads the rows, fetches the field metada
 this module decides, for every input row, what would be sent (or why it cannot be sent) and turns command
 outcomes into the rows of ``bitrix24_write_results`` / ``bitrix24_write_errors``.
 
-Rules (documented in docs/readme/destination.md):
+Rules (documented in README.md, "Writing to Bitrix24"):
 
 * A row with ``id`` is an update of the columns present, a row without ``id`` is an add, a row with a truthy
   ``_delete`` is a delete (it needs ``id``). Null cells (None / NaN) count as "not present", so a sparse
@@ -17,6 +17,11 @@ Rules (documented in docs/readme/destination.md):
   required on add) before anything is sent; a rejected row names the field in its error description.
 * Values of ``crm_status`` fields (stages, sources, types) must be items of their ``crm.status`` directory
   (``statusType`` in the metadata); deal stages are looked up in their pipeline's own directory.
+* ``marker_field`` and ``key=`` must name writable fields (:func:`check_write_options`), and an add's own
+  marker must not already be on the portal (:func:`reject_existing_markers`): otherwise an add whose answer
+  was lost could not be told apart from a record that was there before.
+* ``row_json`` and ``key`` show integral floats as ints (:func:`as_written`): pandas widens integer columns
+  with gaps to float.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ INVALID_ID: Final = "INVALID_ID"
 DUPLICATE_KEY: Final = "DUPLICATE_KEY"
 NOTHING_TO_UPDATE: Final = "NOTHING_TO_UPDATE"
 DUPLICATE_KEY_ON_PORTAL: Final = "DUPLICATE_KEY_ON_PORTAL"
+DUPLICATE_MARKER_ON_PORTAL: Final = "DUPLICATE_MARKER_ON_PORTAL"
 INVALID_VALUE: Final = "INVALID_VALUE"  # a value the checks did not foresee (the exception is in the text)
 
 
@@ -220,6 +226,45 @@ class EntityFields:
     @property
     def required(self) -> list[str]:
         return [m.name for m in self.fields.values() if m.required and not m.read_only]
+
+
+class WriteOptionError(ValueError):
+    """A destination option names a field the portal cannot use for it (a configuration error)."""
+
+
+# Generated markers (``b24w:...``) are text: a field of another type could not hold them.
+_MARKER_TYPES: Final = frozenset({"string", "text"})
+
+
+def check_write_options(target: WriteTarget, fields: EntityFields, key: str | None) -> None:
+    """Check that ``marker_field`` and ``key=`` are fields the portal will store, before any row is sent.
+
+    crm.item.add drops unknown fields without an error (§7.2) and the portal ignores values for read-only
+    ones, so a marker or key written there would never be found again: every resend would duplicate the add.
+
+    Raises:
+        WriteOptionError: the option and the field it names, and what is wrong with it.
+    """
+    checks = [("marker_field", target.marker_field)] + ([("key", key)] if key else [])
+    for option, name in checks:
+        canonical = fields.resolve(name)
+        if canonical is None:
+            raise WriteOptionError(
+                f"Bitrix24 destination option {option}={name!r}: {target.entity} has no field {name!r} "
+                f"(the portal would silently drop its values, so the rows could never be found again)"
+            )
+        meta = fields.fields[canonical]
+        if meta.read_only:
+            raise WriteOptionError(
+                f"Bitrix24 destination option {option}={name!r}: field {canonical!r} of {target.entity} is "
+                "read-only (the portal would not store its values, so the rows could never be found again)"
+            )
+        if option == "marker_field" and (meta.type not in _MARKER_TYPES or meta.multiple):
+            kind = f"a multiple {meta.type}" if meta.multiple else meta.type
+            raise WriteOptionError(
+                f"Bitrix24 destination option marker_field={name!r}: field {canonical!r} of {target.entity} "
+                f"is {kind}, but markers are text: choose a single-valued string field"
+            )
 
 
 def _truthy(value: Any) -> bool:
@@ -479,6 +524,19 @@ def coerce_value(value: Any, meta: FieldMeta) -> Any:
     return _coerce_scalar(value, meta)
 
 
+def as_written(value: Any) -> Any:
+    """An input value as the user wrote it: an integral float is an int that pandas widened to float because
+    its column has gaps (NaN), so ``1.0`` is shown as ``1`` in the errors table and the ``key`` column."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value
+
+
+def original_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The input row for ``row_json``: JSON-safe, without dlt's columns, integral floats as ints."""
+    return {str(k): json_safe(as_written(v)) for k, v in row.items() if not str(k).startswith("_dlt_")}
+
+
 def json_safe(value: Any) -> Any:
     """A JSON-serialisable copy of an input value (for the errors table and the plan)."""
     if isinstance(value, Mapping):
@@ -625,6 +683,8 @@ class PlannedRow:
         method, params: the command (None for rejected rows).
         marker: the idempotency marker value stamped on an add (looked up before any resend).
         marker_field: the canonical field holding the marker (the upsert key or the marker field).
+        marker_supplied: the marker is the user's own marker field value (not a key, not generated): it has
+            to be looked up before the first send, since it may already be on the portal.
         error_code, error_description: set when validation rejected the row.
         original: the input row as received (JSON-safe), for the errors table.
     """
@@ -640,6 +700,7 @@ class PlannedRow:
     error_description: str | None
     original: dict[str, Any]
     marker_field: str | None = None
+    marker_supplied: bool = False
 
     @property
     def is_valid(self) -> bool:
@@ -673,10 +734,8 @@ def key_value(row: Mapping[str, Any], key: str, fields: EntityFields) -> str | N
     canonical = fields.resolve(key) or key
     for column, value in row.items():
         if (column == key or fields.resolve(column) == canonical) and not is_missing(value):
-            if isinstance(value, float) and value.is_integer():
-                # A pandas integer column with gaps holds floats: key 123 must not be looked up as "123.0".
-                return str(int(value))
-            return str(value)
+            # A pandas integer column with gaps holds floats: key 123 must not be looked up as "123.0".
+            return str(as_written(value))
     return None
 
 
@@ -702,7 +761,7 @@ def plan_row(
     row: Mapping[str, Any], row_number: int, target: WriteTarget, fields: EntityFields, options: PlanOptions
 ) -> PlannedRow:
     """Decide what to send for one row (pure; see the module docstring for the rules)."""
-    original = {str(k): json_safe(v) for k, v in row.items() if not str(k).startswith("_dlt_")}
+    original = original_row(row)
     delete = DELETE_COLUMN in row and not is_missing(row[DELETE_COLUMN]) and _truthy(row[DELETE_COLUMN])
     raw_id = _row_id(row)
     key_text = key_value(row, options.key, fields) if options.key else None
@@ -716,7 +775,7 @@ def plan_row(
                 row_number,
                 original,
                 None,
-                str(raw_id),
+                str(as_written(raw_id)),
                 INVALID_ID,
                 f"field 'id' is not an integer: {raw_id!r}",
             )
@@ -725,7 +784,7 @@ def plan_row(
                 row_number,
                 original,
                 None,
-                str(raw_id),
+                str(as_written(raw_id)),
                 INVALID_ID,
                 f"field 'id' must be positive: {raw_id!r}",
             )
@@ -747,6 +806,7 @@ def plan_row(
     operation: Operation = "delete" if delete else ("update" if bitrix_id is not None else "add")
     marker: str | None = None
     marker_field: str | None = None
+    marker_supplied = False
     if operation == "delete":
         if bitrix_id is None:
             return _reject(
@@ -795,6 +855,7 @@ def plan_row(
             marker_field = fields.resolve(options.key) or options.key
         elif not is_missing(fields_out.get(marker_field)) and fields_out.get(marker_field) != "":
             marker = str(fields_out[marker_field])
+            marker_supplied = True
         else:
             marker = f"{options.marker_prefix}:{row_number}"
             fields_out[marker_field] = marker
@@ -818,6 +879,7 @@ def plan_row(
         None,
         original,
         marker_field if operation == "add" else None,
+        marker_supplied,
     )
 
 
@@ -833,7 +895,7 @@ def plan_row_or_reject(
     try:
         return plan_row(row, row_number, target, fields, options)
     except Exception as exc:  # recorded as the row's error: it reaches the errors table, with the row
-        original = {str(k): json_safe(v) for k, v in row.items() if not str(k).startswith("_dlt_")}
+        original = original_row(row)
         return _reject(
             row_number,
             original,
@@ -863,6 +925,36 @@ def mark_duplicate_keys(rows: Sequence[PlannedRow]) -> list[PlannedRow]:
                 )
                 continue
             seen.add(row.marker)
+        out.append(row)
+    return out
+
+
+def reject_existing_markers(
+    rows: Sequence[PlannedRow], existing: Mapping[str, Sequence[int]]
+) -> list[PlannedRow]:
+    """Reject the adds whose own marker value is already held by records on the portal.
+
+    `existing` maps marker values to the ids holding them, looked up before the row's first send. Such an add
+    could not be verified after an unknown outcome (the marker would be found whether or not it landed), so it
+    is not sent: ``DUPLICATE_MARKER_ON_PORTAL`` names the records; update them by id instead.
+    """
+    out: list[PlannedRow] = []
+    for row in rows:
+        ids = list(existing.get(row.marker, ())) if row.marker is not None else []
+        if row.is_valid and row.operation == "add" and row.marker_supplied and ids:
+            shown = ", ".join(str(i) for i in ids[:5]) + (", ..." if len(ids) > 5 else "")
+            out.append(
+                _reject(
+                    row.row_number,
+                    row.original,
+                    "add",
+                    row.key,
+                    DUPLICATE_MARKER_ON_PORTAL,
+                    f"marker {row.marker_field!r} = {row.marker!r} is already held on the portal by "
+                    f"id {shown}; update that record by id, or give this row a marker of its own",
+                )
+            )
+            continue
         out.append(row)
     return out
 
