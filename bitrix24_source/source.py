@@ -39,7 +39,7 @@ from bitrix24_source import readers
 from bitrix24_source.client import Bitrix24Client, OAuthTokens
 from bitrix24_source.commands import CommandResult, TimeInfo
 from bitrix24_source.config import Bitrix24OAuthCredentials
-from bitrix24_source.errors import ApiError, ConfigError
+from bitrix24_source.errors import ApiError, Bitrix24Error, ConfigError
 from bitrix24_source.schema import (
     FIELD_DEFINITION_COLUMNS,
     FieldMeta,
@@ -77,6 +77,9 @@ saw the same key at that value, which loses a record edited twice within one sec
 
 _RECENT_FIRST_PAGE = 10
 """Tasks in the first newest-first page of an incremental run (later pages ask for the full 50)."""
+
+_MAX_SEAM_RESTARTS = 5
+"""Newest-first task listings restarted this often because rows shifted between pages give up with an error."""
 
 
 @dataclass(slots=True)
@@ -315,14 +318,18 @@ class _Reader:
         since_text = _format_since(since)
         after = 0
         offset = 0
+        seam: int | None = None  # newest-first: id of the last task of the previous page
+        restarts = 0
         task_cap = readers.PageCap()
         result_cap = readers.PageCap()
         while True:
             if newest_first:
-                # A small first page: an incremental run usually finds only a few changed tasks.
+                # A small first page: an incremental run usually finds only a few changed tasks. Later pages
+                # start one row early, so the seam with the previous page can be checked (see below).
+                overlap = 1 if seam is not None else 0
                 commands = readers.v3_tasks_recent_page(
-                    offset,
-                    limit=_RECENT_FIRST_PAGE if offset == 0 else PAGE_SIZE,
+                    offset - overlap,
+                    limit=(_RECENT_FIRST_PAGE if offset == 0 else PAGE_SIZE) + overlap,
                     select=select,
                     results_select=results_select,
                     with_results=with_results,
@@ -355,9 +362,28 @@ class _Reader:
             done = task_cap.is_last(len(tasks)) or readers.reaches_last_task(tasks, last)
             if newest_first:
                 assert since is not None
+                if seam is not None:
+                    if not tasks or int(tasks[0]["id"]) != seam:
+                        # Offset pages shift when tasks are deleted (or hidden) between two requests: a
+                        # task would slip past the seam unseen and the stored cursor would move beyond it.
+                        # Read the window again from the top; rows read twice merge on id.
+                        restarts += 1
+                        if restarts > _MAX_SEAM_RESTARTS:
+                            raise Bitrix24Error(
+                                f"tasks kept moving while they were paged newest-first "
+                                f"({_MAX_SEAM_RESTARTS} restarts); run the load again",
+                                code="LISTING_UNSTABLE",
+                                method="tasks.task.list",
+                            )
+                        offset, seam = 0, None
+                        task_cap = readers.PageCap()  # the short first page is not the end
+                        continue
+                    tasks = tasks[1:]
                 fresh = [t for t in tasks if not _changed_before(t, since)]
                 done = done or len(fresh) < len(tasks)
                 offset += len(tasks)
+                if tasks:
+                    seam = int(tasks[-1]["id"])
             else:
                 fresh = tasks
             task_results: list[dict[str, Any]] = []
@@ -367,9 +393,8 @@ class _Reader:
                     task_results.extend(
                         self._more_results(resource, tasks, task_results, results_select, result_cap)
                     )
-                if len(fresh) < len(tasks):
-                    keep = {int(t["id"]) for t in fresh}
-                    task_results = [r for r in task_results if int(r["taskId"]) in keep]
+                keep = {int(t["id"]) for t in fresh}
+                task_results = [r for r in task_results if int(r["taskId"]) in keep]
             yield fresh, task_results
             if done:
                 return

@@ -367,3 +367,36 @@ def test_task_edit_during_a_run_is_loaded_by_the_next_run(tmp_path: Path) -> Non
         assert stored[low] == "edited during the run"
         assert stored[high] == "edited later"
         assert sorted(stored) == ids
+
+
+def test_task_deleted_between_newest_first_pages_does_not_hide_another(tmp_path: Path) -> None:
+    """Incremental tasks are paged newest-first by offset (`changed` is not filterable, §5.4). A task deleted
+    between two pages shifts the listing up; the reader checks the seam and re-reads instead of skipping."""
+    with _small(seed=5, deals=1, tasks=60) as portal:
+        pipeline = make_pipeline(tmp_path)
+
+        def source() -> Any:
+            return bitrix24_source(webhook_url=portal.webhook_url, rate_limit=None).with_resources("tasks")
+
+        assert not pipeline.run(source()).has_failed_jobs
+        ids = sorted(int(t["id"]) for t in portal.rows("tasks"))
+        for i, task_id in enumerate(ids[:20]):
+            portal.advance_clock(60)
+            portal.update_row("tasks", task_id, {"title": f"edit {i}"})
+        portal.advance_clock(5)
+        deleted = {"done": False}
+
+        def delete_one_mid_run(row: dict[str, Any]) -> dict[str, Any]:
+            if not deleted["done"]:  # after the first (10-task) page was read
+                portal.delete_row("tasks", row["id"])
+                deleted["done"] = True
+            return row
+
+        second = source()
+        second.tasks.add_map(delete_one_mid_run)
+        assert not pipeline.run(second).has_failed_jobs
+        assert deleted["done"]
+
+        stored = {r["id"]: r["title"] for r in fetch_table(pipeline, "tasks")}
+        for task in portal.rows("tasks"):
+            assert stored[task["id"]] == task["title"], task["id"]
