@@ -80,6 +80,13 @@ _MONEY_FIELD_NAMES: Final = frozenset(
 """System amount fields (CRM items and product rows): the portal describes them as `double`
 (crm.item.fields, crm.item.productrow.fields), but they are money (DECIMAL(18,2))."""
 
+_COMPUTED_AMOUNT_NAMES: Final = frozenset({"priceExclusive", "priceNetto", "priceBrutto", "discountSum"})
+"""Product-row amounts the portal computes (tax and discount arithmetic): they can carry more than two
+decimals, so they get COMPUTED_SCALE instead of MONEY_SCALE and are never rounded on the way in."""
+
+COMPUTED_PRECISION: Final = 24
+COMPUTED_SCALE: Final = 6
+
 
 @dataclass(frozen=True, slots=True)
 class FieldMeta:
@@ -198,8 +205,9 @@ def column_hints(fields: Mapping[str, FieldMeta]) -> dict[str, TColumnSchema]:
             continue
         column: TColumnSchema = {"name": name, "data_type": data_type, "nullable": True}
         if data_type == "decimal":
-            column["precision"] = MONEY_PRECISION
-            column["scale"] = MONEY_SCALE
+            computed = name in _COMPUTED_AMOUNT_NAMES
+            column["precision"] = COMPUTED_PRECISION if computed else MONEY_PRECISION
+            column["scale"] = COMPUTED_SCALE if computed else MONEY_SCALE
         if data_type == "timestamp":
             column["timezone"] = True
         if meta.title and meta.title != name:

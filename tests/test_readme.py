@@ -33,10 +33,22 @@ def test_example_compiles(index: int) -> None:
     compile(BLOCKS[index], f"README.md[{index}]", "exec")
 
 
+EXPECTED = {
+    # a marker that identifies the block -> text its output must contain
+    "deals_push_results": ["NOT_FOUND", "add", "update"],
+    "bitrix24_try": ["is LOADED", "Decimal("],
+}
+
+
 @pytest.mark.parametrize("index", RUNNABLE)
 def test_example_runs(
     index: int, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # examples may write DuckDB files into the working directory
     exec(compile(BLOCKS[index], f"README.md[{index}]", "exec"), {"__name__": "__readme__"})
-    assert capsys.readouterr().out.strip()
+    out = capsys.readouterr().out
+    assert out.strip()
+    for marker, expected in EXPECTED.items():
+        if marker in BLOCKS[index]:
+            for text in expected:
+                assert text in out, (marker, text)

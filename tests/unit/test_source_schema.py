@@ -242,3 +242,17 @@ def test_product_row_amounts_are_money() -> None:
         "discountSum",
     }
     assert hints["quantity"]["data_type"] == "double"
+
+
+def test_computed_product_row_amounts_keep_their_decimals() -> None:
+    fields = {
+        name: FieldMeta(name=name, type="double")
+        for name in ("price", "priceNetto", "priceExclusive", "discountSum")
+    }
+    hints = column_hints(fields)
+    assert (hints["price"]["precision"], hints["price"]["scale"]) == (18, 2)
+    for name in ("priceNetto", "priceExclusive", "discountSum"):
+        assert hints[name]["data_type"] == "decimal"
+        assert hints[name]["scale"] == 6, name
+    row = RowMapper(hints)({"priceExclusive": 84.745763, "price": 100.0})
+    assert row["priceExclusive"] == Decimal("84.745763")
