@@ -606,6 +606,14 @@ def _directory_value(
     if items is None or value in items:
         return value
     by_name = [status_id for status_id, name in items.items() if name == value]
+    if by_name and meta.status_type == DEAL_STAGE and category is None:
+        # Stage names repeat across pipelines ("New", "In progress"): without the row's categoryId the
+        # pipeline is a guess, and a wrong guess would send a stage the user never wrote.
+        raise _Invalid(
+            INVALID_ENUM_VALUE,
+            f"field {meta.name!r}: stage name {value!r} needs the row's categoryId to pick the pipeline; "
+            f"give categoryId or use the stage id (e.g. {by_name[0]!r} in pipeline 0, 'C<n>:…' in pipeline n)",
+        )
     if len(by_name) == 1:
         return by_name[0]
     raise _Invalid(

@@ -24,7 +24,12 @@ def test_deal_stages_per_pipeline_sources_and_types(
         {"title": "wrong pipeline", "categoryId": 1, "stageId": "NEW"},  # a stage of pipeline 0
         {"id": default[1], "stageId": "C7:NEW"},  # no pipeline 7 on the portal
         {"id": default[2], "sourceId": "CARRIER_PIGEON"},
-        {"id": default[3], "typeId": "Complex sale", "stageId": "Deal successful"},  # names become ids
+        {
+            "id": default[3],
+            "categoryId": 0,
+            "typeId": "Complex sale",
+            "stageId": "Deal successful",
+        },  # names -> ids
         {"id": default[4], "TYPE_ID": "CUSTOMER"},  # a company type, not a deal type
     ]
     make_pipeline(portal.webhook_url, name="directories").run(rows, table_name="deals")

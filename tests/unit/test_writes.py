@@ -369,9 +369,9 @@ def _dir_plan(row: dict[str, Any]) -> Any:
 
 
 def test_directory_values_pass_and_names_become_ids() -> None:
-    p = _dir_plan({"id": 5, "stageId": "Deal won", "SOURCE_ID": "Website", "typeId": "SALE"})
+    p = _dir_plan({"id": 5, "categoryId": 0, "stageId": "Deal won", "SOURCE_ID": "Website", "typeId": "SALE"})
     assert p.is_valid, p.error_description
-    assert p.params["fields"] == {"stageId": "WON", "sourceId": "WEB", "typeId": "SALE"}
+    assert p.params["fields"] == {"categoryId": 0, "stageId": "WON", "sourceId": "WEB", "typeId": "SALE"}
     assert _dir_plan({"id": 5, "stageId": "C3:WON"}).is_valid  # the prefix names pipeline 3
     add = _dir_plan({"title": "t", "categoryId": 3, "stageId": "C3:NEW"})
     assert add.is_valid and add.params["fields"]["stageId"] == "C3:NEW"
@@ -486,3 +486,14 @@ def test_an_unforeseen_failure_costs_only_its_row(monkeypatch: pytest.MonkeyPatc
     q = writes.plan_row_or_reject({"id": 5, "title": "x"}, 7, DEALS, FIELDS, OPTS)
     assert q.error_code == INVALID_VALUE and q.row_number == 7 and q.original == {"id": 5, "title": "x"}
     assert "row 7" in (q.error_description or "") and "KeyError" in (q.error_description or "")
+
+
+def test_stage_name_without_category_is_not_guessed() -> None:
+    # Stage names repeat across pipelines: without categoryId the row's pipeline is unknown.
+    p = _dir_plan({"id": 5, "stageId": "Deal won"})
+    assert not p.is_valid
+    assert p.error_code == "INVALID_ENUM_VALUE"
+    assert "categoryId" in p.error_description and "'stageId'" in p.error_description
+    assert _dir_plan(
+        {"id": 5, "stageId": "WON"}
+    ).is_valid  # a stage id needs no pipeline: its prefix names it
