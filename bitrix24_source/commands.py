@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import quote
 
 from bitrix24_source.errors import ConfigError
@@ -270,9 +270,23 @@ def _encoding_problem(params: Mapping[str, Any]) -> str | None:
     return None
 
 
+_EMPTY_MEANS_ABSENT: Final = frozenset({"filter", "select", "order", "sort", "params", "start"})
+"""Top-level parameters for which an empty list/dict means the same as leaving the parameter out (no filter,
+default select/order); any other top-level empty (e.g. `productRows: []`, "clear all rows") must reach PHP as
+an empty array, which only a JSON body can carry."""
+
+
 def has_nested_empty(params: Mapping[str, Any]) -> bool:
-    """True when an empty list or dict sits below a top-level parameter (a v2 query string would drop it)."""
-    for value in params.values():
+    """True when an empty list or dict would be dropped by a v2 query string and change the command's meaning.
+
+    That is any empty container below a top-level parameter, and a top-level empty one except for the
+    parameters in :data:`_EMPTY_MEANS_ABSENT`.
+    """
+    for key, value in params.items():
+        if isinstance(value, (Mapping, list, tuple)) and not value:
+            if str(key).lower() not in _EMPTY_MEANS_ABSENT:
+                return True
+            continue
         if isinstance(value, Mapping):
             children: Any = value.values()
         elif isinstance(value, (list, tuple)):

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bitrix24_source.commands import encodable_v2, http_build_query, ref
+from bitrix24_source.commands import encodable_v2, has_nested_empty, http_build_query, ref
 from bitrix24_source.errors import ConfigError
 from bitrix24_source.sandbox.phpquery import parse_str
 
@@ -122,3 +122,12 @@ def test_keys_php_would_rename_are_refused(params: dict[str, Any]) -> None:
 def test_v3_markers_are_refused_in_v2() -> None:
     with pytest.raises(ConfigError, match="not substituted"):
         http_build_query({"filter": {"ID": ref("a.id")}})
+
+
+def test_empty_containers_that_would_change_a_commands_meaning_are_detected() -> None:
+    # A query string drops empty arrays (§1.5): where "empty" means "absent" that is harmless ...
+    assert not has_nested_empty({"entityTypeId": 2, "filter": {}, "select": [], "order": {}})
+    # ... but an empty filter value, or a top-level "clear everything" list, would silently change meaning.
+    assert has_nested_empty({"filter": {"@id": []}})
+    assert has_nested_empty({"id": 5, "productRows": []})
+    assert has_nested_empty({"fields": {"contactIds": []}})
