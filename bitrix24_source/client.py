@@ -247,7 +247,12 @@ def _dumps(body: Any) -> bytes:
         return json.dumps(body, default=_json_default, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except TypeError as exc:
         raise ConfigError(str(exc)) from None
-    except ValueError:
+    except UnicodeEncodeError as exc:
+        # Lone surrogates (text read with errors="surrogateescape") have no UTF-8 form.
+        raise ConfigError(f"a text parameter is not valid Unicode: {exc.reason}") from None
+    except ValueError as exc:
+        if "Circular reference" in str(exc):
+            raise ConfigError("parameters contain a circular reference") from None
         raise ConfigError(f"parameter {_non_finite_path(body) or '?'!r} {_NON_FINITE}") from None
 
 

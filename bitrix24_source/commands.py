@@ -248,8 +248,12 @@ def http_build_query(params: Mapping[str, Any], *, bool_style: BoolStyle = "YN")
     if problem:
         raise ConfigError(problem)
     out: list[str] = []
-    for k, v in params.items():
-        _encode_into(out, quote(str(k), safe=""), v, bool_style)
+    try:
+        for k, v in params.items():
+            _encode_into(out, quote(str(k), safe=""), v, bool_style)
+    except UnicodeEncodeError as exc:
+        # Lone surrogates (text read with errors="surrogateescape") have no UTF-8 form.
+        raise ConfigError(f"a text parameter is not valid Unicode: {exc.reason}") from None
     return "&".join(out)
 
 

@@ -131,3 +131,8 @@ def test_empty_containers_that_would_change_a_commands_meaning_are_detected() ->
     assert has_nested_empty({"filter": {"@id": []}})
     assert has_nested_empty({"id": 5, "productRows": []})
     assert has_nested_empty({"fields": {"contactIds": []}})
+
+
+def test_text_that_is_not_valid_unicode_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="not valid Unicode"):
+        http_build_query({"fields": {"title": "caf\udce9"}})
