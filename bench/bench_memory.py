@@ -55,13 +55,11 @@ def _peak_rss_kb() -> int:
     Linux: `VmHWM` from /proc/self/status. Not `ru_maxrss`: a child started with fork+exec inherits the
     parent's RSS at fork time in `ru_maxrss`, and the parent holds the sandbox's whole table.
     """
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
+    status = Path("/proc/self/status")
+    if status.exists():  # Linux
+        for line in status.read_text(encoding="ascii").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 

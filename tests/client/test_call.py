@@ -79,8 +79,8 @@ def test_v3_webhook_url_form_is_accepted(make_client: Callable[..., Bitrix24Clie
 @pytest.mark.parametrize(
     "url",
     [
-        "http://portal.example.com/rest/1/abcdefghijkl/",
-        "ftp://127.0.0.1/rest/1/abcdefghijkl/",
+        "http://portal.example.com/rest/1/fake-code-1/",
+        "ftp://127.0.0.1/rest/1/fake-code-1/",
         "https://x/rest/abc/",
     ],
 )

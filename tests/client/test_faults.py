@@ -144,7 +144,7 @@ def test_connection_refused_is_retried_then_raised(make_client: Callable[..., Bi
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    c = make_client(webhook_url=f"http://127.0.0.1:{port}/rest/1/closedPortCode123/")
+    c = make_client(webhook_url=f"http://127.0.0.1:{port}/rest/1/closed-port-code/")
     with pytest.raises(TransportError) as info:
         c.call("crm.item.add", {"fields": {}})
     assert info.value.code == "CONNECTION_REFUSED" and info.value.maybe_executed is False
@@ -227,7 +227,7 @@ def gateway() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _GatewayThenPortal)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/rest/1/gatewaycode123/"
+    yield f"http://127.0.0.1:{server.server_address[1]}/rest/1/gateway-code/"
     server.shutdown()
     server.server_close()
     thread.join()

@@ -13,9 +13,9 @@ from .conftest import StandInState
 def test_wrong_webhook_code_or_user(core_portal: Sandbox, http: requests.Session) -> None:
     expected = {"error": "NO_AUTH_FOUND", "error_description": "Wrong authorization data"}
     for url in (
-        core_portal.base_url + "/rest/1/wrongcode/server.time",
+        core_portal.base_url + "/rest/1/wrong-code/server.time",
         core_portal.base_url + f"/rest/2/{core_portal.auth.webhook_code}/server.time",
-        core_portal.base_url + "/rest/api/1/wrongcode/tasks.task.get",
+        core_portal.base_url + "/rest/api/1/wrong-code/tasks.task.get",
     ):
         r = http.post(url, json={})
         assert r.status_code == 401 and r.json() == expected
