@@ -350,6 +350,7 @@ class Bitrix24Client:
             self.session.mount("http://", adapter)
         # Passed on every request: a session-level `verify` loses to REQUESTS_CA_BUNDLE in requests' merging.
         self._verify = verify
+        self._move_lock = threading.Lock()
         self.session.headers.update({"Accept": "application/json", "User-Agent": "bitrix24-dlt/0.1"})
 
     @staticmethod
@@ -364,6 +365,27 @@ class Bitrix24Client:
         v2 = urlunsplit((parts.scheme, parts.netloc, f"{prefix}/rest/{uid}/{code}/", "", ""))
         v3 = urlunsplit((parts.scheme, parts.netloc, f"{prefix}/rest/api/{uid}/{code}/", "", ""))
         return v2, v3, f"{parts.netloc.lower()}|user{uid}"
+
+    def _follow_move(self, location: str, base: str) -> bool:
+        """Adopt the new portal address of a 30x answer (§1.6 "portal renamed"); False if it cannot be followed.
+
+        Only the scheme and host change: the answer must point at the same path (the method URL), the new
+        address must be secure (https, or loopback), and a move is followed once per request.
+        """
+        if not location:
+            return False
+        new, old = urlsplit(location), urlsplit(base)
+        if not new.scheme or not new.netloc or not new.path.startswith(old.path):
+            return False
+        try:
+            _require_secure(location, "the moved portal address")
+        except ConfigError:
+            return False
+        with self._move_lock:
+            self._v2_base = urlunsplit((new.scheme, new.netloc, urlsplit(self._v2_base).path, "", ""))
+            self._v3_base = urlunsplit((new.scheme, new.netloc, urlsplit(self._v3_base).path, "", ""))
+        logger.warning("the portal moved (§1.6): now using %s", mask(self._v2_base))
+        return True
 
     def __repr__(self) -> str:
         auth = "oauth" if self._oauth else "webhook"
@@ -465,6 +487,7 @@ class Bitrix24Client:
         *,
         telemetry: bool,
         idempotency_key: str | None = None,
+        _moved: bool = False,
     ) -> _Response:
         base = self._v3_base if version == 3 else self._v2_base
         url = base + method
@@ -499,8 +522,20 @@ class Bitrix24Client:
             raise _transport_error(exc, method=method, request_id=request_id, timeout=self.timeout) from None
         status = response.status_code
         if status in (301, 302, 307, 308):
+            if not _moved and self._follow_move(response.headers.get("Location", ""), base):
+                # §1.6: the old address answers before running anything, so re-POSTing is safe for writes too.
+                return self._send_once(
+                    version,
+                    method,
+                    body,
+                    request_id,
+                    telemetry=telemetry,
+                    idempotency_key=idempotency_key,
+                    _moved=True,
+                )
             raise ApiError(
-                f"the portal moved to {response.headers.get('Location', '?')} (§1.6); use the new address",
+                f"the portal moved to {response.headers.get('Location', '?')} (§1.6) and the new address "
+                "could not be followed; use the new address",
                 code="PORTAL_MOVED",
                 http_status=status,
                 method=method,

@@ -248,3 +248,26 @@ def test_bodyless_503_on_a_read_is_retried(make_client: Callable[..., Bitrix24Cl
     c = make_client(webhook_url=gateway)
     assert c.call("crm.item.list", {"entityTypeId": 2}).result == {"item": {"id": 7}, "items": []}
     assert len(_GatewayThenPortal.posts) == 2
+
+
+def test_a_moved_portal_is_followed_once_and_a_write_runs_once(
+    make_client: Callable[..., Bitrix24Client], portal: Sandbox
+) -> None:
+    # §1.6: a renamed portal answers 302 with the new address before running anything; the client re-POSTs
+    # there and keeps using it. The sandbox's "new host" is its other loopback name.
+    client = make_client()
+    portal.inject(Fault("moved", method="crm.item.add"))
+    before = len(portal.rows("deals"))
+    added = client.call("crm.item.add", {"entityTypeId": 2, "fields": {"title": "after the move"}})
+    assert added.result["item"]["title"] == "after the move"
+    assert len(portal.rows("deals")) == before + 1
+    assert "//localhost:" in repr(client)
+    assert client.call("server.time").result  # later calls go to the new address directly
+
+
+def test_a_move_to_an_insecure_remote_address_is_refused(
+    make_client: Callable[..., Bitrix24Client], portal: Sandbox
+) -> None:
+    # A move must not send the webhook code over plain http to a non-loopback host: the client stops instead.
+    client = make_client()
+    assert client._follow_move("http://portal.example.com/rest/1/x/crm.item.add", client._v2_base) is False
