@@ -570,6 +570,8 @@ TASK_V2_NAMES = {
     "XML_ID": "xmlId",
     "GUID": "guid",
     "TIME_ESTIMATE": "timeEstimate",
+    "ACCOMPLICES": "accomplices",
+    "AUDITORS": "auditors",
 }
 # Which canonical (v3) field feeds each v2 output key.
 TASK_V2_SOURCE = {
@@ -595,6 +597,8 @@ TASK_V2_SOURCE = {
     "xmlId": "xmlId",
     "guid": "guid",
     "timeEstimate": "estimatedTime",
+    "accomplices": "accomplices",
+    "auditors": "auditors",
 }
 TASK_V2_DEFAULT_SELECT = (
     "ID",

@@ -375,6 +375,8 @@ def _v2_value(key: str, value: Any) -> Any:
         return TASK_PRIORITY_V2.get(value, value)
     if key == "ufCrmTask":
         return list(value) if value else False
+    if isinstance(value, list):  # ACCOMPLICES / AUDITORS: user ids as strings, like every v2 number (§2.4)
+        return [str(v) for v in value]
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, bool):
@@ -564,6 +566,8 @@ _GETFIELDS: dict[str, dict[str, Any]] = {
     "XML_ID": {"title": "XML_ID", "type": "string", "default": None},
     "TIME_ESTIMATE": {"title": "Estimated Time", "type": "integer"},
     "UF_CRM_TASK": {"title": "CRM Entities", "type": "crm"},
+    "ACCOMPLICES": {"title": "Participants", "type": "array"},
+    "AUDITORS": {"title": "Observers", "type": "array"},
 }
 
 

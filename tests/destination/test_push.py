@@ -337,3 +337,28 @@ def test_upsert_key_held_by_many_records_is_not_guessed(
         results[0]["error_code"] == "DUPLICATE_KEY_ON_PORTAL"
         and str(ids[0]) in results[0]["error_description"]
     )
+
+
+def test_task_multiple_fields_are_set_and_cleared(
+    portal: Sandbox, make_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
+) -> None:
+    # AUDITORS / ACCOMPLICES are array fields (tasks.task.getfields); "[]" clears one, and an empty array has
+    # to reach PHP as an array, so that command cannot travel in a v2 query string (§1.5).
+    first, second = sorted(int(r["id"]) for r in portal.rows("tasks"))[:2]
+    make_pipeline(portal.webhook_url, name="auditors").run(
+        [{"ID": first, "AUDITORS": [1, 2], "ACCOMPLICES": [3]}, {"ID": second, "AUDITORS": [2]}],
+        table_name="tasks",
+    )
+    tasks = {int(r["id"]): r for r in portal.rows("tasks")}
+    assert (tasks[first]["auditors"], tasks[first]["accomplices"], tasks[second]["auditors"]) == (
+        [1, 2],
+        [3],
+        [2],
+    )
+
+    make_pipeline(portal.webhook_url, name="auditors_clear").run(
+        [{"ID": first, "AUDITORS": "[]"}, {"ID": second, "AUDITORS": "[]"}], table_name="tasks"
+    )
+    tasks = {int(r["id"]): r for r in portal.rows("tasks")}
+    assert (tasks[first]["auditors"], tasks[first]["accomplices"], tasks[second]["auditors"]) == ([], [3], [])
+    assert [r["status"] for r in read_table(RESULTS_TABLE)][-2:] == ["ok", "ok"]
