@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -291,6 +291,31 @@ def test_zero_lag_keeps_a_same_second_edit(tmp_path: Path) -> None:
         assert stored[newest["id"]]["title"] == "Second edit, same second"
 
 
+def _run_with_mid_run_edit(
+    portal: Sandbox,
+    pipeline: dlt.Pipeline,
+    resource: str,
+    make_source: Callable[[], Any],
+    edit: Callable[[], None],
+) -> None:
+    """Run `make_source()` twice: the first run calls `edit` once, after the first item of `resource` was read
+    (the scan is past the lowest ids then); the second run is the incremental one that must pick it all up."""
+    items = {"n": 0}
+
+    def edit_mid_run(item: Any) -> Any:
+        items["n"] += 1
+        if items["n"] == 1:
+            edit()
+        return item
+
+    first = make_source()
+    getattr(first, resource).add_map(edit_mid_run)
+    assert not pipeline.run(first).has_failed_jobs
+    assert items["n"] >= 2
+    portal.advance_clock(60)
+    assert not pipeline.run(make_source()).has_failed_jobs
+
+
 # --- edits made while a run is in progress ------------------------------------------------------------
 
 
@@ -306,28 +331,19 @@ def test_edit_during_a_run_is_loaded_by_the_next_run(tmp_path: Path, partitions:
         ids = sorted(int(r["id"]) for r in portal.rows("deals"))
         low, high = ids[0], ids[-1]
         pipeline = make_pipeline(tmp_path)
-        chains = {"n": 0}
 
-        def edit_mid_run(page: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            chains["n"] += 1
-            if chains["n"] == 1:  # the first chain holds `low`: the scan is past it now
-                portal.update_row("deals", low, {"title": "edited during the run"})
-                portal.advance_clock(2 * LAG)
-                portal.update_row("deals", high, {"title": "edited later"})
-                portal.add_row("deals", {"title": "added during the run"})
-            return page
+        def edit() -> None:  # the first chain holds `low`: the scan is past it now
+            portal.update_row("deals", low, {"title": "edited during the run"})
+            portal.advance_clock(2 * LAG)
+            portal.update_row("deals", high, {"title": "edited later"})
+            portal.add_row("deals", {"title": "added during the run"})
 
         def source() -> Any:
             return bitrix24_source(
                 webhook_url=portal.webhook_url, rate_limit=None, lag_seconds=LAG, partitions=partitions
             ).with_resources("deals")
 
-        first = source()
-        first.deals.add_map(edit_mid_run)
-        assert not pipeline.run(first).has_failed_jobs
-        assert chains["n"] >= 2
-        portal.advance_clock(60)
-        assert not pipeline.run(source()).has_failed_jobs
+        _run_with_mid_run_edit(portal, pipeline, "deals", source, edit)
 
         stored = {r["id"]: r["title"] for r in fetch_table(pipeline, "deals")}
         assert stored[low] == "edited during the run"
@@ -341,27 +357,18 @@ def test_task_edit_during_a_run_is_loaded_by_the_next_run(tmp_path: Path) -> Non
         ids = sorted(int(r["id"]) for r in portal.rows("tasks"))
         low, high = ids[0], ids[-1]
         pipeline = make_pipeline(tmp_path)
-        pages = {"n": 0}
 
-        def edit_mid_run(page: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            pages["n"] += 1
-            if pages["n"] == 1:
-                portal.update_row("tasks", low, {"title": "edited during the run"})
-                portal.advance_clock(2 * LAG)
-                portal.update_row("tasks", high, {"title": "edited later"})
-            return page
+        def edit() -> None:
+            portal.update_row("tasks", low, {"title": "edited during the run"})
+            portal.advance_clock(2 * LAG)
+            portal.update_row("tasks", high, {"title": "edited later"})
 
         def source() -> Any:
             return bitrix24_source(
                 webhook_url=portal.webhook_url, rate_limit=None, lag_seconds=LAG
             ).with_resources("tasks", "task_results")
 
-        first = source()
-        first.tasks.add_map(edit_mid_run)
-        assert not pipeline.run(first).has_failed_jobs
-        assert pages["n"] >= 2
-        portal.advance_clock(60)
-        assert not pipeline.run(source()).has_failed_jobs
+        _run_with_mid_run_edit(portal, pipeline, "tasks", source, edit)
 
         stored = {r["id"]: r["title"] for r in fetch_table(pipeline, "tasks")}
         assert stored[low] == "edited during the run"
