@@ -26,7 +26,7 @@ from pathlib import Path
 import dlt
 
 from bitrix24_source import bitrix24_destination
-from bitrix24_source.limits import RateLimit as ClientRateLimit
+from bitrix24_source.client.limits import RateLimit as ClientRateLimit
 from bitrix24_source.sandbox import RateLimit, Sandbox
 
 BURST = 50

@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from bitrix24_source.client import Bitrix24Client
-from bitrix24_source.limits import PortalLimiter, RateLimit
+from bitrix24_source.client.limits import PortalLimiter, RateLimit
 from bitrix24_source.sandbox import RateLimit as SandboxRateLimit
 from bitrix24_source.sandbox import Sandbox
 

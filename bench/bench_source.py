@@ -23,10 +23,10 @@ from collections.abc import Callable
 from typing import Any
 
 from bitrix24_source import Bitrix24Client
-from bitrix24_source.readers import CRM_SELECT_ALL, rows_of
 from bitrix24_source.sandbox import Sandbox
-from bitrix24_source.settings import DEALS, PAGE_SIZE
 from bitrix24_source.source import _Reader, _Stats
+from bitrix24_source.source.queries import CRM_SELECT_ALL, rows_of
+from bitrix24_source.source.settings import DEALS, PAGE_SIZE
 
 
 def keyset_batch(client: Bitrix24Client) -> int:

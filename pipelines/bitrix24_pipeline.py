@@ -24,8 +24,8 @@ from typing import Any
 import dlt
 
 from bitrix24_source import bitrix24_source
-from bitrix24_source.settings import ALL_RESOURCES
 from bitrix24_source.source import resource_stats
+from bitrix24_source.source.settings import ALL_RESOURCES
 
 DEMO_DB = Path("bitrix24.duckdb")
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bitrix24_source.client import Bitrix24Client, RetryPolicy
-from bitrix24_source.limits import PortalLimiter
+from bitrix24_source.client.limits import PortalLimiter
 from bitrix24_source.sandbox import Sandbox
 
 # Short waits keep fault tests fast; the policy's shape (which errors are retried) is what is tested.

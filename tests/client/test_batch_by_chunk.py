@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bitrix24_source.client import Bitrix24Client
-from bitrix24_source.commands import CommandResult, result_ref
+from bitrix24_source.client.commands import CommandResult, result_ref
 from bitrix24_source.errors import ConfigError
 from bitrix24_source.sandbox import Sandbox
 

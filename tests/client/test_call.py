@@ -97,7 +97,7 @@ def test_exactly_one_auth(portal: Sandbox) -> None:
 
 
 def test_references_are_refused_in_single_calls(client: Bitrix24Client) -> None:
-    from bitrix24_source.commands import ref, result_ref
+    from bitrix24_source.client.commands import ref, result_ref
 
     with pytest.raises(ConfigError):
         client.call("crm.item.get", {"id": result_ref("a", "id")})

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from bitrix24_source.client import Bitrix24Client, RetryPolicy
-from bitrix24_source.commands import result_ref
-from bitrix24_source.limits import PortalLimiter, RateLimit, limiter_for
+from bitrix24_source.client.commands import result_ref
+from bitrix24_source.client.limits import PortalLimiter, RateLimit, limiter_for
 from bitrix24_source.sandbox import CostModel, Sandbox
 from bitrix24_source.sandbox import RateLimit as SandboxRateLimit
 

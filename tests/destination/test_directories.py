@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from bitrix24_source.destination.plan import PLAN_TABLE, RESULTS_TABLE
 from bitrix24_source.sandbox import Sandbox
-from bitrix24_source.writes import PLAN_TABLE, RESULTS_TABLE
 
 
 def _deals_in(portal: Sandbox, category: int) -> list[int]:

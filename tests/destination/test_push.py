@@ -12,8 +12,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from bitrix24_source.destination.plan import ERRORS_TABLE, PLAN_TABLE, RESULTS_TABLE
 from bitrix24_source.sandbox import Sandbox
-from bitrix24_source.writes import ERRORS_TABLE, PLAN_TABLE, RESULTS_TABLE
 
 UF_SEGMENT = "ufCrm_1721244707110"  # the deals' enumeration user field in the sandbox (Gold/Silver/Bronze)
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from bitrix24_source.destination.plan import RESULTS_TABLE
 from bitrix24_source.sandbox import Fault, Sandbox
-from bitrix24_source.writes import RESULTS_TABLE
 
 REPO = Path(__file__).resolve().parents[2]
 

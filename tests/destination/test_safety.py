@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from bitrix24_source.destination.plan import DUPLICATE_MARKER_ON_PORTAL, ERRORS_TABLE, RESULTS_TABLE
 from bitrix24_source.sandbox import Fault, Sandbox
-from bitrix24_source.writes import DUPLICATE_MARKER_ON_PORTAL, ERRORS_TABLE, RESULTS_TABLE
 
 _WRITES = (".add", ".update", ".delete")
 

@@ -19,8 +19,8 @@ import pytest
 
 from bitrix24_source import bitrix24_source
 from bitrix24_source.sandbox import Sandbox
-from bitrix24_source.settings import ALL_RESOURCES
 from bitrix24_source.source import resource_stats
+from bitrix24_source.source.settings import ALL_RESOURCES
 from tests.source.conftest import assert_rows_equal, column_types, fetch_table, make_pipeline
 
 pytestmark = pytest.mark.slow

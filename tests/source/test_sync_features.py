@@ -15,10 +15,10 @@ import tomllib
 
 from bitrix24_source import bitrix24_source
 from bitrix24_source.client import OAuthTokens
-from bitrix24_source.config import save_tokens_to_toml
 from bitrix24_source.errors import Bitrix24Error
 from bitrix24_source.sandbox import Fault, Sandbox
 from bitrix24_source.source import resource_stats
+from bitrix24_source.source.credentials import save_tokens_to_toml
 from tests.source.conftest import assert_rows_equal, column_types, fetch_table, make_pipeline
 
 LAG = 300.0

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from bitrix24_source.batch import (
+from bitrix24_source.client.batch import (
     chunked,
     normalize_calls,
     parse_call_payload,
     split_v2_batch,
     split_v3_batch,
 )
-from bitrix24_source.commands import Command
+from bitrix24_source.client.commands import Command
 from bitrix24_source.errors import BatchCommandError, ConfigError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "real-responses"

@@ -6,8 +6,7 @@ import threading
 
 import pytest
 
-from bitrix24_source.errors import ConfigError
-from bitrix24_source.limits import (
+from bitrix24_source.client.limits import (
     ENTERPRISE,
     LeakyBucket,
     OperatingBudget,
@@ -16,6 +15,7 @@ from bitrix24_source.limits import (
     limiter_for,
     reset_registry,
 )
+from bitrix24_source.errors import ConfigError
 
 
 class FakeClock:

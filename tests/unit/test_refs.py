@@ -6,8 +6,13 @@ import pickle
 
 import pytest
 
-from bitrix24_source.batch import build_v2_batch_body, build_v3_batch_body, normalize_calls, plan_segments
-from bitrix24_source.commands import (
+from bitrix24_source.client.batch import (
+    build_v2_batch_body,
+    build_v3_batch_body,
+    normalize_calls,
+    plan_segments,
+)
+from bitrix24_source.client.commands import (
     Ref,
     ResultRef,
     looks_like_v2_reference,
@@ -179,7 +184,7 @@ def test_v3_body_uses_aliases_and_wire_markers() -> None:
     ],
 )
 def test_read_write_classification(method: str, read: bool) -> None:
-    from bitrix24_source.commands import is_read_method
+    from bitrix24_source.client.commands import is_read_method
 
     assert is_read_method(method) is read
 

@@ -1,4 +1,4 @@
-"""Pure tests of bitrix24_source.schema: field metadata -> dlt column hints, and the row value mapper."""
+"""Pure tests of bitrix24_source.source.schema: field metadata -> dlt column hints, and the row value mapper."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bitrix24_source.schema import (
+from bitrix24_source.source.schema import (
     FieldMeta,
     RowMapper,
     column_hints,

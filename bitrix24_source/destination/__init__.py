@@ -11,7 +11,7 @@ pipeline.run(df, table_name="deals")      # then read bitrix24_write_results / b
 How a load runs (one dlt load job per file of input rows; jobs run one after another):
 
 1. The job reads its file (parquet for dataframes/arrow, typed jsonl for records) and numbers the rows.
-2. Rows are planned in chunks of 50 by :mod:`bitrix24_source.writes` against the portal's field metadata
+2. Rows are planned in chunks of 50 by :mod:`bitrix24_source.destination.plan` against the portal's field metadata
    and the crm.status directories their stage/source/type values need (both fetched once per load and
    entity). Rejected rows get their result at once; the rest become one v2 batch with ``halt=0`` (§4.2),
    sent through the client and its shared limiter. v3 batches are all-or-nothing (§5.6), so they could not
@@ -66,8 +66,7 @@ from dlt.common.typing import TSecretStrValue
 from dlt.destinations.impl.destination.destination import DestinationClient as _CustomDestinationClient
 from dlt.destinations.impl.destination.factory import destination as _CustomDestinationFactory
 
-from bitrix24_source.errors import Bitrix24Error, mask
-from bitrix24_source.writes import (
+from bitrix24_source.destination.plan import (
     ERRORS_TABLE,
     PLAN_TABLE,
     RESULTS_TABLE,
@@ -94,6 +93,7 @@ from bitrix24_source.writes import (
     result_row,
     write_target,
 )
+from bitrix24_source.errors import Bitrix24Error, mask
 
 if TYPE_CHECKING:
     from bitrix24_source.client import Bitrix24Client

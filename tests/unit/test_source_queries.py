@@ -1,4 +1,4 @@
-"""Pure tests of bitrix24_source.readers: keyset chains, §3.2 stop rules, v3 task pages, product rows."""
+"""Pure tests of bitrix24_source.source.queries: keyset chains, §3.2 stop rules, v3 task pages, product rows."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from bitrix24_source import readers
-from bitrix24_source.commands import CommandResult, Ref, ResultRef
+from bitrix24_source.client.commands import CommandResult, Ref, ResultRef
 from bitrix24_source.errors import ApiError, BatchCommandError
-from bitrix24_source.settings import DEALS, USERS
+from bitrix24_source.source import queries
+from bitrix24_source.source.settings import DEALS, USERS
 
 
 def _ok(key: str, result: Any) -> CommandResult:
@@ -28,7 +28,7 @@ def _page(first: int, n: int) -> dict[str, Any]:
 
 
 def test_crm_chain_references_previous_page_last_row() -> None:
-    chain = readers.keyset_chain(
+    chain = queries.keyset_chain(
         DEALS, 120, length=3, extra_filter={">=updatedTime": "2026-01-01T00:00:00+03:00"}
     )
     assert list(chain) == ["p0", "p1", "p2"]
@@ -46,7 +46,7 @@ def test_crm_chain_references_previous_page_last_row() -> None:
 
 
 def test_user_chain_uses_bare_list_and_upper_case() -> None:
-    chain = readers.keyset_chain(USERS, 0, length=2)
+    chain = queries.keyset_chain(USERS, 0, length=2)
     _, p0 = chain["p0"]
     assert p0 == {"FILTER": {">ID": 0}, "SORT": "ID", "ORDER": "ASC", "start": -1}
     assert chain["p1"][1]["FILTER"][">ID"] == "$result[p0][49][ID]"
@@ -55,12 +55,12 @@ def test_user_chain_uses_bare_list_and_upper_case() -> None:
 @pytest.mark.parametrize("length", [0, 51])
 def test_chain_length_bounds(length: int) -> None:
     with pytest.raises(ValueError, match="chain length"):
-        readers.keyset_chain(DEALS, 0, length=length)
+        queries.keyset_chain(DEALS, 0, length=length)
 
 
 def test_split_chain_all_full_pages_continue() -> None:
     results = [_ok(f"p{i}", _page(1 + 50 * i, 50)) for i in range(3)]
-    chain = readers.split_chain(results, DEALS)
+    chain = queries.split_chain(results, DEALS)
     assert not chain.exhausted
     assert chain.last_id == 150
     assert [len(p) for p in chain.pages] == [50, 50, 50]
@@ -75,44 +75,44 @@ def test_split_chain_stops_at_short_page_and_discards_garbage() -> None:
         _ok("p3", _page(1, 50)),
         _err("p4"),
     ]
-    chain = readers.split_chain(results, DEALS)
+    chain = queries.split_chain(results, DEALS)
     assert chain.exhausted
     assert chain.last_id == 107
     assert sum(len(p) for p in chain.pages) == 107
 
 
 def test_split_chain_empty_first_page() -> None:
-    chain = readers.split_chain([_ok("p0", {"items": []}), _err("p1")], DEALS)
+    chain = queries.split_chain([_ok("p0", {"items": []}), _err("p1")], DEALS)
     assert chain.exhausted and chain.last_id is None and chain.pages == [[]]
 
 
 def test_split_chain_error_before_short_page_is_raised() -> None:
     results = [_ok("p0", _page(1, 50)), _err("p1", "ACCESS_DENIED")]
     with pytest.raises(BatchCommandError) as info:
-        readers.split_chain(results, DEALS)
+        queries.split_chain(results, DEALS)
     assert info.value.code == "ACCESS_DENIED"
 
 
 def test_split_chain_detects_stuck_cursor() -> None:
     results = [_ok("p0", _page(1, 50)), _ok("p1", _page(1, 50))]
     with pytest.raises(ApiError, match="did not advance"):
-        readers.split_chain(results, DEALS)
+        queries.split_chain(results, DEALS)
 
 
 def test_split_chain_bare_user_list() -> None:
     rows = [{"ID": str(i)} for i in range(1, 51)]
-    chain = readers.split_chain([_ok("p0", rows), _ok("p1", [{"ID": "51"}])], USERS)
+    chain = queries.split_chain([_ok("p0", rows), _ok("p1", [{"ID": "51"}])], USERS)
     assert chain.exhausted and chain.last_id == 51
 
 
 def test_rows_of_rejects_non_list() -> None:
     with pytest.raises(ApiError, match="expected a list"):
-        readers.rows_of({"items": {"id": 1}}, "items")
-    assert readers.rows_of({"items": None}, "items") == []
+        queries.rows_of({"items": {"id": 1}}, "items")
+    assert queries.rows_of({"items": None}, "items") == []
 
 
 def test_v3_tasks_page_batch() -> None:
-    commands = readers.v3_tasks_page(
+    commands = queries.v3_tasks_page(
         300,
         limit=50,
         select=["id", "title", "changed"],
@@ -142,7 +142,7 @@ def test_v3_tasks_page_batch() -> None:
 
 
 def test_v3_tasks_page_without_results() -> None:
-    commands = readers.v3_tasks_page(0, limit=50, select=["id"], results_select=None, with_results=False)
+    commands = queries.v3_tasks_page(0, limit=50, select=["id"], results_select=None, with_results=False)
     assert list(commands) == ["tasks", "last"]
     assert commands["tasks"][1]["filter"] == [["id", ">", 0]]
 
@@ -158,26 +158,26 @@ def test_v3_tasks_page_without_results() -> None:
     ],
 )
 def test_reaches_last_task(page: list[dict[str, Any]], last: list[dict[str, Any]], expected: bool) -> None:
-    assert readers.reaches_last_task(page, last) is expected
+    assert queries.reaches_last_task(page, last) is expected
 
 
 def test_results_followups() -> None:
-    commands = readers.results_followups({(1, 2): None, (3,): 77}, limit=50, select=None)
+    commands = queries.results_followups({(1, 2): None, (3,): 77}, limit=50, select=None)
     assert commands["r0"][1]["filter"] == [["taskId", "in", [1, 2]]]
     assert commands["r1"][1]["filter"] == [["taskId", "in", [3]], ["id", ">", 77]]
     assert "select" not in commands["r0"][1]
 
 
 def test_page_cap_learns_clamped_limit() -> None:
-    cap = readers.PageCap()
+    cap = queries.PageCap()
     assert not cap.is_last(20)  # the server clamped our 50 to 20: not the end
     assert not cap.is_last(20)
     assert cap.is_last(3)
-    assert readers.PageCap().is_last(0)
+    assert queries.PageCap().is_last(0)
 
 
 def test_product_rows_commands() -> None:
-    commands = readers.product_rows_commands([((1, 2, 3), 0), ((4,), 990)])
+    commands = queries.product_rows_commands([((1, 2, 3), 0), ((4,), 990)])
     assert commands["o0"] == (
         "crm.item.productrow.list",
         {"filter": {"=ownerType": "D", "@ownerId": [1, 2, 3]}, "order": {"id": "ASC"}, "start": -1},
@@ -186,11 +186,11 @@ def test_product_rows_commands() -> None:
 
 
 def test_chunked() -> None:
-    assert readers.chunked([1, 2, 3, 4, 5], 2) == [(1, 2), (3, 4), (5,)]
+    assert queries.chunked([1, 2, 3, 4, 5], 2) == [(1, 2), (3, 4), (5,)]
 
 
 def test_v3_recent_page_orders_newest_first() -> None:
-    commands = readers.v3_tasks_recent_page(20, limit=10, select=["id", "changed"], results_select=None)
+    commands = queries.v3_tasks_recent_page(20, limit=10, select=["id", "changed"], results_select=None)
     _, query = commands["tasks"]
     assert query["order"] == {"changed": "DESC", "id": "DESC"}
     assert query["pagination"] == {"limit": 10, "offset": 20}
@@ -203,10 +203,10 @@ def test_v3_recent_page_orders_newest_first() -> None:
 
 
 def test_page_cap_may_continue() -> None:
-    cap = readers.PageCap()
+    cap = queries.PageCap()
     assert cap.may_continue(50, 50)
     assert not cap.may_continue(0, 50)
-    clamped = readers.PageCap()
+    clamped = queries.PageCap()
     assert clamped.may_continue(20, 50)  # first sight: could be a clamped full page
     assert clamped.may_continue(20, 50)
     assert not clamped.may_continue(7, 50)

@@ -1,7 +1,7 @@
 """``Bitrix24Client``: the only module of the client core that does I/O.
 
 One ``requests`` session with a connection pool, webhook or OAuth auth (refresh coalesced across threads),
-the shared per-portal limiter (:mod:`bitrix24_source.limits`) and the retry policy of §6.6:
+the shared per-portal limiter (:mod:`bitrix24_source.client.limits`) and the retry policy of §6.6:
 
 * retried: what certainly did not execute (503 ``QUERY_LIMIT_EXCEEDED`` with backoff, 429
   ``OPERATION_TIME_LIMIT`` after waiting for the method's reset, connection refused), and reads after 5xx,
@@ -10,7 +10,7 @@ the shared per-portal limiter (:mod:`bitrix24_source.limits`) and the retry poli
   raises the error (``TransportError.maybe_executed`` / ``ServerError``); a batch returns those commands with
   ``outcome="unknown"`` so the caller can verify and resume.
 
-Retry timing uses tenacity; the pure parts (bodies, result splitting) live in :mod:`bitrix24_source.batch`.
+Retry timing uses tenacity; the pure parts (bodies, result splitting) live in :mod:`bitrix24_source.client.batch`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from bitrix24_source.batch import (
+from bitrix24_source.client.batch import (
     MAX_BATCH,
     Calls,
     build_v2_batch_body,
@@ -48,7 +48,7 @@ from bitrix24_source.batch import (
     split_v2_batch,
     split_v3_batch,
 )
-from bitrix24_source.commands import (
+from bitrix24_source.client.commands import (
     BoolStyle,
     Command,
     CommandResult,
@@ -58,6 +58,8 @@ from bitrix24_source.commands import (
     iter_refs,
     iter_result_refs,
 )
+from bitrix24_source.client.limits import PortalLimiter, RateLimit, limiter_for
+from bitrix24_source.client.result import BatchResult, CallResult
 from bitrix24_source.errors import (
     ApiError,
     AuthError,
@@ -71,8 +73,6 @@ from bitrix24_source.errors import (
     mask,
     register_secret,
 )
-from bitrix24_source.limits import PortalLimiter, RateLimit, limiter_for
-from bitrix24_source.result import BatchResult, CallResult
 
 __all__ = ["Bitrix24Client", "ClientStats", "OAuthCredentials", "OAuthTokens", "RetryPolicy"]
 
@@ -676,7 +676,7 @@ class Bitrix24Client:
             params: parameters, sent as a JSON body.
             version: 2 (``/rest/…``) or 3 (``/rest/api/…``).
             idempotent: whether the call may be resent after an ambiguous failure; default: reads only
-                (:func:`~bitrix24_source.commands.is_read_method`).
+                (:func:`~bitrix24_source.client.commands.is_read_method`).
             request_id: sent as ``bx24_request_id`` and ``X-Request-ID``; appears in logs and errors.
             idempotency_key: v3 only: the ``Idempotency-Key`` header (§1.6). v3 writes get a random one by
                 default, which makes resending them after an ambiguous failure safe: the portal replays the

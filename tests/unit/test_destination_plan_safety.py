@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bitrix24_source.writes import (
+from bitrix24_source.destination.plan import (
     DUPLICATE_MARKER_ON_PORTAL,
     INVALID_ID,
     EntityFields,

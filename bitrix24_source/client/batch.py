@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bitrix24_source.commands import (
+from bitrix24_source.client.commands import (
     BoolStyle,
     Command,
     CommandResult,

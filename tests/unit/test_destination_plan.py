@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bitrix24_source.writes import (
+from bitrix24_source.destination.plan import (
     DUPLICATE_KEY,
     DUPLICATE_KEY_ON_PORTAL,
     IMMUTABLE_FIELD,
@@ -469,7 +469,7 @@ def test_any_value_in_any_field_is_planned_or_rejected_never_raised(
 
 
 def test_an_unforeseen_failure_costs_only_its_row(monkeypatch: pytest.MonkeyPatch) -> None:
-    import bitrix24_source.writes as writes
+    import bitrix24_source.destination.plan as writes
 
     def explode(value: Any, meta: Any) -> Any:
         raise RuntimeError(f"cannot handle {meta.name}")

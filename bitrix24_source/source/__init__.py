@@ -1,6 +1,6 @@
 """The `bitrix24` dlt source: CRM entities, deal product rows, users, tasks and task results.
 
-How it reads (see readers.py for the pure planning):
+How it reads (see queries.py for the pure planning):
 
 * CRM entities and users: ID-keyset pages (`order id ASC`, `>id`, `start=-1`, §3.2) chained 50 to a v2 batch
   through `$result[...]` references (§4.3): up to 2,500 rows per HTTP request.
@@ -35,12 +35,12 @@ from dlt.extract.exceptions import CurrentSourceNotAvailable
 from dlt.extract.resource import DltResource
 from dlt.sources import DltSource
 
-from bitrix24_source import readers
 from bitrix24_source.client import Bitrix24Client, OAuthTokens
-from bitrix24_source.commands import CommandResult, TimeInfo
-from bitrix24_source.config import Bitrix24OAuthCredentials
+from bitrix24_source.client.commands import CommandResult, TimeInfo
 from bitrix24_source.errors import ApiError, Bitrix24Error, ConfigError
-from bitrix24_source.schema import (
+from bitrix24_source.source import queries
+from bitrix24_source.source.credentials import Bitrix24OAuthCredentials
+from bitrix24_source.source.schema import (
     FIELD_DEFINITION_COLUMNS,
     FieldMeta,
     RowMapper,
@@ -48,7 +48,7 @@ from bitrix24_source.schema import (
     field_definition_rows,
     parse_field_map,
 )
-from bitrix24_source.settings import (
+from bitrix24_source.source.settings import (
     BATCH_LIMIT,
     CRM_ENTITIES,
     DEAL_PRODUCTS,
@@ -134,7 +134,7 @@ class _Reader:
     # -- transport -----------------------------------------------------------------------------------
 
     def batch(
-        self, resource: str, calls: Mapping[str, readers.Cmd], *, version: int = 2
+        self, resource: str, calls: Mapping[str, queries.Cmd], *, version: int = 2
     ) -> Sequence[CommandResult]:
         started = time.monotonic()
         try:
@@ -195,7 +195,7 @@ class _Reader:
         *,
         after: int = 0,
         extra_filter: Mapping[str, Any] | None = None,
-        select: Sequence[str] = readers.CRM_SELECT_ALL,
+        select: Sequence[str] = queries.CRM_SELECT_ALL,
         first_length: int = BATCH_LIMIT,
     ) -> Iterator[list[dict[str, Any]]]:
         """Yield the table's rows in id order, one list per HTTP request (a 50-page chain, §3.2, §4.3).
@@ -205,10 +205,10 @@ class _Reader:
         """
         length = first_length
         while True:
-            commands = readers.keyset_chain(
+            commands = queries.keyset_chain(
                 spec, after, length=length, select=select, extra_filter=extra_filter
             )
-            chain = readers.split_chain(self.batch(resource, commands), spec)
+            chain = queries.split_chain(self.batch(resource, commands), spec)
             rows = [row for page in chain.pages for row in page]
             if rows:
                 yield rows
@@ -219,9 +219,9 @@ class _Reader:
 
     def max_id(self, resource: str, spec: EntitySpec, extra_filter: Mapping[str, Any] | None) -> int:
         """The largest id of a CRM table (one `start=-1` page ordered by id DESC)."""
-        params = readers.crm_page_params(spec, 0, select=("id",), extra_filter=extra_filter)
+        params = queries.crm_page_params(spec, 0, select=("id",), extra_filter=extra_filter)
         params["order"] = {"id": "DESC"}
-        rows = readers.rows_of(self.call(resource, spec.method, params), spec.list_key)
+        rows = queries.rows_of(self.call(resource, spec.method, params), spec.list_key)
         return int(rows[0]["id"]) if rows else 0
 
     def partitioned_pages(
@@ -230,7 +230,7 @@ class _Reader:
         spec: EntitySpec,
         partitions: int,
         extra_filter: Mapping[str, Any] | None,
-        select: Sequence[str] = readers.CRM_SELECT_ALL,
+        select: Sequence[str] = queries.CRM_SELECT_ALL,
     ) -> Iterator[list[dict[str, Any]]]:
         """Read id ranges in parallel threads; every request still goes through the shared limiter.
 
@@ -244,12 +244,12 @@ class _Reader:
         bounds = [(lo, min(lo + step, top)) for lo in range(0, top, step)]
         cursors: dict[int, int] = {i: lo for i, (lo, _) in enumerate(bounds)}
 
-        def one(i: int) -> readers.ChainPages:
+        def one(i: int) -> queries.ChainPages:
             upper = bounds[i][1]
             flt = dict(extra_filter or {})
             flt["<=id"] = upper
-            commands = readers.keyset_chain(spec, cursors[i], select=select, extra_filter=flt)
-            return readers.split_chain(self.batch(resource, commands), spec)
+            commands = queries.keyset_chain(spec, cursors[i], select=select, extra_filter=flt)
+            return queries.split_chain(self.batch(resource, commands), spec)
 
         with ThreadPoolExecutor(max_workers=partitions, thread_name_prefix=f"b24-{resource}") as pool:
             while cursors:
@@ -268,14 +268,14 @@ class _Reader:
     def product_rows(self, resource: str, owner_ids: Sequence[int]) -> Iterator[list[dict[str, Any]]]:
         """Product rows of the given deals: groups of deal ids per command, `>id` follow-ups of full pages."""
         pending: list[tuple[tuple[int, ...], int]] = [
-            (group, 0) for group in readers.chunked(list(owner_ids), PRODUCT_ROWS_OWNERS_PER_COMMAND)
+            (group, 0) for group in queries.chunked(list(owner_ids), PRODUCT_ROWS_OWNERS_PER_COMMAND)
         ]
         while pending:
             current, pending = pending[:BATCH_LIMIT], pending[BATCH_LIMIT:]
-            results = self.batch(resource, readers.product_rows_commands(current))
-            readers.raise_first_error(results)
+            results = self.batch(resource, queries.product_rows_commands(current))
+            queries.raise_first_error(results)
             for (owners, _after), res in zip(current, results, strict=True):
-                rows = readers.rows_of(res.result, DEAL_PRODUCTS.list_key)
+                rows = queries.rows_of(res.result, DEAL_PRODUCTS.list_key)
                 if rows:
                     yield rows
                 if len(rows) >= PAGE_SIZE:
@@ -283,7 +283,7 @@ class _Reader:
 
     # -- tasks (v3) ------------------------------------------------------------------------------------
 
-    def _tasks_exhausted(self, resource: str, tasks_command: readers.Cmd) -> bool:
+    def _tasks_exhausted(self, resource: str, tasks_command: queries.Cmd) -> bool:
         """Whether the tasks page of a rejected v3 batch is empty: the deliberate end-of-listing check.
 
         When the tasks page is empty, `{"$refArray": "tasks.id"}` resolves to an empty list, the portal
@@ -293,7 +293,7 @@ class _Reader:
         previous one's `last` look-ahead showed more tasks to come.
         """
         method, params = tasks_command
-        rows = readers.rows_of(self.call(resource, method, params, version=TASKS.api_version), TASKS.list_key)
+        rows = queries.rows_of(self.call(resource, method, params, version=TASKS.api_version), TASKS.list_key)
         return not rows
 
     def task_pages(
@@ -320,14 +320,14 @@ class _Reader:
         offset = 0
         seam: int | None = None  # newest-first: id of the last task of the previous page
         restarts = 0
-        task_cap = readers.PageCap()
-        result_cap = readers.PageCap()
+        task_cap = queries.PageCap()
+        result_cap = queries.PageCap()
         while True:
             if newest_first:
                 # A small first page: an incremental run usually finds only a few changed tasks. Later pages
                 # start one row early, so the seam with the previous page can be checked (see below).
                 overlap = 1 if seam is not None else 0
-                commands = readers.v3_tasks_recent_page(
+                commands = queries.v3_tasks_recent_page(
                     offset - overlap,
                     limit=(_RECENT_FIRST_PAGE if offset == 0 else PAGE_SIZE) + overlap,
                     select=select,
@@ -335,7 +335,7 @@ class _Reader:
                     with_results=with_results,
                 )
             else:
-                commands = readers.v3_tasks_page(
+                commands = queries.v3_tasks_page(
                     after,
                     limit=PAGE_SIZE,
                     select=select,
@@ -345,21 +345,21 @@ class _Reader:
                 )
             try:
                 results = self.batch(resource, commands, version=TASKS.api_version)
-                readers.raise_first_error(results)
+                queries.raise_first_error(results)
             except ApiError as exc:
                 if (
                     exc.permanent
                     and with_results
-                    and self._tasks_exhausted(resource, commands[readers.TASKS_ALIAS])
+                    and self._tasks_exhausted(resource, commands[queries.TASKS_ALIAS])
                 ):
                     return
                 raise
             by_key = {res.key: res for res in results}
-            tasks = readers.rows_of(by_key[readers.TASKS_ALIAS].result, TASKS.list_key)
-            last = readers.rows_of(by_key[readers.LAST_ALIAS].result, TASKS.list_key)
+            tasks = queries.rows_of(by_key[queries.TASKS_ALIAS].result, TASKS.list_key)
+            last = queries.rows_of(by_key[queries.LAST_ALIAS].result, TASKS.list_key)
             # A short page ends the listing; so does a full one holding the final task: no batch with an
             # empty tasks page (and an `in []` results filter the portal rejects) is ever sent for it.
-            done = task_cap.is_last(len(tasks)) or readers.reaches_last_task(tasks, last)
+            done = task_cap.is_last(len(tasks)) or queries.reaches_last_task(tasks, last)
             if newest_first:
                 assert since is not None
                 if seam is not None:
@@ -376,7 +376,7 @@ class _Reader:
                                 method="tasks.task.list",
                             )
                         offset, seam = 0, None
-                        task_cap = readers.PageCap()  # the short first page is not the end
+                        task_cap = queries.PageCap()  # the short first page is not the end
                         continue
                     tasks = tasks[1:]
                 fresh = [t for t in tasks if not _changed_before(t, since)]
@@ -388,7 +388,7 @@ class _Reader:
                 fresh = tasks
             task_results: list[dict[str, Any]] = []
             if with_results and tasks:
-                task_results = readers.rows_of(by_key[readers.RESULTS_ALIAS].result, TASK_RESULTS.list_key)
+                task_results = queries.rows_of(by_key[queries.RESULTS_ALIAS].result, TASK_RESULTS.list_key)
                 if result_cap.may_continue(len(task_results), PAGE_SIZE):
                     task_results.extend(
                         self._more_results(resource, tasks, task_results, results_select, result_cap)
@@ -406,7 +406,7 @@ class _Reader:
         tasks: Sequence[Mapping[str, Any]],
         first_page: Sequence[Mapping[str, Any]],
         select: Sequence[str] | None,
-        cap: readers.PageCap,
+        cap: queries.PageCap,
     ) -> list[dict[str, Any]]:
         """Results past the first full page: the page's task ids in groups, each continued by result id.
 
@@ -417,7 +417,7 @@ class _Reader:
         start_after = max(seen)
         pending: dict[tuple[int, ...], int | None] = {
             group: start_after
-            for group in readers.chunked([int(t["id"]) for t in tasks], _RESULTS_TASKS_PER_COMMAND)
+            for group in queries.chunked([int(t["id"]) for t in tasks], _RESULTS_TASKS_PER_COMMAND)
         }
         out: list[dict[str, Any]] = []
         while pending:
@@ -425,12 +425,12 @@ class _Reader:
             current = {k: pending.pop(k) for k in batch_keys}
             results = self.batch(
                 resource,
-                readers.results_followups(current, limit=PAGE_SIZE, select=select),
+                queries.results_followups(current, limit=PAGE_SIZE, select=select),
                 version=TASK_RESULTS.api_version,
             )
-            readers.raise_first_error(results)
+            queries.raise_first_error(results)
             for group, res in zip(current, results, strict=True):
-                rows = readers.rows_of(res.result, TASK_RESULTS.list_key)
+                rows = queries.rows_of(res.result, TASK_RESULTS.list_key)
                 for row in rows:
                     if int(row["id"]) not in seen:
                         seen.add(int(row["id"]))
@@ -444,7 +444,7 @@ class _Reader:
     def portal_ids(self, resource: str, spec: EntitySpec) -> set[int]:
         """Every id the portal has for a table: an id-only keyset scan, 2,500 ids per request."""
         ids: set[int] = set()
-        select: Sequence[str] = ("id",) if spec.style == "crm_item" else readers.CRM_SELECT_ALL
+        select: Sequence[str] = ("id",) if spec.style == "crm_item" else queries.CRM_SELECT_ALL
         for page in self.keyset_pages(resource, spec, select=select):
             ids.update(int(row[spec.id_field]) for row in page)
         return ids
@@ -659,7 +659,7 @@ def _static_fields(types: Mapping[str, str], multiple: frozenset[str] = frozense
 def _fetch_metadata(reader: _Reader) -> dict[str, dict[str, FieldMeta]]:
     """Field metadata of every entity: the four crm.item.fields calls in one v2 batch, task fields via v3."""
     meta: dict[str, dict[str, FieldMeta]] = {}
-    commands: dict[str, readers.Cmd] = {
+    commands: dict[str, queries.Cmd] = {
         spec.name: ("crm.item.fields", {"entityTypeId": spec.entity_type_id}) for spec in CRM_ENTITIES
     }
     assert DEAL_PRODUCTS.fields_method is not None
@@ -667,7 +667,7 @@ def _fetch_metadata(reader: _Reader) -> dict[str, dict[str, FieldMeta]]:
     commands[DEAL_PRODUCTS.name] = (DEAL_PRODUCTS.fields_method, {})
     results = reader.batch("field_definitions", commands)
     crm_results, product_result = results[: len(CRM_ENTITIES)], results[len(CRM_ENTITIES)]
-    readers.raise_first_error(crm_results)
+    queries.raise_first_error(crm_results)
     for spec, res in zip(CRM_ENTITIES, crm_results, strict=True):
         meta[spec.name] = parse_field_map(res.result)
     meta[DEAL_PRODUCTS.name] = _product_row_fields(product_result)
@@ -792,7 +792,7 @@ def bitrix24_source(
         ca_bundle: path of a CA bundle for TLS verification (e.g. the sandbox's self-signed CA).
         on_token_refresh: OAuth only: called with the new `OAuthTokens` after every refresh. Bitrix24 rotates
             refresh tokens (the old one stops working), so persist them, e.g. with
-            `bitrix24_source.config.save_tokens_to_toml(".dlt/secrets.toml")`.
+            `bitrix24_source.source.credentials.save_tokens_to_toml(".dlt/secrets.toml")`.
 
     Returns:
         The dlt resources.

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bitrix24_source.commands import CommandResult, TimeInfo
+from bitrix24_source.client.commands import CommandResult, TimeInfo
 from bitrix24_source.errors import Bitrix24Error
 
 __all__ = ["BatchResult", "CallResult"]

@@ -16,9 +16,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from bitrix24_source.commands import CommandResult, Ref, ref_array, result_ref
+from bitrix24_source.client.commands import CommandResult, Ref, ref_array, result_ref
 from bitrix24_source.errors import ApiError, Bitrix24Error
-from bitrix24_source.settings import BATCH_LIMIT, PAGE_SIZE, EntitySpec
+from bitrix24_source.source.settings import BATCH_LIMIT, PAGE_SIZE, EntitySpec
 
 CHAIN_PREFIX: Final = "p"
 CRM_SELECT_ALL: Final = ("*", "UF_*")

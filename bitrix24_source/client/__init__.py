@@ -1,0 +1,35 @@
+"""The REST client wing: everything that speaks HTTP to a portal.
+
+``Bitrix24Client`` (client.py) is the facade; the other modules are its parts. Nothing here imports the
+source, the destination or the sandbox.
+"""
+
+from __future__ import annotations
+
+from bitrix24_source.client.client import (
+    Bitrix24Client,
+    ClientStats,
+    OAuthCredentials,
+    OAuthTokens,
+    RetryPolicy,
+)
+from bitrix24_source.client.commands import Command, CommandResult, TimeInfo, ref, ref_array, result_ref
+from bitrix24_source.client.limits import RateLimit
+from bitrix24_source.client.result import BatchResult, CallResult
+
+__all__ = [
+    "BatchResult",
+    "Bitrix24Client",
+    "CallResult",
+    "ClientStats",
+    "Command",
+    "CommandResult",
+    "OAuthCredentials",
+    "OAuthTokens",
+    "RateLimit",
+    "RetryPolicy",
+    "TimeInfo",
+    "ref",
+    "ref_array",
+    "result_ref",
+]
