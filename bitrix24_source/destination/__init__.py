@@ -70,7 +70,6 @@ from bitrix24_source.destination.plan import (
     ERRORS_TABLE,
     PLAN_TABLE,
     RESULTS_TABLE,
-    EntityFields,
     Outcome,
     PlannedRow,
     PlanOptions,
@@ -84,9 +83,7 @@ from bitrix24_source.destination.plan import (
     key_value,
     mark_duplicate_keys,
     needed_directories,
-    parse_crm_item_fields,
     parse_directory,
-    parse_task_fields,
     plan_row_or_reject,
     plan_row_record,
     reject_existing_markers,
@@ -94,6 +91,7 @@ from bitrix24_source.destination.plan import (
     write_target,
 )
 from bitrix24_source.errors import Bitrix24Error, mask
+from bitrix24_source.fields import EntityFields, parse_crm_item_fields, parse_task_fields
 
 if TYPE_CHECKING:
     from bitrix24_source.client import Bitrix24Client

@@ -29,11 +29,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
 from decimal import Decimal
 from typing import Any, Final, Literal, TypeVar
+
+from bitrix24_source.fields import EntityFields, FieldMeta, Kind, kind_of, truthy
 
 Operation = Literal["add", "update", "delete"]
 _T = TypeVar("_T")
@@ -149,85 +151,6 @@ def write_target(entity: str, marker_field: str | None = None) -> WriteTarget:
     )
 
 
-# --- field metadata --------------------------------------------------------------------------------------
-
-# crm.item (camelCase) <-> classic UPPER_CASE names that the generic rule cannot derive (§7.3).
-_CLASSIC_TO_CRM_ITEM: Final = {
-    "CREATED_BY_ID": "createdBy",
-    "MODIFY_BY_ID": "updatedBy",
-    "DATE_CREATE": "createdTime",
-    "DATE_MODIFY": "updatedTime",
-    "MOVED_BY_ID": "movedBy",
-    "MOVED_TIME": "movedTime",
-}
-
-_INT_TYPES: Final = frozenset(
-    {"integer", "int", "user", "employee", "crm_lead", "crm_deal", "crm_contact", "crm_company", "crm_quote"}
-    | {"crm_category", "crm_entity", "crm_invoice", "iblock_element", "iblock_section", "group", "location"}
-)
-_FLOAT_TYPES: Final = frozenset({"double", "float", "money", "number"})
-_BOOL_TYPES: Final = frozenset({"boolean", "bool", "char"})
-_STRING_TYPES: Final = frozenset({"string", "text", "url", "crm_status", "crm_currency", "address"})
-
-
-@dataclass(frozen=True, slots=True)
-class FieldMeta:
-    """What the portal says about one field (crm.item.fields / tasks.task.getFields)."""
-
-    name: str
-    type: str
-    title: str = ""
-    required: bool = False
-    read_only: bool = False
-    immutable: bool = False
-    multiple: bool = False
-    upper_name: str | None = None
-    enum_values: Mapping[str, str] | None = None  # allowed id -> label, for enumerations
-    status_type: str | None = None  # crm_status fields: the crm.status directory (ENTITY_ID) of the values
-
-
-def _squash(name: str) -> str:
-    return name.replace("_", "").lower()
-
-
-@dataclass(frozen=True, slots=True)
-class EntityFields:
-    """The field metadata of one entity, with every accepted spelling resolved to the canonical name."""
-
-    fields: Mapping[str, FieldMeta]
-    _aliases: Mapping[str, str] = field(default_factory=dict)
-    _squashed: Mapping[str, str | None] = field(default_factory=dict)
-
-    @classmethod
-    def build(cls, metas: Iterable[FieldMeta]) -> EntityFields:
-        fields = {meta.name: meta for meta in metas}
-        aliases: dict[str, str] = {}
-        for meta in fields.values():
-            if meta.upper_name:
-                aliases.setdefault(meta.upper_name, meta.name)
-        for classic, canonical in _CLASSIC_TO_CRM_ITEM.items():
-            if canonical in fields:
-                aliases.setdefault(classic, canonical)
-        squashed: dict[str, str | None] = {}
-        for name in fields:
-            key = _squash(name)
-            # Two fields that squash alike (ufCrm10_1 / ufCrm_101) make the match ambiguous: refuse it.
-            squashed[key] = None if key in squashed else name
-        return cls(fields, aliases, squashed)
-
-    def resolve(self, column: str) -> str | None:
-        """The canonical field name of an input column, or None if the portal has no such field."""
-        if column in self.fields:
-            return column
-        if column in self._aliases:
-            return self._aliases[column]
-        return self._squashed.get(_squash(column))
-
-    @property
-    def required(self) -> list[str]:
-        return [m.name for m in self.fields.values() if m.required and not m.read_only]
-
-
 class WriteOptionError(ValueError):
     """A destination option names a field the portal cannot use for it (a configuration error)."""
 
@@ -265,86 +188,6 @@ def check_write_options(target: WriteTarget, fields: EntityFields, key: str | No
                 f"Bitrix24 destination option marker_field={name!r}: field {canonical!r} of {target.entity} "
                 f"is {kind}, but markers are text: choose a single-valued string field"
             )
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().upper() in {"Y", "YES", "TRUE", "1"}
-    return bool(value)
-
-
-def _field_specs(result: Any) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """(name, description) pairs of a fields result, wrapped in ``{"fields": ...}`` or not."""
-    raw = result.get("fields", result) if isinstance(result, Mapping) else {}
-    for name, spec in raw.items():
-        if isinstance(spec, Mapping):
-            yield str(name), spec
-
-
-def parse_crm_item_fields(result: Any) -> EntityFields:
-    """Parse a ``crm.item.fields`` result: ``{"fields": {name: {type, isRequired, isReadOnly, ...}}}``.
-
-    Enumerations carry ``items: [{ID, VALUE}]`` (DOCS api-reference/crm/universal/crm-item-fields.md).
-    """
-    metas = []
-    for name, spec in _field_specs(result):
-        items = spec.get("items")
-        enum_values = None
-        if isinstance(items, list) and items:
-            enum_values = {str(i.get("ID")): str(i.get("VALUE", "")) for i in items if isinstance(i, Mapping)}
-        metas.append(
-            FieldMeta(
-                name=name,
-                type=str(spec.get("type", "string")),
-                title=str(spec.get("title", "")),
-                required=_truthy(spec.get("isRequired", False)),
-                read_only=_truthy(spec.get("isReadOnly", False)),
-                immutable=_truthy(spec.get("isImmutable", False)),
-                multiple=_truthy(spec.get("isMultiple", False)),
-                upper_name=spec.get("upperName") or None,
-                enum_values=enum_values,
-                status_type=str(spec["statusType"]) if spec.get("statusType") else None,
-            )
-        )
-    return EntityFields.build(metas)
-
-
-# tasks.task.getFields carries no read-only flag; these are set by the portal itself (§7.4).
-_TASK_READ_ONLY: Final = frozenset(
-    {"ID", "CREATED_DATE", "CHANGED_DATE", "CHANGED_BY", "STATUS_CHANGED_DATE", "STATUS_CHANGED_BY"}
-    | {"CLOSED_DATE", "CLOSED_BY", "VIEWED_DATE", "DATE_START", "ACTIVITY_DATE", "FORUM_TOPIC_ID", "GUID"}
-    | {"COMMENTS_COUNT", "SERVICE_COMMENTS_COUNT", "NEW_COMMENTS_COUNT", "OUTLOOK_VERSION", "EXCHANGE_ID"}
-)
-
-
-# getFields marks CREATED_BY required, but an add without it is made by the calling user: the documented
-# example sends only TITLE and RESPONSIBLE_ID (DOCS api-reference/tasks/tasks-task-add.md).
-_TASK_CALLER_DEFAULTS: Final = frozenset({"CREATED_BY"})
-
-
-def parse_task_fields(result: Any) -> EntityFields:
-    """Parse a ``tasks.task.getFields`` result: ``{"fields": {NAME: {title, type, required?, values?}}}``.
-
-    ``enum`` fields list their allowed values as a ``values`` map id -> label
-    (DOCS api-reference/tasks/tasks-task-get-fields.md).
-    """
-    metas = []
-    for name, spec in _field_specs(result):
-        values = spec.get("values")
-        enum_values = {str(k): str(v) for k, v in values.items()} if isinstance(values, Mapping) else None
-        metas.append(
-            FieldMeta(
-                name=name,
-                type=str(spec.get("type", "string")),
-                title=str(spec.get("title", "")),
-                required=_truthy(spec.get("required", False)) and name not in _TASK_CALLER_DEFAULTS,
-                read_only=name in _TASK_READ_ONLY or _truthy(spec.get("primary", False)),
-                multiple=str(spec.get("type", "")).startswith("array")
-                or _truthy(spec.get("isMultiple", False)),
-                enum_values=enum_values,
-            )
-        )
-    return EntityFields.build(metas)
 
 
 # --- value coercion ----------------------------------------------------------------------------------------
@@ -476,22 +319,25 @@ def _as_enum(value: Any, meta: FieldMeta) -> Any:
     )
 
 
+_COERCERS: Final[dict[Kind | None, Callable[[Any, FieldMeta], Any]]] = {
+    "int": _as_int,
+    "float": _as_float,
+    "money": _as_float,
+    "bool": _as_bool,
+    "date": _as_date,
+    "datetime": _as_datetime,
+    "text": _as_string,
+}
+"""How a value of each kind (fields.TYPE_KINDS) is checked and converted for the wire; kinds not listed
+(json, enumerations without items, type words we have no evidence for) go as given."""
+
+
 def _coerce_scalar(value: Any, meta: FieldMeta) -> Any:
-    kind = meta.type.lower()
-    if meta.enum_values is not None and kind in {"enumeration", "enum", "crm_status", "list"}:
+    if meta.items is not None and meta.type in {"enumeration", "enum", "crm_status", "list"}:
         return _as_enum(value, meta)
-    if kind in _INT_TYPES:
-        return _as_int(value, meta)
-    if kind in _FLOAT_TYPES:
-        return _as_float(value, meta)
-    if kind in _BOOL_TYPES:
-        return _as_bool(value, meta)
-    if kind == "date":
-        return _as_date(value, meta)
-    if kind == "datetime":
-        return _as_datetime(value, meta)
-    if kind in _STRING_TYPES:
-        return _as_string(value, meta)
+    coerce = _COERCERS.get(kind_of(meta))
+    if coerce is not None:
+        return coerce(value, meta)
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     if isinstance(value, (float, Decimal)):
@@ -770,7 +616,7 @@ def plan_row(
 ) -> PlannedRow:
     """Decide what to send for one row (pure; see the module docstring for the rules)."""
     original = original_row(row)
-    delete = DELETE_COLUMN in row and not is_missing(row[DELETE_COLUMN]) and _truthy(row[DELETE_COLUMN])
+    delete = DELETE_COLUMN in row and not is_missing(row[DELETE_COLUMN]) and truthy(row[DELETE_COLUMN])
     raw_id = _row_id(row)
     key_text = key_value(row, options.key, fields) if options.key else None
 

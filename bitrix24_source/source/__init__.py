@@ -38,15 +38,14 @@ from dlt.sources import DltSource
 from bitrix24_source.client import Bitrix24Client, OAuthTokens
 from bitrix24_source.client.commands import CommandResult, TimeInfo
 from bitrix24_source.errors import ApiError, Bitrix24Error, ConfigError
+from bitrix24_source.fields import FieldMeta, parse_field_map
 from bitrix24_source.source import queries
 from bitrix24_source.source.credentials import Bitrix24OAuthCredentials
 from bitrix24_source.source.schema import (
     FIELD_DEFINITION_COLUMNS,
-    FieldMeta,
     RowMapper,
     column_hints,
     field_definition_rows,
-    parse_field_map,
 )
 from bitrix24_source.source.settings import (
     BATCH_LIMIT,
@@ -651,8 +650,7 @@ They are also the `select` sent: v3 rejects unknown fields in `select` of relate
 
 def _static_fields(types: Mapping[str, str], multiple: frozenset[str] = frozenset()) -> dict[str, FieldMeta]:
     return {
-        name: FieldMeta(name=name, type=t, title=name, is_multiple=name in multiple)
-        for name, t in types.items()
+        name: FieldMeta(name=name, type=t, title=name, multiple=name in multiple) for name, t in types.items()
     }
 
 
@@ -680,7 +678,7 @@ def _fetch_metadata(reader: _Reader) -> dict[str, dict[str, FieldMeta]]:
             name=name,
             type=typed[name].type if name in typed else "string",
             title=f.title,
-            is_multiple=typed[name].is_multiple if name in typed else False,
+            multiple=typed[name].multiple if name in typed else False,
         )
         for name, f in labels.items()
     }
@@ -996,7 +994,7 @@ def _task_resources(
     stash = _ResultStash()
     select = _task_select(meta[TASKS.name])
     changed_meta = meta[TASKS.name].get(TASKS.cursor_field or "changed")
-    changed_filterable = bool(changed_meta is not None and changed_meta.is_filterable)
+    changed_filterable = bool(changed_meta is not None and changed_meta.filterable)
     results_select = list(meta[TASK_RESULTS.name]) or None
     assert TASKS.cursor_field is not None
     cursor = TASKS.cursor_field

@@ -3,65 +3,36 @@
 Column types come from the portal's own field descriptions (`crm.item.fields`, the v3 task field lists),
 not from whatever the first page of data happened to contain: an empty first page, or a first row whose
 date field is "", must not decide a column's type. Values are then converted to match the declared type
-(`"Y"`/`"N"` -> bool, ISO strings -> datetime/date, money -> Decimal) by a small per-row mapper.
-
-Shared by the source and the destination (validation of writes against the same metadata).
+(`"Y"`/`"N"` -> bool, ISO strings -> datetime/date, money -> Decimal) by a small per-row mapper. No I/O.
+The field model itself (FieldMeta, the parsers, what a type word means) is bitrix24_source/fields.py.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from dlt.common.schema.typing import TColumnSchema, TDataType
 
+from bitrix24_source.fields import FieldMeta, Kind, kind_of
+
 MONEY_PRECISION: Final = 18
 MONEY_SCALE: Final = 2
 """CRM amounts are stored as DECIMAL(18,2) by the portal; keep them exact instead of float."""
 
-_TYPE_MAP: Final[dict[str, TDataType]] = {
-    "integer": "bigint",
+_KIND_TYPES: Final[dict[Kind, TDataType]] = {
     "int": "bigint",
-    "double": "double",
     "float": "double",
-    "number": "double",
     "money": "decimal",
-    "boolean": "bool",
     "bool": "bool",
-    "char": "bool",
     "date": "date",
     "datetime": "timestamp",
-    "string": "text",
     "text": "text",
-    "url": "text",
-    "crm_status": "text",
-    "crm_currency": "text",
-    "crm_entity": "text",
-    "crm_multifield": "json",
-    "location": "text",
-    "address": "text",
-    "file": "json",
-    "diskfile": "json",
-    "disk_file": "json",
-    "object": "json",
-    "enum": "text",
-    "array": "json",
-    "user": "bigint",
-    "employee": "bigint",
-    "crm_lead": "bigint",
-    "crm_deal": "bigint",
-    "crm_contact": "bigint",
-    "crm_company": "bigint",
-    "crm_category": "bigint",
-    "iblock_element": "bigint",
-    "iblock_section": "bigint",
-    "product_property": "text",
+    "json": "json",
 }
-"""Bitrix field type (crm.item.fields `type`, §7.2; v3 field lists) -> dlt data type. Types not listed are
-left to dlt's own inference rather than guessed."""
+"""What kind of value (fields.TYPE_KINDS) is stored as which dlt data type."""
 
 _MONEY_FIELD_NAMES: Final = frozenset(
     {
@@ -88,112 +59,20 @@ COMPUTED_PRECISION: Final = 24
 COMPUTED_SCALE: Final = 6
 
 
-@dataclass(frozen=True, slots=True)
-class FieldMeta:
-    """One field of a Bitrix24 entity, normalised from the portal's field description.
-
-    Attributes:
-        name: the field name as rows carry it (camelCase for crm.item / v3, UPPER_CASE for user.get).
-        type: the Bitrix type name (`integer`, `datetime`, `enumeration`, `crm_status`, ...).
-        title: the human label.
-        is_required: whether the portal requires the field on add.
-        is_read_only: whether the field can be written.
-        is_multiple: whether the value is a list.
-        items: enumeration items as (id, value) pairs, empty for other types.
-        upper_name: the UPPER_CASE name (crm.item `upperName`), if known.
-        is_filterable: the v3 field list's `filterable` flag (§5.1), None when the portal does not say.
-    """
-
-    name: str
-    type: str
-    title: str = ""
-    is_required: bool = False
-    is_read_only: bool = False
-    is_multiple: bool = False
-    items: tuple[tuple[str, str], ...] = ()
-    upper_name: str | None = None
-    is_filterable: bool | None = None
-
-
-def _flag(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.upper() in {"Y", "TRUE", "1"}
-    return bool(value)
-
-
-def _enum_items(raw: Any) -> tuple[tuple[str, str], ...]:
-    if isinstance(raw, Mapping):
-        return tuple((str(k), str(v)) for k, v in raw.items())
-    if not isinstance(raw, list):
-        return ()
-    out: list[tuple[str, str]] = []
-    for item in raw:
-        if isinstance(item, Mapping):
-            key = item.get("ID", item.get("id", item.get("value")))
-            label = item.get("VALUE", item.get("value", item.get("title", key)))
-            out.append((str(key), str(label)))
-    return tuple(out)
-
-
-def parse_field_map(payload: Any) -> dict[str, FieldMeta]:
-    """Normalise a field description payload into `FieldMeta` by field name.
-
-    Accepts the `crm.item.fields` result (`{"fields": {name: {...}}}`, §7.2), a bare `{name: {...}}` map
-    (classic `crm.*.fields`, recorded in tests/fixtures/real-responses/crm_lead_fields_success.json), a v3
-    field list (`{"items": [{"name", "type", ...}]}`) and `user.fields` (`{name: label}`, no types: such
-    fields get type "" and are left to dlt's inference).
-
-    Args:
-        payload: the `result` of the field description call.
-
-    Returns:
-        Field metadata keyed by field name, in the portal's order.
-    """
-    if isinstance(payload, Mapping) and isinstance(payload.get("fields"), Mapping):
-        payload = payload["fields"]
-    elif isinstance(payload, Mapping) and isinstance(payload.get("items"), list):
-        payload = payload["items"]
-    entries: Iterable[tuple[str, Any]]
-    if isinstance(payload, Mapping):
-        entries = payload.items()
-    elif isinstance(payload, list):
-        entries = [(str(d.get("name", d.get("id", ""))), d) for d in payload if isinstance(d, Mapping)]
-    else:
-        raise ValueError(f"unrecognised field description payload: {type(payload).__name__}")
-    fields: dict[str, FieldMeta] = {}
-    for name, desc in entries:
-        if not name:
-            continue
-        if not isinstance(desc, Mapping):
-            fields[name] = FieldMeta(name=name, type="", title=str(desc))
-            continue
-        fields[name] = FieldMeta(
-            name=name,
-            type=str(desc.get("type", "")).lower(),
-            title=str(desc.get("title") or desc.get("formLabel") or desc.get("listLabel") or name),
-            is_required=_flag(desc.get("isRequired", desc.get("required", False))),
-            is_read_only=_flag(desc.get("isReadOnly", desc.get("readOnly", False))),
-            is_multiple=_flag(desc.get("isMultiple", desc.get("multiple", False))),
-            items=_enum_items(desc.get("items", desc.get("values"))),
-            upper_name=desc.get("upperName"),
-            is_filterable=_flag(desc["filterable"]) if "filterable" in desc else None,
-        )
-    return fields
-
-
 def data_type_of(meta: FieldMeta) -> TDataType | None:
     """The dlt data type for one field, or None to leave the column to dlt's inference."""
-    if meta.is_multiple:
+    if meta.multiple:
         return "json"
     if meta.name in _MONEY_FIELD_NAMES:
         return "decimal"
     if meta.type == "money" and meta.name.lower().startswith("uf"):
         # User-field money is serialised as "amount|CURRENCY" (a string), not a number.
         return "text"
-    if meta.type == "enumeration":
-        numeric = bool(meta.items) and all(key.lstrip("-").isdigit() for key, _ in meta.items)
+    kind = kind_of(meta)
+    if kind == "enumeration":
+        numeric = bool(meta.items) and all(key.lstrip("-").isdigit() for key, _ in meta.items or ())
         return "bigint" if numeric else "text"
-    return _TYPE_MAP.get(meta.type)
+    return None if kind is None else _KIND_TYPES[kind]
 
 
 def column_hints(fields: Mapping[str, FieldMeta]) -> dict[str, TColumnSchema]:
@@ -370,10 +249,10 @@ def field_definition_rows(entity: str, fields: Mapping[str, FieldMeta]) -> list[
                 "type": meta.type,
                 "data_type": data_type_of(meta),
                 "title": meta.title,
-                "is_required": meta.is_required,
-                "is_read_only": meta.is_read_only,
-                "is_multiple": meta.is_multiple,
-                "items": [{"id": key, "value": value} for key, value in meta.items] or None,
+                "is_required": meta.required,
+                "is_read_only": meta.read_only,
+                "is_multiple": meta.multiple,
+                "items": [{"id": key, "value": value} for key, value in meta.items or ()] or None,
             }
         )
     return rows

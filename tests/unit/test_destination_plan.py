@@ -24,7 +24,6 @@ from bitrix24_source.destination.plan import (
     READ_ONLY_FIELD,
     REQUIRED_FIELD_MISSING,
     UNKNOWN_FIELD,
-    EntityFields,
     Outcome,
     PlanOptions,
     added_id,
@@ -32,14 +31,13 @@ from bitrix24_source.destination.plan import (
     key_value,
     mark_duplicate_keys,
     needed_directories,
-    parse_crm_item_fields,
     parse_directory,
-    parse_task_fields,
     plan_row,
     plan_row_record,
     result_row,
     write_target,
 )
+from bitrix24_source.fields import EntityFields, parse_crm_item_fields, parse_task_fields
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "real-responses"
 

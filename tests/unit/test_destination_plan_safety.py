@@ -12,21 +12,19 @@ import pytest
 from bitrix24_source.destination.plan import (
     DUPLICATE_MARKER_ON_PORTAL,
     INVALID_ID,
-    EntityFields,
     Outcome,
     PlanOptions,
     WriteOptionError,
     check_write_options,
     error_row,
     key_value,
-    parse_crm_item_fields,
-    parse_task_fields,
     plan_row,
     plan_row_or_reject,
     reject_existing_markers,
     result_row,
     write_target,
 )
+from bitrix24_source.fields import EntityFields, parse_crm_item_fields, parse_task_fields
 
 
 def _field(type_: str, upper: str, **flags: Any) -> dict[str, Any]:

@@ -10,13 +10,12 @@ from typing import Any
 
 import pytest
 
+from bitrix24_source.fields import FieldMeta, parse_field_map
 from bitrix24_source.source.schema import (
-    FieldMeta,
     RowMapper,
     column_hints,
     data_type_of,
     field_definition_rows,
-    parse_field_map,
 )
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "real-responses"
@@ -60,9 +59,9 @@ CRM_ITEM_FIELDS: dict[str, Any] = {
 def test_parse_crm_item_fields_flags_and_items() -> None:
     fields = parse_field_map(CRM_ITEM_FIELDS)
     assert list(fields)[:3] == ["id", "title", "opportunity"]
-    assert fields["title"].is_required and not fields["title"].is_read_only
-    assert fields["id"].is_read_only
-    assert fields["contactIds"].is_multiple
+    assert fields["title"].required and not fields["title"].read_only
+    assert fields["id"].read_only
+    assert fields["contactIds"].multiple
     assert fields["ufCrm_1"].items == (("41", "Gold"), ("42", "Silver"))
     assert fields["ufCrm_1"].upper_name == "UF_CRM_1"
 
@@ -70,8 +69,8 @@ def test_parse_crm_item_fields_flags_and_items() -> None:
 def test_parse_recorded_classic_fields_fixture() -> None:
     payload = json.loads((FIXTURES / "crm_lead_fields_success.json").read_text())["response"]["result"]
     fields = parse_field_map(payload)
-    assert fields["ID"].type == "integer" and fields["ID"].is_read_only
-    assert fields["TITLE"].is_required
+    assert fields["ID"].type == "integer" and fields["ID"].read_only
+    assert fields["TITLE"].required
     assert fields["BIRTHDATE"].type == "date"
     assert data_type_of(fields["BIRTHDATE"]) == "date"
 
