@@ -1,0 +1,100 @@
+// Drives the unmodified @bitrix24/b24jssdk against a portal for tests/peers/test_b24jssdk.py.
+//
+// Usage: B24_HOOK=<webhook url> node steps.mjs <step> < input.json
+// Prints one JSON object on stdout. When the SDK reports failure, prints one line on stderr and exits 1.
+// The webhook URL comes from the environment, never from argv, so it stays out of process listings.
+
+import { B24Hook, BatchRefV3 } from '@bitrix24/b24jssdk'
+
+function fail(step, messages) {
+  process.stderr.write(`b24jssdk ${step}: ${messages.join('; ')}\n`)
+  process.exit(1)
+}
+
+async function readInput() {
+  let text = ''
+  for await (const chunk of process.stdin) {
+    text += chunk
+  }
+  return text.trim() ? JSON.parse(text) : {}
+}
+
+// BatchV2.make with named commands and returnAjaxResult: one AjaxResult per name
+// (docs/content/docs/2.working-with-the-rest-api/3.batch-rest-api-ver2.md in the SDK repository).
+async function v2Batch(b24, input) {
+  const response = await b24.actions.v2.batch.make({
+    calls: input.calls,
+    options: { isHaltOnError: true, returnAjaxResult: true, requestId: 'peers-v2-batch' }
+  })
+  if (!response.isSuccess) {
+    fail('v2-batch', response.getErrorMessages())
+  }
+  const out = {}
+  for (const [name, ajax] of Object.entries(response.getData())) {
+    out[name] = { result: ajax.getData().result, total: ajax.getTotal(), more: ajax.isMore() }
+  }
+  return out
+}
+
+// BatchByChunkV2.make: splits the commands into batches of 50 and returns the results of the successful ones
+// in command order (…/4.batch-by-chunk-rest-api-ver2.md).
+async function v2BatchByChunk(b24, input) {
+  const calls = input.updates.map(({ id, fields }) => ['crm.deal.update', { id, fields }])
+  const response = await b24.actions.v2.batchByChunk.make({
+    calls,
+    options: { isHaltOnError: true, requestId: 'peers-v2-batch-by-chunk' }
+  })
+  if (!response.isSuccess) {
+    fail('v2-batch-by-chunk', response.getErrorMessages())
+  }
+  return { results: response.getData() }
+}
+
+// BatchV3.make with named commands: the name becomes the command's `as` alias, and the `$refArray` marker built
+// by BatchRefV3 is passed through for the server to substitute (…/3.batch-rest-api-ver3.md).
+async function v3BatchRef(b24, input) {
+  const response = await b24.actions.v3.batch.make({
+    calls: {
+      tasks: {
+        method: 'tasks.task.list',
+        params: { select: ['id', 'title'], filter: [['id', '<=', input.maxTaskId]], order: { id: 'ASC' } }
+      },
+      results: {
+        method: 'tasks.task.result.list',
+        params: {
+          select: ['id', 'taskId', 'text', 'status'],
+          filter: [['taskId', 'in', BatchRefV3.refArray('tasks.id')]],
+          order: { id: 'ASC' },
+          pagination: { limit: input.resultLimit }
+        }
+      }
+    },
+    options: { isHaltOnError: true, returnAjaxResult: true, requestId: 'peers-v3-batch-ref' }
+  })
+  if (!response.isSuccess) {
+    fail('v3-batch-ref', response.getErrorMessages())
+  }
+  const out = {}
+  for (const [name, ajax] of Object.entries(response.getData())) {
+    out[name] = ajax.getData().result
+  }
+  return out
+}
+
+const STEPS = { 'v2-batch': v2Batch, 'v2-batch-by-chunk': v2BatchByChunk, 'v3-batch-ref': v3BatchRef }
+
+const step = process.argv[2]
+if (!(step in STEPS)) {
+  fail(String(step), [`unknown step; expected one of ${Object.keys(STEPS).join(', ')}`])
+}
+let b24
+try {
+  b24 = B24Hook.fromWebhookUrl(process.env.B24_HOOK ?? '')
+  const out = await STEPS[step](b24, await readInput())
+  process.stdout.write(`${JSON.stringify(out)}\n`)
+} catch (error) {
+  // Thrown SdkError/AjaxError: report code and message on one line rather than a stack trace.
+  fail(step, [`${error?.code ?? error?.name ?? 'Error'}: ${error?.message ?? error}`])
+} finally {
+  b24?.destroy()
+}
