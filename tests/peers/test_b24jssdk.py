@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from bitrix24_source.sandbox import Sandbox
+from bitrix24_source.sandbox import Fault, Sandbox
 
 JS_DIR = Path(__file__).parent / "js"
 STEPS = JS_DIR / "steps.mjs"
@@ -86,6 +86,13 @@ def portal() -> Iterator[Sandbox]:
         seed=23, leads=20, deals=DEALS, contacts=10, companies=5, users=5, tasks=TASKS, tls=True
     ) as sandbox:
         yield sandbox
+
+
+@pytest.fixture(autouse=True)
+def _disarm_faults(portal: Sandbox) -> Iterator[None]:
+    # The portal is shared by the module: a fault a failed test did not consume must not reach the next one.
+    yield
+    portal.clear_faults()
 
 
 @pytest.fixture
@@ -204,6 +211,23 @@ def test_batch_by_chunk_updates_120_deals_in_three_batches(run: Runner, portal: 
     }
     stats = portal.stats()
     assert stats.http_by_method == {"batch": 3}  # 50 + 50 + 20 commands
+    assert stats.by_method == {"crm.deal.update": UPDATED}
+
+
+def test_batch_by_chunk_resends_a_chunk_refused_with_503(run: Runner, portal: Sandbox) -> None:
+    # QUERY_LIMIT_EXCEEDED is refused before anything runs (§6.1), so the resent chunk applies each update once.
+    before = _by_id(portal, "deals")
+    updates = [{"id": i, "fields": {"TITLE": f"after a 503 {i}"}} for i in range(1, UPDATED + 1)]
+    portal.reset_stats()
+    portal.inject(Fault("http_503", method="batch", after=1))
+    out = run("v2-batch-by-chunk", {"updates": updates})
+    assert out["results"] == [True] * UPDATED
+    after = _by_id(portal, "deals")
+    assert {i: row["title"] for i, row in after.items() if row != before[i]} == {
+        i: f"after a 503 {i}" for i in range(1, UPDATED + 1)
+    }
+    stats = portal.stats()
+    assert (stats.http_by_method, stats.rejected_503) == ({"batch": 4}, 1)
     assert stats.by_method == {"crm.deal.update": UPDATED}
 
 
