@@ -1,12 +1,12 @@
 """The unmodified official JavaScript SDK (@bitrix24/b24jssdk, pinned in js/package.json) against the sandbox.
 
-Each test runs one step of ``js/steps.mjs`` in node through the SDK's webhook client (``B24Hook``) and checks
-what the SDK returned, the sandbox's state and the HTTP requests it served. A disagreement is a sandbox bug
-unless the protocol notes (docs/bitrix24-protocol.md) say otherwise.
+Each test runs one step of ``js/steps.mjs`` in node through the SDK's webhook client (``B24Hook``) or its
+OAuth client (``B24OAuth``) and checks what the SDK returned, the sandbox's state and the HTTP requests it
+served. A disagreement is a sandbox bug unless the protocol notes (docs/bitrix24-protocol.md) say otherwise.
 
-The SDK is installed by ``npm ci`` from the committed lockfile into ``js/node_modules`` (git-ignored) the first
-time the tests run, and reused while it matches the lockfile. node and npm are required: without them the
-tests fail rather than skip, so a CI image that lost them cannot pass silently.
+The SDK is installed by ``npm ci`` from the committed lockfile into ``js/node_modules`` (git-ignored) the
+first time the tests run, and reused while it matches the lockfile. node and npm are required: without them
+the tests fail rather than skip, so a CI image that lost them cannot pass silently.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def node() -> str:
 
 @pytest.fixture(scope="module")
 def portal() -> Iterator[Sandbox]:
-    # B24Hook.fromWebhookUrl accepts https URLs only; node trusts the sandbox's CA through NODE_EXTRA_CA_CERTS.
+    # B24Hook.fromWebhookUrl accepts https URLs only; node trusts the sandbox's CA via NODE_EXTRA_CA_CERTS.
     with Sandbox(
         seed=23, leads=20, deals=DEALS, contacts=10, companies=5, users=5, tasks=TASKS, tls=True
     ) as sandbox:
@@ -107,9 +107,13 @@ def run(node: str, portal: Sandbox) -> Runner:
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
     }
-    secret = portal.auth.webhook_code
+
+    def secrets() -> set[str]:
+        auth = portal.auth
+        return {auth.webhook_code, auth.access_token, auth.refresh_token, auth.client_secret}
 
     def step(name: str, payload: dict[str, Any]) -> dict[str, Any]:
+        masked = secrets()
         done = subprocess.run(
             [node, str(STEPS), name],
             input=json.dumps(payload),
@@ -120,7 +124,9 @@ def run(node: str, portal: Sandbox) -> Runner:
             timeout=STEP_TIMEOUT,
         )
         if done.returncode != 0:
-            message = (done.stderr.strip() or "no output").replace(secret, "***")
+            message = done.stderr.strip() or "no output"
+            for secret in masked | secrets():  # tokens rotate during a run
+                message = message.replace(secret, "***")
             pytest.fail(f"steps.mjs {name} exited {done.returncode}: {message}", False)
         output: dict[str, Any] = json.loads(done.stdout)
         return output
@@ -167,9 +173,9 @@ def test_a_v2_batch_without_halt_reports_the_failed_command_by_name_and_keeps_th
 ) -> None:
     # A task error, not a CRM one: CRM get errors carry an empty code (`{"error": "", "error_description":
     # "Not found"}`, DOCS api-reference/crm/leads/crm-lead-get.md "Error Handling"; recorded in
-    # tests/fixtures/real-responses/crm_get_batch_of_two_error.json), and b24jssdk 2.2.0 reads an empty code as
-    # no error (src/core/http/parse-error-payload.ts tests `responseData.error` for truth), so that command
-    # would come back as a success without a result.
+    # tests/fixtures/real-responses/crm_get_batch_of_two_error.json), and b24jssdk 2.2.0 reads an empty code
+    # as no error (src/core/http/parse-error-payload.ts tests `responseData.error` for truth), so that
+    # command would come back as a success without a result.
     missing = TASKS + 100
     out = run(
         "v2-batch",
@@ -215,7 +221,7 @@ def test_batch_by_chunk_updates_120_deals_in_three_batches(run: Runner, portal: 
 
 
 def test_batch_by_chunk_resends_a_chunk_refused_with_503(run: Runner, portal: Sandbox) -> None:
-    # QUERY_LIMIT_EXCEEDED is refused before anything runs (§6.1), so the resent chunk applies each update once.
+    # QUERY_LIMIT_EXCEEDED is refused before anything runs (§6.1): the resent chunk applies each update once.
     before = _by_id(portal, "deals")
     updates = [{"id": i, "fields": {"TITLE": f"after a 503 {i}"}} for i in range(1, UPDATED + 1)]
     portal.reset_stats()
@@ -250,3 +256,42 @@ def test_a_v3_batch_feeds_task_ids_to_the_results_list_through_ref_array(
     stats = portal.stats()
     assert stats.http_by_method == {"batch": 1}
     assert stats.by_method == {"tasks.task.list": 1, "tasks.task.result.list": 1}
+
+
+def test_b24oauth_refreshes_an_expired_token_through_the_portal_and_repeats_the_call(
+    run: Runner, portal: Sandbox
+) -> None:
+    app = portal.oauth
+    auth = portal.auth
+    leads = _by_id(portal, "leads")
+    portal.reset_stats()
+    # The second crm.lead.get finds its token expired (401 expired_token, §1.3).
+    portal.inject(Fault("expire_token", method="crm.lead.get", after=1))
+    out = run(
+        "oauth-v2",
+        {
+            "app": {
+                "userId": auth.user_id,
+                "memberId": auth.member_id,
+                "accessToken": app.access_token,
+                "refreshToken": app.refresh_token,
+                "expires": int(app.expires),
+                "expiresIn": 3600,
+                "scope": auth.scope,
+                "domain": portal.base_url.split("://", 1)[1],
+                "clientEndpoint": app.client_endpoint,
+                # The SDK posts refreshes to <serverEndpoint>/oauth/token/: here the portal's own endpoint.
+                "serverEndpoint": app.client_endpoint,
+                "clientId": app.client_id,
+                "clientSecret": app.client_secret,
+            },
+            "leadIds": [1, 2],
+        },
+    )
+    assert [(lead["ID"], lead["TITLE"]) for lead in out["leads"]] == [
+        ("1", leads[1]["title"]),
+        ("2", leads[2]["title"]),
+    ]
+    assert (out["refreshes"], out["rotated"]) == (1, True)
+    assert portal.oauth.access_token != app.access_token
+    assert portal.stats().http_by_method == {"crm.lead.get": 3}  # ok, 401, repeated after the refresh
