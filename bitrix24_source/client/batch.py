@@ -27,14 +27,12 @@ from bitrix24_source.client.commands import (
     Ref,
     ResultRef,
     TimeInfo,
-    encodable_v2,
-    has_nested_empty,
-    http_build_query,
     iter_refs,
     iter_result_refs,
     looks_like_v2_reference,
     looks_like_v3_reference,
 )
+from bitrix24_source.client.phpquery import encodable_v2, has_nested_empty, http_build_query
 from bitrix24_source.errors import BatchCommandError, Bitrix24Error, ConfigError, error_from_response
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Client-side limits: a leaky bucket per portal and a per-method operating budget (§6.1, §6.2, §6.6).
 
-Both are thread-safe and shared process-wide through :func:`limiter_for` (STYLE.md rule 5: dlt loads on up to
+Both are thread-safe and shared process-wide through :func:`limiter_for` (dlt loads on up to
 20 threads, and the portal counts every request of the process against one bucket). The client waits *before*
 a request would be refused, so the portal never sees an over-limit request:
 
