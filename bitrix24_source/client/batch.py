@@ -1,6 +1,6 @@
-"""Pure batch logic: normalizing the three call formats, planning, body building and result splitting.
+"""Pure batch logic: the three call formats, chunking, planning, body building and result splitting; no I/O.
 
-No I/O here (STYLE.md rule 1); the client sends what these functions build and hands the decoded body back.
+The client sends what these functions build and hands the decoded body back, so all of it is tested without HTTP.
 
 * Input formats (b24jssdk ``BatchV2.make``): a list of ``(method, params)`` tuples, a list of
   ``{"method", "params"}`` dicts, or a dict of named commands whose values are either form.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from bitrix24_source.client.commands import (
     BoolStyle,
@@ -53,6 +53,8 @@ MAX_BATCH = 50
 
 # Validated at run time by normalize_calls(); kept loose so callers' own tuple/dict types fit.
 Calls = Sequence[Any] | Mapping[str, Any]
+
+T = TypeVar("T")
 
 _NUMERIC = re.compile(r"^\s*[+-]?\d+\s*$")
 
@@ -134,8 +136,8 @@ def normalize_calls(
     return commands, False
 
 
-def chunked(items: Sequence[Any], size: int = MAX_BATCH) -> list[Sequence[Any]]:
-    """Consecutive slices of at most ``size`` items."""
+def chunked(items: Sequence[T], size: int = MAX_BATCH) -> list[Sequence[T]]:
+    """Consecutive slices of at most ``size`` items (slices of ``items``' own type), in order."""
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 

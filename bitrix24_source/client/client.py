@@ -1,14 +1,14 @@
 """``Bitrix24Client``, the facade of the client wing: calls, batches and list paging; I/O through its parts.
 
-The client puts the parts together and adds the public API:
+The client checks arguments, hands requests to its parts and shapes their answers into results:
 
-* :mod:`~bitrix24_source.client.auth`: the webhook URL or OAuth tokens (refreshed across threads);
+* :mod:`~bitrix24_source.client.auth`: the webhook URL or OAuth tokens (refreshed once across threads);
 * :mod:`~bitrix24_source.client.transport`: one pooled session, one request sent once (all network I/O);
-* :mod:`~bitrix24_source.client.limits`: the shared per-portal limiter, waited on before every request;
+* :mod:`~bitrix24_source.client.sender`: limiter → auth → transport inside the retry loop, for every request;
 * :mod:`~bitrix24_source.client.retry`: what may be resent and when (§6.6), as tenacity pieces;
-* :mod:`~bitrix24_source.client.batch`: the pure batch planning, bodies and result splitting.
+* :mod:`~bitrix24_source.client.batch` and :mod:`~bitrix24_source.client.paging`: the pure batch planning and
+  result splitting, and the keyset paging windows.
 
-Every request goes limiter → auth → transport inside the policy's retry loop (:meth:`Bitrix24Client._request`).
 :class:`_BatchRunner` sends a planned batch: direct calls in place of commands a batch cannot carry, and the
 commands a v2 batch had refused on a limit resent after the method's reset.
 """
@@ -56,31 +56,31 @@ from bitrix24_source.client.commands import (
     iter_result_refs,
 )
 from bitrix24_source.client.limits import PortalLimiter, RateLimit, limiter_for
+from bitrix24_source.client.paging import KeysetPagerV2, KeysetPagerV3
 from bitrix24_source.client.result import BatchResult, CallResult, ClientStats, StatsCounter
 from bitrix24_source.client.retry import (
     RetryPolicy,
     batch_failure_outcome,
     limit_refused,
-    log_retry,
     mark_limit_refused,
     operating_limit_wait,
     outcome_of,
-    retrying,
-    wait_for_portal,
 )
-from bitrix24_source.client.transport import Response, Transport
-from bitrix24_source.errors import AuthError, Bitrix24Error, ConfigError, MaskingFilter, TransportError, mask
+from bitrix24_source.client.sender import Sender
+from bitrix24_source.client.transport import Transport
+from bitrix24_source.errors import Bitrix24Error, ConfigError, MaskingFilter, TransportError, mask
 
 __all__ = ["Bitrix24Client", "ClientStats", "OAuthCredentials", "OAuthTokens", "RetryPolicy"]
 
 logger = logging.getLogger(__name__)
 logger.addFilter(MaskingFilter())
 
-_V2_PAGE = 50  # §3.2: v2 list methods answer 50 rows per page; a shorter page is the last one
-
 
 class Bitrix24Client:
     """A Bitrix24 REST client for v2 and v3: single calls, batches and chunked batches.
+
+    The class is longer than its parts because it carries the documented public API (a third of it is
+    docstrings); the work is done by the parts it builds in ``__init__``.
 
     Args:
         webhook_url: incoming webhook, ``https://portal/rest/<user_id>/<code>/`` (the ``/rest/api/…`` form is
@@ -122,9 +122,7 @@ class Bitrix24Client:
             raise ConfigError("pass exactly one of webhook_url or oauth")
         if bool_style not in ("YN", "10"):
             raise ConfigError(f"bool_style must be 'YN' or '10', got {bool_style!r}")
-        self.retry = retry or RetryPolicy()
         self.bool_style: BoolStyle = bool_style
-        self._sleep = sleep
         self._stats = StatsCounter()
         creds: OAuthCredentials | None = None
         if webhook_url is not None:
@@ -134,9 +132,8 @@ class Bitrix24Client:
             address = oauth_address(creds)
 
         rate = RateLimit.preset(rate_limit) if isinstance(rate_limit, str) else rate_limit
-        self.limiter = (
-            limiter if limiter is not None else limiter_for(address.portal_key, rate, operating_limit)
-        )
+        if limiter is None:
+            limiter = limiter_for(address.portal_key, rate, operating_limit)
         self._transport = Transport(
             address, session=session, verify=verify, timeout=timeout, pool_size=pool_size, stats=self._stats
         )
@@ -151,7 +148,15 @@ class Bitrix24Client:
             )
         )
         self._on_token_refresh = on_token_refresh
-        self._batches = _BatchRunner(self)
+        self._sender = Sender(
+            self._transport,
+            self._auth,
+            policy=retry or RetryPolicy(),
+            limiter=limiter,
+            stats=self._stats,
+            sleep=sleep,
+        )
+        self._batches = _BatchRunner(self, self._sender)
 
     def __repr__(self) -> str:
         return mask(f"Bitrix24Client({self._auth.kind}, {self._transport.v2_base!r})")
@@ -168,6 +173,24 @@ class Bitrix24Client:
     def tokens(self) -> OAuthTokens | None:
         """Current OAuth tokens (None for webhooks)."""
         return self._auth.tokens
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The :class:`RetryPolicy` of every request."""
+        return self._sender.policy
+
+    @retry.setter
+    def retry(self, value: RetryPolicy) -> None:
+        self._sender.policy = value
+
+    @property
+    def limiter(self) -> PortalLimiter:
+        """The limiter waited on before every request (shared per portal unless one was passed in)."""
+        return self._sender.limiter
+
+    @limiter.setter
+    def limiter(self, value: PortalLimiter) -> None:
+        self._sender.limiter = value
 
     @property
     def timeout(self) -> float:
@@ -205,77 +228,6 @@ class Bitrix24Client:
     def _follow_move(self, location: str, base: str) -> bool:
         """Whether the transport would follow a redirect to ``location`` (and adopt it); see Transport.follow_move."""
         return self._transport.follow_move(location, base)
-
-    # -----------------------------------------------------------------------------------------------------------
-    # Sending
-
-    def _request(
-        self,
-        version: int,
-        method: str,
-        body: Any,
-        *,
-        methods: Sequence[str],
-        idempotent: bool,
-        request_id: str,
-        idempotency_key: str | None = None,
-    ) -> Response:
-        """Send with the limiter in front and the §6.6 retry policy around it."""
-        telemetry = not method.lower().startswith("task.")  # §1.1: legacy task.* read the query by position
-        loop = retrying(
-            self.retry,
-            idempotent=idempotent,
-            wait=wait_for_portal(self.retry, self.limiter, methods, self._stats),
-            before_sleep=log_retry(method, request_id, self._stats),
-            sleep=self._sleep,
-        )
-        response: Response = loop(
-            self._attempt, version, method, body, request_id, methods, telemetry, idempotency_key
-        )
-        return response
-
-    def _attempt(
-        self,
-        version: int,
-        method: str,
-        body: Any,
-        request_id: str,
-        methods: Sequence[str],
-        telemetry: bool,
-        idempotency_key: str | None,
-    ) -> Response:
-        """One attempt: wait for the limiter, send; a refused token is renewed and the request sent once more."""
-        self._wait_for_limiter(methods)
-        token = self._auth.fresh_token()
-        try:
-            return self._transport.send(
-                version,
-                method,
-                body,
-                request_id,
-                auth=self._auth,
-                telemetry=telemetry,
-                idempotency_key=idempotency_key,
-            )
-        except AuthError as exc:
-            if not self._auth.renew_after(exc, token):
-                raise
-            # §6.2: the token was refreshed (once for all threads); the resend is a request too.
-            self._wait_for_limiter(methods)
-            return self._transport.send(
-                version,
-                method,
-                body,
-                request_id,
-                auth=self._auth,
-                telemetry=telemetry,
-                idempotency_key=idempotency_key,
-            )
-
-    def _wait_for_limiter(self, methods: Sequence[str]) -> None:
-        waited = self.limiter.before_request(methods)
-        if waited:
-            self._stats.add(waited_seconds=waited)
 
     # -----------------------------------------------------------------------------------------------------------
     # Public API
@@ -323,7 +275,7 @@ class Bitrix24Client:
         key = idempotency_key if version == 3 else None
         if version == 3 and key is None and not idem:
             key = uuid.uuid4().hex
-        response = self._request(
+        response = self._sender.request(
             version,
             method,
             params,
@@ -454,30 +406,8 @@ class Bitrix24Client:
             list_key: the wrapper key of the rows (``items`` for ``crm.item.list``, ``tasks`` for tasks), or None
                 when ``result`` is the list itself.
         """
-        base = dict(params or {})
-        cursor = cursor_key or id_key
-        user_filter = dict(base.get("filter") or {})
-        last: Any = 0
-        while True:
-            page_params = {
-                **base,
-                "order": {cursor: "ASC"},
-                "filter": {**user_filter, f">{cursor}": last},
-                "start": -1,
-            }
-            result = self.call(method, page_params).result
-            rows = (
-                result.get(list_key, []) if list_key is not None and isinstance(result, Mapping) else result
-            )
-            if not isinstance(rows, list) or not rows:
-                return
-            yield rows
-            if len(rows) < _V2_PAGE:
-                return
-            next_last = rows[-1].get(id_key) if isinstance(rows[-1], Mapping) else None
-            if next_last is None or str(next_last) == str(last):
-                return
-            last = int(next_last) if str(next_last).isdigit() else next_last
+        pager = KeysetPagerV2(params, id_key=id_key, cursor_key=cursor_key or id_key, list_key=list_key)
+        yield from self._pages(method, 2, pager)
 
     def iter_list_v3(
         self,
@@ -492,29 +422,18 @@ class Bitrix24Client:
 
         Stops at an empty page or at a page shorter than the largest page seen (servers clamp ``limit``).
         """
-        base = dict(params or {})
-        user_filter = list(base.get("filter") or [])
-        last: Any = 0
-        largest = 0
+        yield from self._pages(
+            method, 3, KeysetPagerV3(params, id_key=id_key, list_key=list_key, limit=limit)
+        )
+
+    def _pages(self, method: str, version: int, pager: KeysetPagerV2 | KeysetPagerV3) -> Iterator[list[Any]]:
         while True:
-            page_params = {
-                **base,
-                "order": {id_key: "ASC"},
-                "filter": [*user_filter, [id_key, ">", last]],
-                "pagination": {"page": 1, "limit": limit},
-            }
-            result = self.call(method, page_params, version=3).result
-            rows = result.get(list_key) if isinstance(result, Mapping) else None
-            if not isinstance(rows, list) or not rows:
+            rows = pager.rows(self.call(method, pager.params(), version=version).result)
+            if not rows:
                 return
             yield rows
-            largest = max(largest, len(rows))
-            if len(rows) < largest:
+            if not pager.advance(rows):
                 return
-            next_last = rows[-1].get(id_key) if isinstance(rows[-1], Mapping) else None
-            if next_last is None or next_last == last:
-                return
-            last = next_last
 
     def close(self) -> None:
         """Close the HTTP session."""
@@ -535,8 +454,9 @@ class _BatchRunner:
     failure is reported on the commands it concerns, never raised (invalid input aside).
     """
 
-    def __init__(self, client: Bitrix24Client) -> None:
+    def __init__(self, client: Bitrix24Client, sender: Sender) -> None:
         self.client = client
+        self.sender = sender
 
     def run(
         self,
@@ -613,23 +533,22 @@ class _BatchRunner:
         if version != 2:
             return results, time
         by_key = {r.key: r for r in results}
-        for _ in range(max(0, self.client.retry.max_attempts - 1)):
+        for _ in range(max(0, self.sender.policy.max_attempts - 1)):
             redo = limit_refused(segment, [by_key[c.key] for c in segment], halt)
             if not redo:
                 break
             # The portal refused these commands on a limit (§6.1) and ran none of them: resend them after the
             # method's reset, as a smaller batch.
             methods = [c.method for c in redo]
-            self.client._stats.add(rejected_429=1)
-            wait = operating_limit_wait(self.client.retry, self.client.limiter.budget, methods)
+            self.sender.stats.add(rejected_429=1)
+            wait = operating_limit_wait(self.sender.policy, self.sender.limiter.budget, methods)
             logger.warning(
                 "%d batch commands [request_id=%s] refused on a limit; resending in %.2f s",
                 len(redo),
                 request_id,
                 wait,
             )
-            self.client._stats.add(retries=1, waited_seconds=wait)
-            self.client._sleep(wait)
+            self.sender.wait_after_refusal(wait)
             again, again_time = self._send_batch(redo, all_commands, halt, version, request_id, idempotent)
             by_key.update((r.key, r) for r in again)
             time = again_time or time
@@ -655,7 +574,7 @@ class _BatchRunner:
         else:
             body = build_v3_batch_body(segment, all_commands=all_commands)
         try:
-            response = self.client._request(
+            response = self.sender.request(
                 version, "batch", body, methods=methods, idempotent=idem, request_id=request_id
             )
         except ConfigError:
@@ -690,7 +609,7 @@ class _BatchRunner:
             for r in results:
                 # §6.1: nested calls are charged to their own methods; each result_time feeds its method.
                 if r.time is not None:
-                    self.client.limiter.observe(r.method, r.time.operating, r.time.operating_reset_at)
+                    self.sender.limiter.observe(r.method, r.time.operating, r.time.operating_reset_at)
         else:
             results = split_v3_batch(segment, response.body, request_id=request_id)
         return results, time
