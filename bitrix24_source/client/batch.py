@@ -33,7 +33,13 @@ from bitrix24_source.client.commands import (
     looks_like_v3_reference,
 )
 from bitrix24_source.client.phpquery import encodable_v2, has_nested_empty, http_build_query
-from bitrix24_source.errors import BatchCommandError, Bitrix24Error, ConfigError, error_from_response
+from bitrix24_source.errors import (
+    BatchCommandError,
+    Bitrix24Error,
+    ConfigError,
+    TransportError,
+    error_from_response,
+)
 
 __all__ = [
     "MAX_BATCH",
@@ -44,6 +50,7 @@ __all__ = [
     "normalize_calls",
     "parse_call_payload",
     "plan_segments",
+    "split_batch",
     "split_v2_batch",
     "split_v3_batch",
 ]
@@ -398,6 +405,37 @@ def split_v2_batch(
             )
         )
     return out
+
+
+def split_batch(
+    commands: Sequence[Command],
+    body: Any,
+    *,
+    version: int,
+    halt: bool,
+    http_status: int,
+    request_id: str,
+    idempotent: bool,
+) -> tuple[list[CommandResult], TimeInfo | None]:
+    """Per-command results and the batch-level ``time`` of a batch answer of either version.
+
+    A body that is not a JSON object answers no command: each fails, and writes are ``unknown`` (they may have
+    run).
+    """
+    if not isinstance(body, Mapping):
+        error = TransportError(
+            "batch answer is not a JSON object",
+            code="INVALID_JSON",
+            http_status=http_status,
+            method="batch",
+            request_id=request_id,
+            maybe_executed=True,
+        )
+        return failed_results(commands, error, "error" if idempotent else "unknown"), None
+    time = TimeInfo.from_payload(body.get("time"))
+    if version == 2:
+        return split_v2_batch(commands, body, halt=halt, http_status=http_status, request_id=request_id), time
+    return split_v3_batch(commands, body, request_id=request_id), time
 
 
 def _missing_result(c: Command, text: str, http_status: int | None, request_id: str | None) -> CommandResult:

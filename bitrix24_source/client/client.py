@@ -42,8 +42,7 @@ from bitrix24_source.client.batch import (
     normalize_calls,
     parse_call_payload,
     plan_segments,
-    split_v2_batch,
-    split_v3_batch,
+    split_batch,
 )
 from bitrix24_source.client.commands import (
     BoolStyle,
@@ -591,25 +590,18 @@ class _BatchRunner:
                 outcome,
             )
             return failed_results(segment, exc, outcome), None
-        if not isinstance(response.body, Mapping):
-            error = TransportError(
-                "batch answer is not a JSON object",
-                code="INVALID_JSON",
-                http_status=response.status,
-                method="batch",
-                request_id=request_id,
-                maybe_executed=True,
-            )
-            return failed_results(segment, error, "error" if idem else "unknown"), None
-        time = TimeInfo.from_payload(response.body.get("time"))
+        results, time = split_batch(
+            segment,
+            response.body,
+            version=version,
+            halt=halt,
+            http_status=response.status,
+            request_id=request_id,
+            idempotent=idem,
+        )
         if version == 2:
-            results = split_v2_batch(
-                segment, response.body, halt=halt, http_status=response.status, request_id=request_id
-            )
             for r in results:
                 # §6.1: nested calls are charged to their own methods; each result_time feeds its method.
                 if r.time is not None:
                     self.sender.limiter.observe(r.method, r.time.operating, r.time.operating_reset_at)
-        else:
-            results = split_v3_batch(segment, response.body, request_id=request_id)
         return results, time

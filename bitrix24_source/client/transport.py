@@ -35,7 +35,7 @@ from bitrix24_source.errors import (
     mask,
 )
 
-__all__ = ["Response", "Transport", "encode_json", "transport_error"]
+__all__ = ["Response", "Transport", "decode_answer", "encode_json", "transport_error"]
 
 logger = logging.getLogger(__name__)
 logger.addFilter(MaskingFilter())
@@ -164,25 +164,8 @@ class Transport:
                 request_id=request_id,
                 category="access",
             )
-        try:
-            payload = json.loads(response.content)
-        except ValueError:
-            if status >= 500 and not response.content.strip():
-                payload = {}
-            else:
-                raise TransportError(
-                    f"answer is not valid JSON (HTTP {status}, {len(response.content)} bytes; truncated?)",
-                    code="INVALID_JSON",
-                    http_status=status,
-                    method=method,
-                    request_id=request_id,
-                    maybe_executed=True,
-                ) from None
         logger.debug("POST %s -> HTTP %s [request_id=%s]", url, status, request_id)
-        error = error_from_response(status, payload, method=method, request_id=request_id)
-        if error is not None:
-            raise error
-        return Response(status, payload)
+        return decode_answer(status, response.content, method=method, request_id=request_id)
 
     def follow_move(self, location: str, base: str) -> bool:
         """Adopt the new portal address of a 30x answer (§1.6 "portal renamed"); False if it cannot be followed.
@@ -215,7 +198,7 @@ class Transport:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# JSON bodies
+# JSON bodies and answers
 
 _NON_FINITE = (
     "holds NaN or an infinite number, which JSON cannot carry (PHP would refuse the whole body and, for v2, "
@@ -271,6 +254,36 @@ def encode_json(body: Any) -> bytes:
         if "Circular reference" in str(exc):
             raise ConfigError("parameters contain a circular reference") from None
         raise ConfigError(f"parameter {_non_finite_path(body) or '?'!r} {_NON_FINITE}") from None
+
+
+def decode_answer(status: int, content: bytes, *, method: str, request_id: str) -> Response:
+    """The decoded answer to a request, or the error it carries (:func:`~bitrix24_source.errors.error_from_response`).
+
+    An empty 5xx body is the server's failure without details; any other body that is not JSON is an answer
+    cut short, after which the request may have run.
+
+    Raises:
+        Bitrix24Error: the error the answer reports.
+        TransportError: the answer is not JSON (``maybe_executed``).
+    """
+    try:
+        payload = json.loads(content)
+    except ValueError:
+        if status >= 500 and not content.strip():
+            payload = {}
+        else:
+            raise TransportError(
+                f"answer is not valid JSON (HTTP {status}, {len(content)} bytes; truncated?)",
+                code="INVALID_JSON",
+                http_status=status,
+                method=method,
+                request_id=request_id,
+                maybe_executed=True,
+            ) from None
+    error = error_from_response(status, payload, method=method, request_id=request_id)
+    if error is not None:
+        raise error
+    return Response(status, payload)
 
 
 # ---------------------------------------------------------------------------------------------------------------
