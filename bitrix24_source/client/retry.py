@@ -209,7 +209,7 @@ def retrying(
     policy: RetryPolicy,
     *,
     idempotent: bool,
-    wait: wait_base,
+    wait: Callable[[RetryCallState], float],
     before_sleep: Callable[[RetryCallState], None],
     sleep: Callable[[float], None],
 ) -> Retrying:
