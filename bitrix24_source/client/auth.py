@@ -1,11 +1,11 @@
-"""How a request proves who sends it: webhook URLs, OAuth credentials and tokens; I/O only in the token refresh.
+"""How a request proves who sends it: webhook URLs, OAuth credentials and tokens; I/O only to refresh a token.
 
 * A webhook carries its secret in the URL path (``/rest/<user_id>/<code>/``, §1.2): :func:`webhook_address`
   parses and checks it, and :class:`WebhookAuth` adds nothing to a request.
 * An OAuth application sends its access token with every request (§1.3): :class:`OAuthAuth` signs each request
   (like a requests ``AuthBase``), refreshes a token known to be expired before use, and refreshes once for all
   threads when the portal answers ``expired_token``/``invalid_token`` (§6.2), handing the new tokens to
-  ``on_token_refresh``.
+  ``on_token_refresh``. The token request goes out through the ``post_form`` it is given (the transport's).
 
 Every secret is registered for masking (:func:`bitrix24_source.errors.register_secret`) as soon as it is known.
 """
@@ -205,7 +205,7 @@ def oauth_address(creds: OAuthCredentials) -> PortalAddress:
 
 
 class Auth:
-    """What a request carries to prove its sender; the base class is for callers without tokens (webhooks)."""
+    """What a request carries to prove its sender. The defaults add nothing: they suit a webhook (:class:`WebhookAuth`)."""
 
     kind = "webhook"
 
