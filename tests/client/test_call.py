@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from bitrix24_source.client import Bitrix24Client
-from bitrix24_source.client.client import _transport_error
+from bitrix24_source.client.transport import transport_error as _transport_error
 from bitrix24_source.errors import ApiError, AuthError, ConfigError
 from bitrix24_source.sandbox import Sandbox
 
