@@ -57,9 +57,8 @@ class LoadJob:
         maybe_sent = {int(n) for n in self.checkpoint.get("inflight", [])} - done.keys()
         rows = read_rows(self.path)
         portal = cache.portal(webhook_url, self.target)
-        stats = portal.client.stats
         tally = tallies.of(load_id, table_name)
-        requests_before = stats.http_requests
+        requests_before = portal.client.stats.http_requests
         started = time.monotonic()
         bar = None
         try:
@@ -91,10 +90,11 @@ class LoadJob:
                 if bar is not None:
                     bar.update(len(chunk))
                     bar.set_postfix(
-                        errors=tally.errors, requests=tally.requests + stats.http_requests - requests_before
+                        errors=tally.errors,
+                        requests=tally.requests + portal.client.stats.http_requests - requests_before,
                     )
         finally:
-            tally.requests += stats.http_requests - requests_before
+            tally.requests += portal.client.stats.http_requests - requests_before
             tally.seconds += time.monotonic() - started
             if bar is not None:
                 bar.close()

@@ -206,6 +206,17 @@ def test_secret_does_not_reach_the_result_tables_or_the_pipeline_files(
     assert "2 rows, 0 ok, 2 errors" in captured.out and code not in captured.out + captured.err
 
 
+def test_summary_line_counts_the_requests_the_push_made(
+    portal: Sandbox, push_pipeline: Callable[..., Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    portal.reset_stats()
+    rows = [{"id": deal_id, "title": "counted"} for deal_id in _deal_ids(portal)[:2]]
+    push_pipeline(portal.webhook_url, name="summary").run(rows, table_name="deals")
+    requests = portal.stats().http_requests
+    assert requests >= 2  # the field metadata, then one batch
+    assert f"deals: 2 rows, 2 ok, 0 errors, {requests} requests," in capsys.readouterr().out
+
+
 def test_unknown_table_fails_terminally(portal: Sandbox, push_pipeline: Callable[..., Any]) -> None:
     from dlt.pipeline.exceptions import PipelineStepFailed
 
