@@ -418,9 +418,12 @@ def v3_error(
 def v3_validation(
     field_name: str, message: str, code: str = "VALIDATION_REQUESTVALIDATIONEXCEPTION"
 ) -> ApiError:
-    return v3_error(
-        code, "Error validating request object", validation=[{"field": field_name, "message": message}]
-    )
+    # DOCS api-reference/tasks/tasks-task-add-rest-v3.md and tasks-task-update-rest-v3.md, "Error Handling":
+    # this message, and validation entries as {"message", "field"}.
+    return v3_error(code, VALIDATION_MESSAGE, validation=[{"message": message, "field": field_name}])
+
+
+VALIDATION_MESSAGE = "Error during request object validation"
 
 
 def v3_kind(spec: SimpleField, id_key: str = "id") -> str:

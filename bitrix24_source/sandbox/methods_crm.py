@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING, Any
 from bitrix24_source.sandbox.fields import (
     CLASSIC_NAMES,
     CRM_FIELD_MAP,
-    CRM_FIELDS,
-    CRM_UPPER_MAP,
     CURRENCIES,
     DATE_TYPES,
     DEAL_STAGES,
@@ -28,6 +26,7 @@ from bitrix24_source.sandbox.fields import (
     INT_TYPES,
     LEAD_STATUSES,
     MONEY_FIELDS,
+    CrmCatalogue,
     FieldSpec,
     camel_to_upper,
     classic_fields_payload,
@@ -97,8 +96,8 @@ def _kind(spec: FieldSpec) -> str:
 
 
 @functools.cache
-def _item_resolver(entity: str) -> Callable[[str], FieldRef | None]:
-    by_name, by_upper = CRM_FIELD_MAP[entity], CRM_UPPER_MAP[entity]
+def _item_resolver(cat: CrmCatalogue, entity: str) -> Callable[[str], FieldRef | None]:
+    by_name, by_upper = cat.field_map[entity], cat.upper_map[entity]
 
     @functools.lru_cache(maxsize=1024)
     def resolve(name: str) -> FieldRef | None:
@@ -112,8 +111,8 @@ def _item_resolver(entity: str) -> Callable[[str], FieldRef | None]:
 
 
 @functools.cache
-def _classic_resolver(entity: str) -> Callable[[str], FieldRef | None]:
-    by_upper = CRM_UPPER_MAP[entity]
+def _classic_resolver(cat: CrmCatalogue, entity: str) -> Callable[[str], FieldRef | None]:
+    by_upper = cat.upper_map[entity]
 
     @functools.lru_cache(maxsize=1024)
     def resolve(name: str) -> FieldRef | None:
@@ -136,14 +135,14 @@ def _entity_from_type_id(params: Mapping[str, Any]) -> str:
 # output
 
 
-def _select_item(entity: str, select: Any) -> tuple[tuple[str, ...], bool]:
+def _select_item(cat: CrmCatalogue, entity: str, select: Any) -> tuple[tuple[str, ...], bool]:
     """The fields a crm.item `select` asks for, and whether `fm` goes along (only with `*`, §7.2)."""
-    return _item_selection(entity, tuple(str(x) for x in _as_list(select) or []))
+    return _item_selection(cat, entity, tuple(str(x) for x in _as_list(select) or []))
 
 
 @functools.lru_cache(maxsize=256)
-def _item_selection(entity: str, names: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
-    specs = CRM_FIELDS[entity]
+def _item_selection(cat: CrmCatalogue, entity: str, names: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
+    specs = cat.fields[entity]
     if not names:
         return tuple(s.name for s in specs), False
     wanted: set[str] = {"id"}
@@ -155,13 +154,14 @@ def _item_selection(entity: str, names: tuple[str, ...]) -> tuple[tuple[str, ...
         elif name.lower() in ("uf_*", "ufcrm*", "ufcrm_*"):
             wanted.update(s.name for s in specs if s.user_field)
         else:
-            spec = CRM_FIELD_MAP[entity].get(name) or CRM_UPPER_MAP[entity].get(name)
+            spec = cat.field_map[entity].get(name) or cat.upper_map[entity].get(name)
             if spec is not None:
                 wanted.add(spec.name)
     return tuple(s.name for s in specs if s.name in wanted), with_fm and entity in FM_ENTITIES
 
 
 def render_item(
+    cat: CrmCatalogue,
     entity: str,
     row: Mapping[str, Any],
     names: tuple[str, ...],
@@ -171,7 +171,7 @@ def render_item(
     with_type: bool = False,
 ) -> dict[str, Any]:
     """A crm.item row with the fields `names` (canonical names, in field order)."""
-    pairs, multiple = _item_keys(entity, names, original_uf)
+    pairs, multiple = _item_keys(cat, entity, names, original_uf)
     out = {name: row.get(key) for key, name in pairs}
     for name in multiple:
         value = out[name]
@@ -186,10 +186,10 @@ def render_item(
 
 @functools.lru_cache(maxsize=256)
 def _item_keys(
-    entity: str, names: tuple[str, ...], original_uf: bool
+    cat: CrmCatalogue, entity: str, names: tuple[str, ...], original_uf: bool
 ) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
     # Worked out once per select: rendering is the hot path of a 2,500-row batch of keyset pages.
-    specs = [CRM_FIELD_MAP[entity][n] for n in names]
+    specs = [cat.field_map[entity][n] for n in names]
     pairs = tuple((s.name, s.upper if (original_uf and s.user_field) else s.name) for s in specs)
     multiple = tuple(out for (_, out), s in zip(pairs, specs, strict=True) if s.multiple)
     return pairs, multiple
@@ -216,23 +216,30 @@ def _classic_fm(row: Mapping[str, Any], fm_type: str) -> list[dict[str, str]]:
     ]
 
 
-def render_classic(entity: str, row: Mapping[str, Any], select: Any, *, full: bool = False) -> dict[str, Any]:
+def render_classic(
+    cat: CrmCatalogue, entity: str, row: Mapping[str, Any], select: Any, *, full: bool = False
+) -> dict[str, Any]:
     """A classic UPPER_CASE row. `full` (get) returns everything; lists follow `select` (default `*`)."""
     if full:
         fm_types = tuple(t for t in FM_TYPES if entity in FM_ENTITIES and _classic_fm(row, t))
-        return _classic_row(row, CRM_FIELDS[entity], fm_types)
-    return _classic_row(row, *classic_selection(entity, select))
+        return _classic_row(row, cat.fields[entity], fm_types)
+    return _classic_row(row, *classic_selection(cat, entity, select))
 
 
-def classic_selection(entity: str, select: Any) -> tuple[tuple[FieldSpec, ...], tuple[str, ...]]:
+def classic_selection(
+    cat: CrmCatalogue, entity: str, select: Any
+) -> tuple[tuple[FieldSpec, ...], tuple[str, ...]]:
     """The fields and multifield types a classic list `select` asks for (default `*`)."""
-    return _classic_selection(entity, tuple(str(x).upper() for x in (_as_list(select) or [])) or ("*",))
+    names = tuple(str(x).upper() for x in (_as_list(select) or [])) or ("*",)
+    return _classic_selection(cat, entity, names)
 
 
 @functools.lru_cache(maxsize=256)
-def _classic_selection(entity: str, names: tuple[str, ...]) -> tuple[tuple[FieldSpec, ...], tuple[str, ...]]:
+def _classic_selection(
+    cat: CrmCatalogue, entity: str, names: tuple[str, ...]
+) -> tuple[tuple[FieldSpec, ...], tuple[str, ...]]:
     # Worked out once per select, like `_item_keys`.
-    specs = CRM_FIELDS[entity]
+    specs = cat.fields[entity]
     fm_types: list[str] = []
     wanted = {"id"}
     for name in names:
@@ -242,8 +249,8 @@ def _classic_selection(entity: str, names: tuple[str, ...]) -> tuple[tuple[Field
             wanted.update(s.name for s in specs if s.user_field)
         elif name in FM_TYPES and entity in FM_ENTITIES:
             fm_types.append(name)
-        elif name in CRM_UPPER_MAP[entity]:
-            wanted.add(CRM_UPPER_MAP[entity][name].name)
+        elif name in cat.upper_map[entity]:
+            wanted.add(cat.upper_map[entity][name].name)
     return tuple(s for s in specs if s.name in wanted), tuple(fm_types)
 
 
@@ -361,13 +368,15 @@ def _apply_fm_edits(current: list[dict[str, Any]], edits: list[dict[str, Any]]) 
     return out
 
 
-def normalize_input(entity: str, raw: Mapping[str, Any], *, classic: bool) -> dict[str, Any]:
+def normalize_input(
+    cat: CrmCatalogue, entity: str, raw: Mapping[str, Any], *, classic: bool
+) -> dict[str, Any]:
     """Incoming `fields` -> canonical values. Unknown and read-only fields are ignored, as Bitrix does.
 
     Communications come back as `fm` (crm.item: the new complete list) or `_fm_edits` (classic: changes to
     apply to the current list, see `_parse_classic_fm`).
     """
-    by_key = CRM_UPPER_MAP[entity] if classic else CRM_FIELD_MAP[entity]
+    by_key = cat.upper_map[entity] if classic else cat.field_map[entity]
     out: dict[str, Any] = {}
     for key, value in raw.items():
         if entity in FM_ENTITIES:
@@ -379,7 +388,7 @@ def normalize_input(entity: str, raw: Mapping[str, Any], *, classic: bool) -> di
                 continue
         spec = by_key.get(key.upper() if classic else key)
         if spec is None and not classic and key.startswith("UF_"):
-            spec = CRM_UPPER_MAP[entity].get(key)
+            spec = cat.upper_map[entity].get(key)
         if spec is None or spec.read_only:
             continue
         out[spec.name] = _coerce(spec, value, classic=classic)
@@ -430,10 +439,10 @@ def _link_fields(entity: str, changes: dict[str, Any]) -> None:
             changes["companyIds"] = [changes["companyId"]] if changes["companyId"] else []
 
 
-def blank_crm_row(entity: str, *, user_id: int, now: float) -> dict[str, Any]:
+def blank_crm_row(cat: CrmCatalogue, entity: str, *, user_id: int, now: float) -> dict[str, Any]:
     """A new row with every field present and Bitrix's defaults filled in."""
     row: dict[str, Any] = {}
-    for spec in CRM_FIELDS[entity]:
+    for spec in cat.fields[entity]:
         row[spec.name] = [] if spec.multiple else None
         if spec.type == "boolean":
             row[spec.name] = "N"
@@ -470,8 +479,8 @@ def blank_crm_row(entity: str, *, user_id: int, now: float) -> dict[str, Any]:
 def create_crm(state: PortalState, entity: str, changes: dict[str, Any], *, user_id: int) -> dict[str, Any]:
     """Validate an add and store it (shared by crm.item.add and crm.<entity>.add)."""
     table = state.table(entity)
-    row = blank_crm_row(entity, user_id=user_id, now=state.now())
-    for spec in CRM_FIELDS[entity]:
+    row = blank_crm_row(state.crm, entity, user_id=user_id, now=state.now())
+    for spec in state.crm.fields[entity]:
         if spec.required and (changes.get(spec.name) in (None, "", [])):
             raise ApiError("CRM_FIELD_ERROR_REQUIRED", f'Field "{spec.title}" is required')
     _stage_fields(entity, row, changes, adding=True)
@@ -482,7 +491,7 @@ def create_crm(state: PortalState, entity: str, changes: dict[str, Any], *, user
         row["fm"] = _apply_fm_edits(row.get("fm") or [], edits)
     state.assign_fm_ids(row)
     row = table.insert(row)
-    if not row.get("title") and "title" in CRM_FIELD_MAP[entity]:
+    if not row.get("title") and "title" in state.crm.field_map[entity]:
         row["title"] = f"{ENTITY_TITLES[entity]} #{row['id']}"
     return row
 
@@ -498,7 +507,7 @@ def update_crm(
     row = dict(old)
     _stage_fields(entity, row, changes, adding=False)
     _link_fields(entity, changes)
-    for spec in CRM_FIELDS[entity]:
+    for spec in state.crm.fields[entity]:
         if spec.required and spec.name in changes and changes[spec.name] in (None, "", []):
             raise ApiError("CRM_FIELD_ERROR_REQUIRED", f'Field "{spec.title}" is required')
     stage_moved = "stageId" in changes and changes["stageId"] != old.get("stageId")
@@ -534,21 +543,35 @@ def _fields_param(params: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def item_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     entity = _entity_from_type_id(params)
-    resolve = _item_resolver(entity)
+    resolve = _item_resolver(state.crm, entity)
     compiled = compile_v2(params.get("filter") or {}, resolve)
     order = v2_order(params.get("order") or {}, resolve, strict=True)
     page, total, nxt, cost = v2_list(state.table(entity), compiled, order, ctx, state.cost_model)
-    names, with_fm = _select_item(entity, params.get("select"))
+    names, with_fm = _select_item(state.crm, entity, params.get("select"))
     original = yn(params.get("useOriginalUfNames", "N")) == "Y"
-    items = [render_item(entity, r, names, with_fm=with_fm, original_uf=original) for r in page]
+    with_type = state.crm.name == "docs" and _selects_all(params.get("select"))
+    items = [
+        render_item(state.crm, entity, r, names, with_fm=with_fm, original_uf=original, with_type=with_type)
+        for r in page
+    ]
     return MethodResult({"items": items}, total=total, next=nxt, cost=cost, rows=len(items))
 
 
-def _full_item(entity: str, row: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+def _selects_all(select: Any) -> bool:
+    # catalogue="docs": rows of a whole-item select carry `entityTypeId` like crm.item.get's item does
+    # (crm-item-get.md response; object-fields.md lists entityTypeId among the common fields). The docs'
+    # list example (an explicit select) has no entityTypeId.
+    names = [str(x) for x in _as_list(select) or []]
+    return not names or "*" in names
+
+
+def _full_item(
+    cat: CrmCatalogue, entity: str, row: Mapping[str, Any], params: Mapping[str, Any]
+) -> dict[str, Any]:
     original = yn(params.get("useOriginalUfNames", "N")) == "Y"
-    names = _select_item(entity, None)[0]
+    names = _select_item(cat, entity, None)[0]
     return render_item(
-        entity, row, names, with_fm=entity in FM_ENTITIES, original_uf=original, with_type=True
+        cat, entity, row, names, with_fm=entity in FM_ENTITIES, original_uf=original, with_type=True
     )
 
 
@@ -557,15 +580,17 @@ def item_get(state: PortalState, params: dict[str, Any], ctx: CallContext) -> Me
     row = state.table(entity).get(_item_id(params))
     if row is None:
         raise ApiError("NOT_FOUND", "Element not found")
-    return MethodResult({"item": _full_item(entity, row, params)}, cost=state.cost_model.call_cost())
+    return MethodResult(
+        {"item": _full_item(state.crm, entity, row, params)}, cost=state.cost_model.call_cost()
+    )
 
 
 def item_add(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     entity = _entity_from_type_id(params)
-    changes = normalize_input(entity, _fields_param(params), classic=False)
+    changes = normalize_input(state.crm, entity, _fields_param(params), classic=False)
     row = create_crm(state, entity, changes, user_id=ctx.user_id)
     return MethodResult(
-        {"item": _full_item(entity, row, params)}, cost=state.cost_model.call_cost(write=True)
+        {"item": _full_item(state.crm, entity, row, params)}, cost=state.cost_model.call_cost(write=True)
     )
 
 
@@ -574,10 +599,10 @@ def item_update(state: PortalState, params: dict[str, Any], ctx: CallContext) ->
     id_ = _item_id(params)
     if state.table(entity).get(id_) is None:
         raise ApiError("NOT_FOUND", "Element not found")
-    changes = normalize_input(entity, _fields_param(params), classic=False)
+    changes = normalize_input(state.crm, entity, _fields_param(params), classic=False)
     row = update_crm(state, entity, id_, changes, user_id=ctx.user_id)
     return MethodResult(
-        {"item": _full_item(entity, row, params)}, cost=state.cost_model.call_cost(write=True)
+        {"item": _full_item(state.crm, entity, row, params)}, cost=state.cost_model.call_cost(write=True)
     )
 
 
@@ -596,7 +621,8 @@ def item_fields(state: PortalState, params: dict[str, Any], ctx: CallContext) ->
     entity = _entity_from_type_id(params)
     original = yn(params.get("useOriginalUfNames", "N")) == "Y"
     return MethodResult(
-        crm_item_fields_payload(entity, original_uf_names=original), cost=state.cost_model.call_cost()
+        crm_item_fields_payload(entity, original_uf_names=original, catalogue=state.crm),
+        cost=state.cost_model.call_cost(),
     )
 
 
@@ -628,14 +654,14 @@ def _reword(err: ApiError) -> ApiError:
 
 def _classic(entity: str) -> dict[str, Handler]:
     def list_(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
-        resolve = _classic_resolver(entity)
+        resolve = _classic_resolver(state.crm, entity)
         try:
             compiled = compile_v2(param(params, "filter") or {}, resolve)
         except ApiError as err:
             raise _reword(err) from None
         order = v2_order(param(params, "order") or {}, resolve, strict=False)
         page, total, nxt, cost = v2_list(state.table(entity), compiled, order, ctx, state.cost_model)
-        specs, fm_types = classic_selection(entity, param(params, "select"))
+        specs, fm_types = classic_selection(state.crm, entity, param(params, "select"))
         rows = [_classic_row(r, specs, fm_types) for r in page]
         return MethodResult(rows, total=total, next=nxt, cost=cost, rows=len(rows))
 
@@ -643,12 +669,14 @@ def _classic(entity: str) -> dict[str, Handler]:
         row = state.table(entity).get(_classic_id(params))
         if row is None:
             raise _classic_error("Not found")
-        return MethodResult(render_classic(entity, row, None, full=True), cost=state.cost_model.call_cost())
+        return MethodResult(
+            render_classic(state.crm, entity, row, None, full=True), cost=state.cost_model.call_cost()
+        )
 
     def add(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
         fields = _classic_fields(params)
         try:
-            changes = normalize_input(entity, fields, classic=True)
+            changes = normalize_input(state.crm, entity, fields, classic=True)
             row = create_crm(state, entity, changes, user_id=ctx.user_id)
         except ApiError as err:
             raise _reword(err) from None
@@ -660,7 +688,7 @@ def _classic(entity: str) -> dict[str, Handler]:
             raise _classic_error("Not found")
         fields = _classic_fields(params)
         try:
-            changes = normalize_input(entity, fields, classic=True)
+            changes = normalize_input(state.crm, entity, fields, classic=True)
             update_crm(state, entity, id_, changes, user_id=ctx.user_id)
         except ApiError as err:
             raise _reword(err) from None
@@ -674,7 +702,7 @@ def _classic(entity: str) -> dict[str, Handler]:
         return MethodResult(True, cost=state.cost_model.call_cost(write=True))
 
     def fields(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
-        return MethodResult(classic_fields_payload(entity), cost=state.cost_model.call_cost())
+        return MethodResult(classic_fields_payload(entity, state.crm), cost=state.cost_model.call_cost())
 
     return {"list": list_, "get": get, "add": add, "update": update, "delete": delete, "fields": fields}
 

@@ -8,6 +8,7 @@ every scalar a string, §2.4).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from bitrix24_source.sandbox.fields import (
     SimpleField,
 )
 from bitrix24_source.sandbox.filters import (
+    VALIDATION_MESSAGE,
     FieldRef,
     compile_v2,
     compile_v3,
@@ -50,6 +52,8 @@ if TYPE_CHECKING:
 _STATUS_BY_CODE = {v: k for k, v in TASK_STATUS_V2.items()} | {"1": "pending"}
 _PRIORITY_BY_CODE = {v: k for k, v in TASK_PRIORITY_V2.items()}
 _V2_INPUT = {upper: TASK_V2_SOURCE[key] for upper, key in TASK_V2_NAMES.items() if upper != "REAL_STATUS"}
+# DOCS fields-rest-v3.md: "a required field for creating a task".
+_REQUIRED_ON_ADD = ("title", "creatorId", "responsibleId")
 _NOT_EDITABLE_ON_ADD = frozenset(n for n, f in TASK_FIELDS.items() if not f.editable) - {"creatorId"}
 
 
@@ -231,10 +235,11 @@ def _v3_fields(params: Mapping[str, Any], *, adding: bool) -> dict[str, Any]:
         if spec is None:
             raise v3_error("UNKNOWNDTOPROPERTYEXCEPTION", f"Unknown field `{key}` for entity `TaskDto`")
         if (key in _NOT_EDITABLE_ON_ADD) if adding else not spec.editable:
-            # §7.4: "In DTO `TaskDto`, the field `creatorId` requires the presence of the `Editable` attribute".
+            # DOCS tasks-task-update-rest-v3.md, "Error Handling": the documented envelope and text.
             raise v3_validation(
                 str(key),
-                f"In DTO `TaskDto`, the field `{key}` requires the presence of the `Editable` attribute",
+                f"In DTO `TaskDto`, the field `{key}` requires the presence of the `Editable` attribute "
+                "for such a request",
             )
         try:
             out[spec.name] = _coerce(spec, value)
@@ -244,13 +249,13 @@ def _v3_fields(params: Mapping[str, Any], *, adding: bool) -> dict[str, Any]:
                 f"Field `{err.field_name}` requires data type `{err.type_name}` for this request",
             ) from None
     if adding:
-        missing = [n for n in ("title", "creatorId", "responsibleId") if out.get(n) in (None, "")]
+        missing = [n for n in _REQUIRED_ON_ADD if out.get(n) in (None, "")]
         if missing:
             raise v3_error(
                 "VALIDATION_REQUESTVALIDATIONEXCEPTION",
-                "Error validating request object",
+                VALIDATION_MESSAGE,
                 validation=[
-                    {"field": n, "message": f"Required field `{n}` is not specified"} for n in missing
+                    {"message": f"Required field `{n}` is not specified", "field": n} for n in missing
                 ],
             )
     return out
@@ -301,7 +306,34 @@ def v3_task_delete(state: PortalState, params: dict[str, Any], ctx: CallContext)
     return MethodResult({"result": True}, cost=state.cost_model.call_cost(write=True))
 
 
-def v3_task_field_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+# DOCS tasks-task-field-list.md: the keys `select` may ask for, in the documented order.
+_FIELD_LIST_KEYS = (
+    "name",
+    "type",
+    "title",
+    "description",
+    "validationRules",
+    "requiredGroups",
+    "filterable",
+    "sortable",
+    "editable",
+    "multiple",
+    "elementType",
+)
+# catalogue="docs": the type word is the PHP type of the TaskDto property, as the documented answer shows
+# ("int" for id/creatorId, "string" for title, "object" for the DateTime `created` and for `creator`,
+# "array" for lists). `bool` is PHP's word for the boolean properties; the documented excerpt has none.
+_PHP_TYPES = {
+    "integer": "int",
+    "string": "string",
+    "datetime": "object",
+    "enum": "string",
+    "boolean": "bool",
+    "array": "array",
+}
+
+
+def _legacy_field_list(state: PortalState) -> MethodResult:
     items = [
         {
             "name": f.name,
@@ -313,6 +345,52 @@ def v3_task_field_list(state: PortalState, params: dict[str, Any], ctx: CallCont
         }
         for f in TASK_FIELDS.values()
     ]
+    return MethodResult({"items": items}, cost=state.cost_model.call_cost())
+
+
+def v3_task_field_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+    if state.crm.name == "legacy":
+        return _legacy_field_list(state)
+    select = params.get("select")
+    if select in (None, [], {}):
+        # The keys of the documented answer; what the portal returns without `select` is not documented.
+        keys = ["name", "type", "title", "description", "filterable", "sortable", "multiple"]
+    elif isinstance(select, list) and all(isinstance(x, str) for x in select):
+        keys = []
+        for name in select:
+            if name not in _FIELD_LIST_KEYS:
+                raise v3_error(
+                    "UNKNOWNDTOPROPERTYEXCEPTION", f"Unknown field `{name}` for entity `DtoFieldDto`"
+                )
+            keys.append(name)
+    else:
+        raise v3_error("INVALIDSELECTEXCEPTION", f"Unable to recognize select expression `{select}`")
+    relations = {id_key: rel for rel, id_key in TASK_USER_RELATIONS.items()}
+    entries: list[tuple[str, str, SimpleField]] = []
+    for f in TASK_FIELDS.values():
+        entries.append((f.name, _PHP_TYPES[f.type], f))
+        if f.name in relations:
+            # The documented answer lists the relation (`creator`, `responsible`) after its id, as "object".
+            entries.append(
+                (relations[f.name], "object", SimpleField(relations[f.name], "object", editable=False))
+            )
+    items = []
+    for name, type_, f in entries:
+        full = {
+            "name": name,
+            "type": type_,
+            # The documented answer's title is the field name itself, and its description null.
+            "title": name,
+            "description": None,
+            "validationRules": [],
+            "requiredGroups": [],
+            "filterable": f.filterable,
+            "sortable": f.sortable,
+            "editable": f.editable,
+            "multiple": False,
+            "elementType": None,
+        }
+        items.append({k: full[k] for k in keys})
     return MethodResult({"items": items}, cost=state.cost_model.call_cost())
 
 
@@ -580,6 +658,54 @@ def v2_task_getfields(state: PortalState, params: dict[str, Any], ctx: CallConte
     return MethodResult({"fields": fields}, cost=state.cost_model.call_cost())
 
 
+_BB = re.compile(r"\[(B|I|U|S)\](.*?)\[/\1\]", re.I | re.S)
+
+
+def _bb_html(text: str) -> str:
+    """`formattedText`: the result text with BB code as HTML (tasks-task-result-list.md example:
+    ``[B]Monday[/B]`` -> ``<b>Monday</b>``)."""
+    return _BB.sub(lambda m: f"<{m.group(1).lower()}>{m.group(2)}</{m.group(1).lower()}>", text)
+
+
+def v2_result_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+    """v2 `tasks.task.result.list` (DOCS api-reference/tasks/result/tasks-task-result-list.md): the results of
+    one task as a bare array, newest first as in the documented answer, no paging."""
+    raw = next((v for k, v in params.items() if k.lower() == "taskid"), None)
+    id_ = strict_int(raw)
+    if id_ is None:
+        # Documented error "100"; the page's text names the parameter `{commentId}`, the sandbox names the
+        # parameter it checks (docs/sandbox-deviations.md).
+        raise ApiError(
+            "100",
+            f"Invalid value {'' if raw is None else raw} to match with parameter {{taskId}}. "
+            "Should be value of type int.",
+        )
+    if state.table("tasks").get(id_) is None:
+        # Documented error "0": no access to the task or no such task.
+        raise ApiError("0", "Access denied.")
+    results = state.table("task_results")
+    rows = []
+    for rid in sorted(results.ids_by("taskId", [id_]), reverse=True):
+        r = results.get(rid)
+        if r is None:
+            continue
+        rows.append(
+            {
+                "id": r["id"],
+                "taskId": r["taskId"],
+                "commentId": r.get("messageId"),
+                "createdBy": r.get("authorId"),
+                "createdAt": r.get("createdAt"),
+                "updatedAt": r.get("updatedAt"),
+                "status": 1 if r.get("status") == "closed" else 0,
+                "text": r.get("text") or "",
+                "formattedText": _bb_html(r.get("text") or ""),
+                "files": list(r.get("fileIds") or []),
+            }
+        )
+    return MethodResult(rows, cost=state.cost_model.call_cost(), rows=len(rows))
+
+
 METHODS_V2: dict[str, Handler] = {
     "tasks.task.list": v2_task_list,
     "tasks.task.get": v2_task_get,
@@ -587,6 +713,7 @@ METHODS_V2: dict[str, Handler] = {
     "tasks.task.update": v2_task_update,
     "tasks.task.delete": v2_task_delete,
     "tasks.task.getfields": v2_task_getfields,
+    "tasks.task.result.list": v2_result_list,
 }
 METHODS_V3: dict[str, Handler] = {
     "tasks.task.list": v3_task_list,

@@ -233,7 +233,8 @@ def test_add_update_delete(rw: PortalState) -> None:
     assert creator.validation == [
         {
             "field": "creatorId",
-            "message": "In DTO `TaskDto`, the field `creatorId` requires the presence of the `Editable` attribute",
+            "message": "In DTO `TaskDto`, the field `creatorId` requires the presence of the `Editable` attribute "
+            "for such a request",
         }
     ]
     assert (
@@ -266,7 +267,13 @@ def test_add_update_delete(rw: PortalState) -> None:
         ),
         (
             {"title": "x", "creatorId": 1, "responsibleId": 1, "id": 5},
-            [("id", "In DTO `TaskDto`, the field `id` requires the presence of the `Editable` attribute")],
+            [
+                (
+                    "id",
+                    "In DTO `TaskDto`, the field `id` requires the presence of the `Editable` attribute for such "
+                    "a request",
+                )
+            ],
         ),
     ],
 )
