@@ -38,7 +38,7 @@ HONORIFICS = ("HNR_RU_1", "HNR_RU_2")
 
 # Types whose values are integer ids (crm.item gives ints, classic gives strings).
 INT_TYPES = frozenset(
-    {"integer", "user", "crm_company", "crm_contact", "crm_lead", "crm_deal", "crm_category", "enumeration"}
+    {"integer", "user", "crm_company", "crm_contact", "crm_lead", "crm_deal", "crm_quote", "crm_category", "enumeration"}
 )
 FLOAT_TYPES = frozenset({"double", "money"})
 DATE_TYPES = frozenset({"date", "datetime"})
@@ -502,7 +502,12 @@ _DOCS_CRM_FIELDS: dict[str, tuple[tuple[str, str, str], ...]] = {
 
 # Classic UPPER_CASE names of documented fields that the regular camelCase -> UPPER_CASE rule gets wrong
 # (DOCS api-reference/crm/leads/crm-lead-fields.md and siblings).
-_DOCS_UPPER = {"lastActivityBy": "LAST_ACTIVITY_BY", "dateClosed": "DATE_CLOSED"}
+_DOCS_UPPER: dict[Any, str] = {
+    "lastActivityBy": "LAST_ACTIVITY_BY",
+    "dateClosed": "DATE_CLOSED",
+    # crm-company-fields.md / crm-company-list.md: the company type is COMPANY_TYPE in classic methods.
+    ("companies", "typeId"): "COMPANY_TYPE",
+}
 
 
 def _humanise(name: str) -> str:
@@ -518,7 +523,7 @@ def _build_docs(legacy: dict[str, tuple[FieldSpec, ...]]) -> dict[str, tuple[Fie
         for name, type_, access in rows:
             multiple = type_.endswith("[]")
             base = known.get(name)
-            upper = _DOCS_UPPER.get(name) or (
+            upper = _DOCS_UPPER.get((entity, name)) or _DOCS_UPPER.get(name) or (
                 (_LEAD_OVERRIDES if entity == "leads" else {}).get(name)
                 or _UPPER_OVERRIDES.get(name)
                 or camel_to_upper(name)

@@ -389,7 +389,9 @@ def normalize_input(
         spec = by_key.get(key.upper() if classic else key)
         if spec is None and not classic and key.startswith("UF_"):
             spec = cat.upper_map[entity].get(key)
-        if spec is None or spec.read_only:
+        if spec is None or spec.read_only or spec.type == "file":
+            # The sandbox stores no files: a `file` field (contact photo, company logo) is accepted and
+            # dropped, as read-only fields are (docs/sandbox-deviations.md).
             continue
         out[spec.name] = _coerce(spec, value, classic=classic)
     return out

@@ -452,6 +452,7 @@ def _v2_value(key: str, value: Any) -> Any:
     if key == "priority":
         return TASK_PRIORITY_V2.get(value, value)
     if key == "ufCrmTask":
+        # No CRM links print as `false` (recorded fixture tests/fixtures/real-responses/single_add.json).
         return list(value) if value else False
     if isinstance(value, list):  # ACCOMPLICES / AUDITORS: user ids as strings, like every v2 number (§2.4)
         return [str(v) for v in value]
