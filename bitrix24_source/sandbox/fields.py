@@ -38,7 +38,17 @@ HONORIFICS = ("HNR_RU_1", "HNR_RU_2")
 
 # Types whose values are integer ids (crm.item gives ints, classic gives strings).
 INT_TYPES = frozenset(
-    {"integer", "user", "crm_company", "crm_contact", "crm_lead", "crm_deal", "crm_quote", "crm_category", "enumeration"}
+    {
+        "integer",
+        "user",
+        "crm_company",
+        "crm_contact",
+        "crm_lead",
+        "crm_deal",
+        "crm_quote",
+        "crm_category",
+        "enumeration",
+    }
 )
 FLOAT_TYPES = frozenset({"double", "money"})
 DATE_TYPES = frozenset({"date", "datetime"})
@@ -523,10 +533,14 @@ def _build_docs(legacy: dict[str, tuple[FieldSpec, ...]]) -> dict[str, tuple[Fie
         for name, type_, access in rows:
             multiple = type_.endswith("[]")
             base = known.get(name)
-            upper = _DOCS_UPPER.get((entity, name)) or _DOCS_UPPER.get(name) or (
-                (_LEAD_OVERRIDES if entity == "leads" else {}).get(name)
-                or _UPPER_OVERRIDES.get(name)
-                or camel_to_upper(name)
+            upper = (
+                _DOCS_UPPER.get((entity, name))
+                or _DOCS_UPPER.get(name)
+                or (
+                    (_LEAD_OVERRIDES if entity == "leads" else {}).get(name)
+                    or _UPPER_OVERRIDES.get(name)
+                    or camel_to_upper(name)
+                )
             )
             specs.append(
                 FieldSpec(

@@ -416,14 +416,28 @@ def v3_error(
 
 
 def v3_validation(
-    field_name: str, message: str, code: str = "VALIDATION_REQUESTVALIDATIONEXCEPTION"
+    field_name: str,
+    message: str,
+    code: str = "VALIDATION_REQUESTVALIDATIONEXCEPTION",
+    *,
+    summary: str | None = None,
 ) -> ApiError:
-    # DOCS api-reference/tasks/tasks-task-add-rest-v3.md and tasks-task-update-rest-v3.md, "Error Handling":
-    # this message, and validation entries as {"message", "field"}.
-    return v3_error(code, VALIDATION_MESSAGE, validation=[{"message": message, "field": field_name}])
+    """A v3 validation error with one `validation` entry ({"message", "field"}, DOCS api-reference/rest-v3.md).
+
+    `summary` is the top-level message; the docs translate it differently per page, so callers pass the
+    text of their method's page and the default is the one of the REST 3.0 overview.
+    """
+    return v3_error(
+        code, summary or VALIDATION_MESSAGE, validation=[{"message": message, "field": field_name}]
+    )
 
 
-VALIDATION_MESSAGE = "Error during request object validation"
+# DOCS api-reference/rest-v3.md, the error example.
+VALIDATION_MESSAGE = "Error validating request object"
+# DOCS tasks-task-add-rest-v3.md and tasks-task-update-rest-v3.md, "Error Handling".
+TASK_WRITE_VALIDATION_MESSAGE = "Error during request object validation"
+# DOCS tasks-task-result-list-rest-v3.md, "Error Handling".
+RESULT_LIST_VALIDATION_MESSAGE = "Error validating the request object"
 
 
 def v3_kind(spec: SimpleField, id_key: str = "id") -> str:

@@ -613,7 +613,8 @@ def item_delete(state: PortalState, params: dict[str, Any], ctx: CallContext) ->
     id_ = _item_id(params)
     table = state.table(entity)
     if table.get(id_) is None:
-        raise ApiError("NOT_FOUND", "Element not found")
+        # DOCS crm-item-delete.md, "Error Handling" (crm.item.get says "Element not found").
+        raise ApiError("NOT_FOUND", "Item not found")
     state.delete_row(entity, id_)
     # §7.2: the result is an empty PHP array, which encodes as [].
     return MethodResult([], cost=state.cost_model.call_cost(write=True))
@@ -657,6 +658,11 @@ def _reword(err: ApiError) -> ApiError:
 def _classic(entity: str) -> dict[str, Handler]:
     def list_(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
         resolve = _classic_resolver(state.crm, entity)
+        for name in ("filter", "order"):
+            value = param(params, name)
+            if value not in (None, "") and not isinstance(value, (Mapping, list)):
+                # DOCS crm-deal-list.md, "Possible Error Codes".
+                raise _classic_error(f"Parameter '{name}' must be array.")
         try:
             compiled = compile_v2(param(params, "filter") or {}, resolve)
         except ApiError as err:
@@ -687,7 +693,8 @@ def _classic(entity: str) -> dict[str, Handler]:
     def update(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
         id_ = _classic_id(params)
         if state.table(entity).get(id_) is None:
-            raise _classic_error("Not found")
+            # DOCS crm-company-update.md, crm-contact-update.md: "Company is not found", "Contact is not found".
+            raise _classic_error(f"{ENTITY_TITLES[entity]} is not found")
         fields = _classic_fields(params)
         try:
             changes = normalize_input(state.crm, entity, fields, classic=True)

@@ -27,7 +27,8 @@ from bitrix24_source.sandbox.fields import (
     SimpleField,
 )
 from bitrix24_source.sandbox.filters import (
-    VALIDATION_MESSAGE,
+    RESULT_LIST_VALIDATION_MESSAGE,
+    TASK_WRITE_VALIDATION_MESSAGE,
     FieldRef,
     compile_v2,
     compile_v3,
@@ -213,6 +214,7 @@ def _render_v3(
 
 
 def _v3_id(params: Mapping[str, Any]) -> int:
+    # DOCS api-reference/rest-v3.md, error example: "Required field `id` is not specified".
     if "id" not in params or params["id"] in (None, ""):
         raise v3_validation("id", "Required field `id` is not specified")
     id_ = strict_int(params["id"])
@@ -222,13 +224,22 @@ def _v3_id(params: Mapping[str, Any]) -> int:
 
 
 def _not_found(id_: int) -> ApiError:
+    # DOCS tasks-task-get-rest-v3.md, "Data Not Found Errors".
     return v3_error("ENTITYNOTFOUNDEXCEPTION", f"Record with ID = `{id_}` not found")
+
+
+def _no_access() -> ApiError:
+    # DOCS tasks-task-update-rest-v3.md ("No access to the task or the task does not exist") and
+    # tasks-task-delete-rest-v3.md, whose error example is this body: writes to a missing task are denied.
+    return v3_error("ACCESSDENIEDEXCEPTION", "Access denied")
 
 
 def _v3_fields(params: Mapping[str, Any], *, adding: bool) -> dict[str, Any]:
     raw = params.get("fields")
     if not isinstance(raw, Mapping) or not raw:
-        raise v3_validation("fields", "Required field `fields` is not specified")
+        raise v3_validation(
+            "fields", "Required field `fields` is not specified", summary=TASK_WRITE_VALIDATION_MESSAGE
+        )
     out: dict[str, Any] = {}
     for key, value in raw.items():
         spec = TASK_FIELDS.get(str(key))
@@ -240,6 +251,7 @@ def _v3_fields(params: Mapping[str, Any], *, adding: bool) -> dict[str, Any]:
                 str(key),
                 f"In DTO `TaskDto`, the field `{key}` requires the presence of the `Editable` attribute "
                 "for such a request",
+                summary=TASK_WRITE_VALIDATION_MESSAGE,
             )
         try:
             out[spec.name] = _coerce(spec, value)
@@ -247,13 +259,14 @@ def _v3_fields(params: Mapping[str, Any], *, adding: bool) -> dict[str, Any]:
             raise v3_validation(
                 err.field_name,
                 f"Field `{err.field_name}` requires data type `{err.type_name}` for this request",
+                summary=TASK_WRITE_VALIDATION_MESSAGE,
             ) from None
     if adding:
         missing = [n for n in _REQUIRED_ON_ADD if out.get(n) in (None, "")]
         if missing:
             raise v3_error(
                 "VALIDATION_REQUESTVALIDATIONEXCEPTION",
-                VALIDATION_MESSAGE,
+                TASK_WRITE_VALIDATION_MESSAGE,
                 validation=[
                     {"message": f"Required field `{n}` is not specified", "field": n} for n in missing
                 ],
@@ -292,8 +305,11 @@ def v3_task_add(state: PortalState, params: dict[str, Any], ctx: CallContext) ->
 def v3_task_update(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     id_ = _v3_id(params)
     if state.table("tasks").get(id_) is None:
-        raise _not_found(id_)
+        raise _no_access()
     changes = _v3_fields(params, adding=False)
+    if changes.get("parentId") == id_:
+        # DOCS tasks-task-update-rest-v3.md, "Request Validation Errors".
+        raise v3_validation("parentId", "Cannot bind a node to itself", summary=TASK_WRITE_VALIDATION_MESSAGE)
     update_task(state, id_, changes, user_id=ctx.user_id)
     return MethodResult({"result": True}, cost=state.cost_model.call_cost(write=True))
 
@@ -301,7 +317,7 @@ def v3_task_update(state: PortalState, params: dict[str, Any], ctx: CallContext)
 def v3_task_delete(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     id_ = _v3_id(params)
     if state.table("tasks").get(id_) is None:
-        raise _not_found(id_)
+        raise _no_access()
     state.delete_row("tasks", id_)
     return MethodResult({"result": True}, cost=state.cost_model.call_cost(write=True))
 
@@ -410,13 +426,16 @@ def _has_task_id(filter_: Any) -> bool:
 def v3_result_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     filter_ = params.get("filter")
     if filter_ in (None, "", [], {}):
-        raise v3_validation("filter", "The field value cannot be empty")
+        raise v3_validation(
+            "filter", "The field value cannot be empty", summary=RESULT_LIST_VALIDATION_MESSAGE
+        )
     if not _has_task_id(filter_):
         # DOCS tasks-task-result-list.md: the filter must hold a `taskId` condition.
         raise v3_validation(
             "filter.taskId",
             "A filter for the required field `taskId` must be specified",
             code="VALIDATION_REQUESTFILTERVALIDATIONEXCEPTION",
+            summary=RESULT_LIST_VALIDATION_MESSAGE,
         )
     table = state.table("task_results")
     compiled = compile_v3(filter_, RESULT_FIELDS, "ResultDto", indexed=table.indexed)
@@ -591,6 +610,9 @@ def v2_task_add(state: PortalState, params: dict[str, Any], ctx: CallContext) ->
 def v2_task_update(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     id_, _ = _v2_task(state, params)
     changes = _v2_input(params.get("fields"), adding=False)
+    if changes.get("parentId") == id_:
+        # DOCS tasks-task-update.md, "Error Handling".
+        raise ApiError("ERROR_CORE", "Cannot bind the node to itself<br>")
     row = update_task(state, id_, changes, user_id=ctx.user_id)
     task = _render_v2(state, row, _v2_keys(["*"]), full=True)
     return MethodResult({"task": task}, cost=state.cost_model.call_cost(write=True))

@@ -9,13 +9,13 @@ from __future__ import annotations
 KNOWN: dict[str, dict[str, str]] = {
     "v2 app.info": {
         ".: documented keys missing: result, time": (
-            "Not served by the sandbox (ERROR_METHOD_NOT_FOUND): the product calls it only against real portals; a sandbox answer would be invented."
+            "Not served by the sandbox (ERROR_METHOD_NOT_FOUND). The product does not call it (it only lists it as a read method for retries)."
         ),
         ".: keys not documented: error, error_description": (
-            "Not served by the sandbox (ERROR_METHOD_NOT_FOUND): the product calls it only against real portals; a sandbox answer would be invented."
+            "Not served by the sandbox (ERROR_METHOD_NOT_FOUND). The product does not call it (it only lists it as a read method for retries)."
         ),
         "HTTP status: documented 200, sandbox 404": (
-            "Not served by the sandbox (ERROR_METHOD_NOT_FOUND): the product calls it only against real portals; a sandbox answer would be invented."
+            "Not served by the sandbox (ERROR_METHOD_NOT_FOUND). The product does not call it (it only lists it as a read method for retries)."
         ),
     },
     "v2 batch": {
@@ -136,6 +136,11 @@ KNOWN: dict[str, dict[str, str]] = {
             "The sandbox's own six ufCrm_<digits> user fields."
         ),
     },
+    "v2 crm.item.productrow.list": {
+        ".result.productRows[]: documented keys missing: storeId": (
+            "The recorded real answer (tests/fixtures/real-responses/crm_item_productrow_list.json) has no storeId in product rows, while the docs' example shows it; the sandbox follows the recording."
+        ),
+    },
     "v2 crm.item.update": {
         ".result.item: documented keys missing: begindateShort, closedateShort, dateCreateShort, dateModifyShort, eventDateShort, hasProducts, isLose, isWon, isWork, lostAmount, parentId1220, productId, receivedAmount, ufCrm_1721244707107": (
             'The documented items carry fields object-fields.md marks "Field is disabled" (dateCreateShort, isWork, productId, …) and portal-specific parentId<n>/ufCrm_<digits>; the sandbox leaves disabled fields out and has its own ufCrm_ fields.'
@@ -222,13 +227,13 @@ KNOWN: dict[str, dict[str, str]] = {
     },
     "v2 user.admin": {
         ".: documented keys missing: result, time": (
-            "Not served by the sandbox (ERROR_METHOD_NOT_FOUND): the product calls it only against real portals; a sandbox answer would be invented."
+            "Not served by the sandbox (ERROR_METHOD_NOT_FOUND). The product does not call it (it only lists it as a read method for retries)."
         ),
         ".: keys not documented: error, error_description": (
-            "Not served by the sandbox (ERROR_METHOD_NOT_FOUND): the product calls it only against real portals; a sandbox answer would be invented."
+            "Not served by the sandbox (ERROR_METHOD_NOT_FOUND). The product does not call it (it only lists it as a read method for retries)."
         ),
         "HTTP status: documented 200, sandbox 404": (
-            "Not served by the sandbox (ERROR_METHOD_NOT_FOUND): the product calls it only against real portals; a sandbox answer would be invented."
+            "Not served by the sandbox (ERROR_METHOD_NOT_FOUND). The product does not call it (it only lists it as a read method for retries)."
         ),
     },
     "v2 user.current": {
@@ -282,4 +287,41 @@ KNOWN: dict[str, dict[str, str]] = {
             "The page contradicts itself: its request sets creatorId, its error section says creatorId is not editable. The sandbox follows the error section."
         ),
     },
+}
+
+# Documented error answers the sandbox triggers (test_errors.TRIGGERS) but answers differently.
+ERROR_DIFFERENCES: dict[str, str] = {
+    "v2 crm.status.entity.items": (
+        "The example puts the description's text in `error` and an English paraphrase in `error_description`; "
+        "the page's error table gives `The parameter entityId is not defined or invalid.` as the description. "
+        'The sandbox follows the table (classic `error: ""` envelope).'
+    ),
+    "v2 tasks.task.result.list": (
+        "The documented text names the parameter `{commentId}` (copied from the result-from-comment method); "
+        'the sandbox names the parameter it checks, `{taskId}`. Same code "100".'
+    ),
+}
+
+# Documented error answers the sandbox cannot cause, with the reason.
+UNTRIGGERED: dict[str, str] = {
+    "v2 app.info": "Not served (see the replay deviations).",
+    "v2 batch": (
+        "The example is a batch whose commands fail with insufficient_scope; scopes are a Sandbox option "
+        "(tests/sandbox/test_auth.py covers insufficient_scope), not part of this portal."
+    ),
+    "v2 crm.company.delete": "Access rights are not emulated: every call runs as an administrator.",
+    "v2 crm.company.fields": "Access rights are not emulated: every call runs as an administrator.",
+    "v2 crm.company.list": "Access rights are not emulated: every call runs as an administrator.",
+    "v2 crm.contact.list": "Access rights are not emulated: every call runs as an administrator.",
+    "v2 crm.deal.get": "The page's error example (`Parameter 'fields' must be array.`) belongs to another method.",
+    "v2 crm.item.productrow.fields": 'The example is a placeholder (`"error": 0, "some error"`).',
+    "v2 crm.item.productrow.list": "Access rights are not emulated: every call runs as an administrator.",
+    "v2 crm.lead.add": "Access rights are not emulated: every call runs as an administrator.",
+    "v2 crm.lead.list": "Access rights are not emulated: every call runs as an administrator.",
+    "v2 crm.status.list": "The page does not say which request gives `Invalid parameters.`; the sandbox has no such check.",
+    "v2 tasks.task.delete": "Access rights are not emulated (`1048582`, no access to delete the task).",
+    "v2 tasks.task.get": (
+        "The example's value is a placeholder (`Invalid value {} … {select}`); a JSON `{}` is an empty PHP "
+        "array, which the sandbox accepts as no select."
+    ),
 }

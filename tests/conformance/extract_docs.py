@@ -217,7 +217,7 @@ def extract_method(docs: Docs, version: int, method: str, page: str) -> dict[str
         "version": version,
         "page": page,
         "request": found[2],
-        "response": _first_json(_section(text, "Response Handling")),
+        "response": _first_json(_section(text, "Response Handling") or _section(text, "Response on Success")),
         "error": _first_json(_section(text, "Error Handling")),
     }
 

@@ -239,7 +239,7 @@ def test_add_update_delete(rw: PortalState) -> None:
     ]
     assert (
         v3_error(rw, "tasks.task.update", {"id": 9999, "fields": {"title": "x"}}).code
-        == V3 + "ENTITYNOTFOUNDEXCEPTION"
+        == V3 + "ACCESSDENIEDEXCEPTION"
     )
     with_results = next(r["taskId"] for r in rw.rows("task_results"))
     assert v3(rw, "tasks.task.delete", {"id": with_results}).result == {"result": True}
