@@ -392,7 +392,7 @@ def v3_task_field_list(state: PortalState, params: dict[str, Any], ctx: CallCont
             )
     items = []
     for name, type_, f in entries:
-        full = {
+        full: dict[str, Any] = {
             "name": name,
             "type": type_,
             # The documented answer's title is the field name itself, and its description null.
@@ -508,11 +508,14 @@ def _render_v2(
             dto = _user_dto(state, row.get(id_key), ["id", "name"])
             if dto is not None:
                 uid = str(dto["id"])
+                user = state.table("users").get(dto["id"]) or {}
+                # DOCS tasks-task-get.md, response example: {id, name, link, icon, workPosition}.
                 out[rel] = {
                     "id": uid,
                     "name": dto["name"],
                     "link": f"/company/personal/user/{uid}/",
                     "icon": "/bitrix/images/tasks/default_avatar.png",
+                    "workPosition": user.get("WORK_POSITION"),
                 }
     return out
 

@@ -20,10 +20,10 @@ KNOWN: dict[str, dict[str, str]] = {
     },
     "v2 batch": {
         ".result.result.get_user: documented keys missing: TIMESTAMP_X": (
-            "user.current rows carry the user fields the sandbox stores (SECOND_NAME, TIME_ZONE, …); the documented answer is of a portal whose admin has other fields filled. No TIMESTAMP_X in the sandbox's user.current (README: user.current has no TIMESTAMP_X, as the user.current page shows)."
+            "The batch page's user.current row shows TIMESTAMP_X; the user.current page's own answer has none, and the sandbox follows that page."
         ),
         ".result.result.get_user: keys not documented: PERSONAL_CITY, PERSONAL_MOBILE, SECOND_NAME, TIME_ZONE, USER_TYPE, WORK_PHONE, WORK_POSITION, XML_ID": (
-            "user.current rows carry the user fields the sandbox stores (SECOND_NAME, TIME_ZONE, …); the documented answer is of a portal whose admin has other fields filled. No TIMESTAMP_X in the sandbox's user.current (README: user.current has no TIMESTAMP_X, as the user.current page shows)."
+            "user.current rows carry the user fields the sandbox stores (SECOND_NAME, TIME_ZONE, …); the documented answers are of portals whose users have other fields filled."
         ),
         ".result.result: documented keys missing: get_department": (
             "The documented batch calls department.get, which the sandbox does not serve; its result_error entry and the missing result_total entry follow from that (PHP prints an empty array as [] and a filled one as an object)."
@@ -32,7 +32,7 @@ KNOWN: dict[str, dict[str, str]] = {
             "The documented batch calls department.get, which the sandbox does not serve; its result_error entry and the missing result_total entry follow from that (PHP prints an empty array as [] and a filled one as an object)."
         ),
         ".result.result_time.get_user: keys not documented: operating, operating_reset_at": (
-            "user.current rows carry the user fields the sandbox stores (SECOND_NAME, TIME_ZONE, …); the documented answer is of a portal whose admin has other fields filled. No TIMESTAMP_X in the sandbox's user.current (README: user.current has no TIMESTAMP_X, as the user.current page shows)."
+            "user.current rows carry the user fields the sandbox stores (SECOND_NAME, TIME_ZONE, …); the documented answers are of portals whose users have other fields filled."
         ),
         ".result.result_time: documented keys missing: get_department": (
             "The documented batch calls department.get, which the sandbox does not serve; its result_error entry and the missing result_total entry follow from that (PHP prints an empty array as [] and a filled one as an object)."
@@ -46,40 +46,40 @@ KNOWN: dict[str, dict[str, str]] = {
             "Classic field descriptions carry `settings` only where the sandbox's crm.item catalogue has them (companyId); the classic pages show them on LEAD_ID/QUOTE_ID as well."
         ),
         ".result: documented keys missing: ADDRESS, ADDRESS_2, ADDRESS_CITY, ADDRESS_COUNTRY, ADDRESS_COUNTRY_CODE, ADDRESS_LOC_ADDR_ID, ADDRESS_POSTAL_CODE, ADDRESS_PROVINCE, ADDRESS_REGION, CONTACT_ID, LAST_COMMUNICATION_TIME, LINK, PARENT_ID_156, REG_ADDRESS, REG_ADDRESS_2, REG_ADDRESS_CITY, REG_ADDRESS_COUNTRY, REG_ADDRESS_COUNTRY_CODE, REG_ADDRESS_LOC_ADDR_ID, REG_ADDRESS_POSTAL_CODE, REG_ADDRESS_PROVINCE, REG_ADDRESS_REGION, UF_CRM_1687188367, UF_CRM_64A29A1CD5CC2": (
-            "Classic field set: the sandbox has no address, LINK, FACE_ID or communication-time fields; classic methods serve the crm.item catalogue under UPPER_CASE names."
+            "Classic field set: the sandbox has no address, LINK, FACE_ID, IM or LAST_COMMUNICATION_TIME fields (classic methods serve the crm.item catalogue under UPPER_CASE names); PARENT_ID_<n> and UF_CRM_<digits> are the docs portal's own relations and user fields."
         ),
         ".result: keys not documented: CATEGORY_ID, CONTACT_IDS, EMAIL_HOME, EMAIL_MAILING, EMAIL_WORK, IMOL, OBSERVERS, PHONE_MAILING, PHONE_MOBILE, PHONE_WORK, SEARCH_CONTENT, UF_ACCOUNTANT_SIGN, UF_CRM_1721244707130, UF_CRM_1721244707131, UF_CRM_1721244707132, UF_CRM_1721244707133, UF_CRM_1721244707134, UF_CRM_1721244707135, UF_DIRECTOR_SIGN, UF_LOGO, UF_STAMP, WEBFORM_ID": (
-            "Portal-specific: parent relations (PARENT_ID_<n>) and user fields (UF_CRM_<digits>) of the docs' portal differ from the sandbox's six generated UF_CRM_ fields."
+            "The classic methods list the documented crm.item fields (object-fields.md) under UPPER_CASE names, which include fields the classic pages do not show (OBSERVERS, SEARCH_CONTENT, EMAIL_HOME, CONTACT_IDS, …), and the sandbox's own UF_CRM_ fields."
         ),
     },
     "v2 crm.company.get": {
         ".result: documented keys missing: ADDRESS, ADDRESS_2, ADDRESS_CITY, ADDRESS_COUNTRY, ADDRESS_COUNTRY_CODE, ADDRESS_LOC_ADDR_ID, ADDRESS_POSTAL_CODE, ADDRESS_PROVINCE, ADDRESS_REGION, LAST_COMMUNICATION_TIME, PARENT_ID_156, REG_ADDRESS, REG_ADDRESS_2, REG_ADDRESS_CITY, REG_ADDRESS_COUNTRY, REG_ADDRESS_COUNTRY_CODE, REG_ADDRESS_LOC_ADDR_ID, REG_ADDRESS_POSTAL_CODE, REG_ADDRESS_PROVINCE, REG_ADDRESS_REGION, UF_CRM_1687188367": (
-            "Classic field set: the sandbox has no address, LINK, FACE_ID or communication-time fields; classic methods serve the crm.item catalogue under UPPER_CASE names."
+            "Classic field set: the sandbox has no address, LINK, FACE_ID, IM or LAST_COMMUNICATION_TIME fields (classic methods serve the crm.item catalogue under UPPER_CASE names); PARENT_ID_<n> and UF_CRM_<digits> are the docs portal's own relations and user fields."
         ),
         ".result: keys not documented: CATEGORY_ID, CONTACT_IDS, EMAIL, EMAIL_HOME, EMAIL_MAILING, EMAIL_WORK, IMOL, OBSERVERS, PHONE, PHONE_MAILING, PHONE_MOBILE, PHONE_WORK, SEARCH_CONTENT, UF_ACCOUNTANT_SIGN, UF_CRM_1721244707130, UF_CRM_1721244707131, UF_CRM_1721244707132, UF_CRM_1721244707133, UF_CRM_1721244707134, UF_CRM_1721244707135, UF_DIRECTOR_SIGN, UF_LOGO, UF_STAMP, WEBFORM_ID": (
-            "Portal-specific: parent relations (PARENT_ID_<n>) and user fields (UF_CRM_<digits>) of the docs' portal differ from the sandbox's six generated UF_CRM_ fields."
+            "The classic methods list the documented crm.item fields (object-fields.md) under UPPER_CASE names, which include fields the classic pages do not show (OBSERVERS, SEARCH_CONTENT, EMAIL_HOME, CONTACT_IDS, …), and the sandbox's own UF_CRM_ fields."
         ),
     },
     "v2 crm.contact.fields": {
         ".result.COMPANY_ID: keys not documented: settings": (
-            "The classic methods list the documented crm.item fields (object-fields.md) under UPPER_CASE names, which include fields the older classic pages do not show (OBSERVERS, SEARCH_CONTENT, EMAIL_HOME, …) and the sandbox's UF_CRM_ fields."
+            "The sandbox describes companyId with settings.parentEntityTypeId, as crm.item.fields does (crm-item-fields.md); the classic page shows no settings there."
         ),
         ".result.LEAD_ID: documented keys missing: settings": (
             "Classic field descriptions carry `settings` only where the sandbox's crm.item catalogue has them (companyId); the classic pages show them on LEAD_ID/QUOTE_ID as well."
         ),
         ".result: documented keys missing: ADDRESS, ADDRESS_2, ADDRESS_CITY, ADDRESS_COUNTRY, ADDRESS_COUNTRY_CODE, ADDRESS_LOC_ADDR_ID, ADDRESS_POSTAL_CODE, ADDRESS_PROVINCE, ADDRESS_REGION, LINK": (
-            "Classic field set: the sandbox has no address, LINK, FACE_ID or communication-time fields; classic methods serve the crm.item catalogue under UPPER_CASE names."
+            "Classic field set: the sandbox has no address, LINK, FACE_ID, IM or LAST_COMMUNICATION_TIME fields (classic methods serve the crm.item catalogue under UPPER_CASE names); PARENT_ID_<n> and UF_CRM_<digits> are the docs portal's own relations and user fields."
         ),
         ".result: keys not documented: CATEGORY_ID, EMAIL_HOME, EMAIL_MAILING, EMAIL_WORK, IMOL, OBSERVERS, PHONE_MAILING, PHONE_MOBILE, PHONE_WORK, SEARCH_CONTENT, UF_CRM_1721244707120, UF_CRM_1721244707121, UF_CRM_1721244707122, UF_CRM_1721244707123, UF_CRM_1721244707124, UF_CRM_1721244707125, WEBFORM_ID": (
-            "Portal-specific: parent relations (PARENT_ID_<n>) and user fields (UF_CRM_<digits>) of the docs' portal differ from the sandbox's six generated UF_CRM_ fields."
+            "The classic methods list the documented crm.item fields (object-fields.md) under UPPER_CASE names, which include fields the classic pages do not show (OBSERVERS, SEARCH_CONTENT, EMAIL_HOME, CONTACT_IDS, …), and the sandbox's own UF_CRM_ fields."
         ),
     },
     "v2 crm.contact.get": {
         ".result: documented keys missing: ADDRESS, ADDRESS_2, ADDRESS_CITY, ADDRESS_COUNTRY, ADDRESS_LOC_ADDR_ID, ADDRESS_POSTAL_CODE, ADDRESS_PROVINCE, ADDRESS_REGION, FACE_ID, PARENT_ID_1224, UF_CRM_1720697698689": (
-            "Classic field set: the sandbox has no address, LINK, FACE_ID or communication-time fields; classic methods serve the crm.item catalogue under UPPER_CASE names."
+            "Classic field set: the sandbox has no address, LINK, FACE_ID, IM or LAST_COMMUNICATION_TIME fields (classic methods serve the crm.item catalogue under UPPER_CASE names); PARENT_ID_<n> and UF_CRM_<digits> are the docs portal's own relations and user fields."
         ),
         ".result: keys not documented: CATEGORY_ID, COMPANY_IDS, EMAIL_HOME, EMAIL_MAILING, EMAIL_WORK, IMOL, OBSERVERS, PHONE_MAILING, PHONE_MOBILE, PHONE_WORK, SEARCH_CONTENT, UF_CRM_1721244707120, UF_CRM_1721244707121, UF_CRM_1721244707122, UF_CRM_1721244707123, UF_CRM_1721244707124, UF_CRM_1721244707125, WEBFORM_ID": (
-            "Portal-specific: parent relations (PARENT_ID_<n>) and user fields (UF_CRM_<digits>) of the docs' portal differ from the sandbox's six generated UF_CRM_ fields."
+            "The classic methods list the documented crm.item fields (object-fields.md) under UPPER_CASE names, which include fields the classic pages do not show (OBSERVERS, SEARCH_CONTENT, EMAIL_HOME, CONTACT_IDS, …), and the sandbox's own UF_CRM_ fields."
         ),
     },
     "v2 crm.contact.list": {
@@ -101,15 +101,15 @@ KNOWN: dict[str, dict[str, str]] = {
             "Classic field descriptions carry `settings` only where the sandbox's crm.item catalogue has them (companyId); the classic pages show them on LEAD_ID/QUOTE_ID as well."
         ),
         ".result: keys not documented: EVENT_DATE, EVENT_DESCRIPTION, EVENT_ID, OBSERVERS, ORDER_STAGE, SEARCH_CONTENT, UF_CRM_1721244707110, UF_CRM_1721244707111, UF_CRM_1721244707112, UF_CRM_1721244707113, UF_CRM_1721244707114, UF_CRM_1721244707115, WEBFORM_ID": (
-            "Portal-specific: parent relations (PARENT_ID_<n>) and user fields (UF_CRM_<digits>) of the docs' portal differ from the sandbox's six generated UF_CRM_ fields."
+            "The classic methods list the documented crm.item fields (object-fields.md) under UPPER_CASE names, which include fields the classic pages do not show (OBSERVERS, SEARCH_CONTENT, EMAIL_HOME, CONTACT_IDS, …), and the sandbox's own UF_CRM_ fields."
         ),
     },
     "v2 crm.deal.get": {
         ".result: documented keys missing: PARENT_ID_1220, UF_CRM_1721244482250": (
-            "Portal-specific: parent relations (PARENT_ID_<n>) and user fields (UF_CRM_<digits>) of the docs' portal differ from the sandbox's six generated UF_CRM_ fields."
+            "Portal-specific: parent relations (PARENT_ID_<n>) and user fields (UF_CRM_<digits>) of the docs' portal; the sandbox has none and six generated UF_CRM_ fields of its own."
         ),
         ".result: keys not documented: CONTACT_IDS, EVENT_DATE, EVENT_DESCRIPTION, EVENT_ID, OBSERVERS, ORDER_STAGE, SEARCH_CONTENT, UF_CRM_1721244707110, UF_CRM_1721244707111, UF_CRM_1721244707112, UF_CRM_1721244707113, UF_CRM_1721244707114, UF_CRM_1721244707115, WEBFORM_ID": (
-            "Portal-specific: parent relations (PARENT_ID_<n>) and user fields (UF_CRM_<digits>) of the docs' portal differ from the sandbox's six generated UF_CRM_ fields."
+            "The classic methods list the documented crm.item fields (object-fields.md) under UPPER_CASE names, which include fields the classic pages do not show (OBSERVERS, SEARCH_CONTENT, EMAIL_HOME, CONTACT_IDS, …), and the sandbox's own UF_CRM_ fields."
         ),
     },
     "v2 crm.item.add": {
@@ -151,18 +151,18 @@ KNOWN: dict[str, dict[str, str]] = {
     },
     "v2 crm.lead.fields": {
         ".result: documented keys missing: ADDRESS, ADDRESS_2, ADDRESS_CITY, ADDRESS_COUNTRY, ADDRESS_COUNTRY_CODE, ADDRESS_LOC_ADDR_ID, ADDRESS_POSTAL_CODE, ADDRESS_PROVINCE, ADDRESS_REGION, LINK": (
-            "Classic field set: the sandbox has no address, LINK, FACE_ID or communication-time fields; classic methods serve the crm.item catalogue under UPPER_CASE names."
+            "Classic field set: the sandbox has no address, LINK, FACE_ID, IM or LAST_COMMUNICATION_TIME fields (classic methods serve the crm.item catalogue under UPPER_CASE names); PARENT_ID_<n> and UF_CRM_<digits> are the docs portal's own relations and user fields."
         ),
         ".result: keys not documented: EMAIL_HOME, EMAIL_MAILING, EMAIL_WORK, ICQ, IMOL, OBSERVERS, PHONE_MAILING, PHONE_MOBILE, PHONE_WORK, SEARCH_CONTENT, SKYPE, UF_CRM_1721244707100, UF_CRM_1721244707101, UF_CRM_1721244707102, UF_CRM_1721244707103, UF_CRM_1721244707104, UF_CRM_1721244707105, WEBFORM_ID": (
-            "Portal-specific: parent relations (PARENT_ID_<n>) and user fields (UF_CRM_<digits>) of the docs' portal differ from the sandbox's six generated UF_CRM_ fields."
+            "The classic methods list the documented crm.item fields (object-fields.md) under UPPER_CASE names, which include fields the classic pages do not show (OBSERVERS, SEARCH_CONTENT, EMAIL_HOME, CONTACT_IDS, …), and the sandbox's own UF_CRM_ fields."
         ),
     },
     "v2 crm.lead.get": {
         ".result: documented keys missing: ADDRESS, ADDRESS_2, ADDRESS_CITY, ADDRESS_COUNTRY, ADDRESS_COUNTRY_CODE, ADDRESS_LOC_ADDR_ID, ADDRESS_POSTAL_CODE, ADDRESS_PROVINCE, ADDRESS_REGION, IM": (
-            "Classic field set: the sandbox has no address, LINK, FACE_ID or communication-time fields; classic methods serve the crm.item catalogue under UPPER_CASE names."
+            "Classic field set: the sandbox has no address, LINK, FACE_ID, IM or LAST_COMMUNICATION_TIME fields (classic methods serve the crm.item catalogue under UPPER_CASE names); PARENT_ID_<n> and UF_CRM_<digits> are the docs portal's own relations and user fields."
         ),
         ".result: keys not documented: CONTACT_IDS, EMAIL, EMAIL_HOME, EMAIL_MAILING, EMAIL_WORK, ICQ, IMOL, OBSERVERS, PHONE_MAILING, PHONE_MOBILE, PHONE_WORK, SEARCH_CONTENT, SKYPE, UF_CRM_1721244707100, UF_CRM_1721244707101, UF_CRM_1721244707102, UF_CRM_1721244707103, UF_CRM_1721244707104, UF_CRM_1721244707105, WEBFORM_ID": (
-            "Portal-specific: parent relations (PARENT_ID_<n>) and user fields (UF_CRM_<digits>) of the docs' portal differ from the sandbox's six generated UF_CRM_ fields."
+            "The classic methods list the documented crm.item fields (object-fields.md) under UPPER_CASE names, which include fields the classic pages do not show (OBSERVERS, SEARCH_CONTENT, EMAIL_HOME, CONTACT_IDS, …), and the sandbox's own UF_CRM_ fields."
         ),
     },
     "v2 crm.lead.list": {
@@ -172,16 +172,10 @@ KNOWN: dict[str, dict[str, str]] = {
     },
     "v2 crm.status.entity.types": {
         ".result[]: documented keys missing: CATEGORY_NAME, CATEGORY_SORT, IS_DEFAULT_CATEGORY, IS_ENABLED": (
-            "The sandbox's directory types carry ID, NAME, SEMANTIC_INFO-less rows without the pipeline keys (CATEGORY_NAME, CATEGORY_SORT, IS_DEFAULT_CATEGORY, IS_ENABLED) the page shows for deal-stage directories."
+            "The documented list includes invoice, document and smart-process stage directories (SMART_INVOICE_STAGE_5, DYNAMIC_177_STAGE_7, …) whose entries carry these keys; the sandbox has no such entities, and its lead and deal directories carry the keys the page shows for them."
         ),
     },
     "v2 tasks.task.add": {
-        ".result.task.creator: documented keys missing: workPosition": (
-            "The sandbox's users have no work position in the task's creator/responsible block."
-        ),
-        ".result.task.responsible: documented keys missing: workPosition": (
-            "The sandbox's users have no work position in the task's creator/responsible block."
-        ),
         ".result.task: documented keys missing: accomplicesData, action, activityDate, addInReport, allowChangeDeadline, allowTimeTracking, auditorsData, checkListCanAdd, checkListTree, checklist, commentsCount, dateStart, descriptionInBbcode, durationFact, durationPlan, durationType, exchangeId, exchangeModified, favorite, flowId, forkedByTemplateId, forumId, forumTopicId, isMuted, isPinned, isPinnedInGroup, mark, matchWorkTime, multitask, newCommentsCount, notViewed, outlookVersion, replicate, serviceCommentsCount, siteId, sorting, stageId, statusChangedBy, statusChangedDate, subordinate, taskControl, timeSpentInLogs, viewedDate": (
             "v2 task rows carry the fields the sandbox stores (see README, Sandbox data); the documented full task has many more (checklist, counters, durations, …)."
         ),
@@ -190,12 +184,6 @@ KNOWN: dict[str, dict[str, str]] = {
         ),
     },
     "v2 tasks.task.get": {
-        ".result.task.creator: documented keys missing: workPosition": (
-            "The sandbox's users have no work position in the task's creator/responsible block."
-        ),
-        ".result.task.responsible: documented keys missing: workPosition": (
-            "The sandbox's users have no work position in the task's creator/responsible block."
-        ),
         ".result.task.ufCrmTask: documented list, sandbox bool": (
             "Data: the replayed task has no CRM links, and an empty UF_CRM_TASK is `false` in v2 task rows (recorded fixture tests/fixtures/real-responses/single_add.json)."
         ),
@@ -212,12 +200,6 @@ KNOWN: dict[str, dict[str, str]] = {
         ),
     },
     "v2 tasks.task.update": {
-        ".result.task.creator: documented keys missing: workPosition": (
-            "The sandbox's users have no work position in the task's creator/responsible block."
-        ),
-        ".result.task.responsible: documented keys missing: workPosition": (
-            "The sandbox's users have no work position in the task's creator/responsible block."
-        ),
         ".result.task: documented keys missing: accomplicesData, action, activityDate, addInReport, allowChangeDeadline, allowTimeTracking, auditorsData, backlogId, checkListCanAdd, checkListTree, checklist, commentsCount, dateStart, descriptionInBbcode, durationFact, durationPlan, durationType, exchangeId, exchangeModified, favorite, flowId, forkedByTemplateId, forumId, forumTopicId, isMuted, isPinned, isPinnedInGroup, mark, matchWorkTime, multitask, newCommentsCount, notViewed, outlookVersion, replicate, serviceCommentsCount, siteId, sorting, sprintId, stageId, statusChangedBy, statusChangedDate, subordinate, taskControl, timeSpentInLogs, viewedDate": (
             "v2 task rows carry the fields the sandbox stores (see README, Sandbox data); the documented full task has many more (checklist, counters, durations, …)."
         ),
@@ -238,7 +220,7 @@ KNOWN: dict[str, dict[str, str]] = {
     },
     "v2 user.current": {
         ".result: keys not documented: PERSONAL_CITY, PERSONAL_MOBILE, SECOND_NAME, TIME_ZONE, USER_TYPE, WORK_PHONE, XML_ID": (
-            "user.current rows carry the user fields the sandbox stores (SECOND_NAME, TIME_ZONE, …); the documented answer is of a portal whose admin has other fields filled. No TIMESTAMP_X in the sandbox's user.current (README: user.current has no TIMESTAMP_X, as the user.current page shows)."
+            "user.current rows carry the user fields the sandbox stores (SECOND_NAME, TIME_ZONE, …); the documented answers are of portals whose users have other fields filled."
         ),
     },
     "v2 user.fields": {
@@ -289,6 +271,7 @@ KNOWN: dict[str, dict[str, str]] = {
     },
 }
 
+
 # Documented error answers the sandbox triggers (test_errors.TRIGGERS) but answers differently.
 ERROR_DIFFERENCES: dict[str, str] = {
     "v2 crm.status.entity.items": (
@@ -325,3 +308,38 @@ UNTRIGGERED: dict[str, str] = {
         "array, which the sandbox accepts as no select."
     ),
 }
+
+
+BEGIN = "<!-- generated from tests/conformance/deviations.py: python -m tests.conformance.deviations -->"
+END = "<!-- end of generated part -->"
+
+
+def render() -> str:
+    """The generated part of docs/sandbox-deviations.md: every listed difference with its reason."""
+    lines = [BEGIN, "", "### Replayed requests (test_replay.py)", ""]
+    for key in sorted(KNOWN):
+        lines.append(f"**{key}**")
+        lines.append("")
+        by_reason: dict[str, list[str]] = {}
+        for diff, reason in sorted(KNOWN[key].items()):
+            by_reason.setdefault(reason, []).append(diff)
+        for reason, diffs in by_reason.items():
+            shown = "; ".join(f"`{d}`" if len(d) <= 160 else f"`{d[:157]}...`" for d in diffs)
+            lines.append(f"- {shown}: {reason}")
+        lines.append("")
+    lines += ["### Documented errors answered differently (test_errors.py)", ""]
+    lines += [f"- **{key}**: {reason}" for key, reason in sorted(ERROR_DIFFERENCES.items())]
+    lines += ["", "### Documented errors the sandbox cannot cause (test_errors.py)", ""]
+    lines += [f"- **{key}**: {reason}" for key, reason in sorted(UNTRIGGERED.items())]
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "sandbox-deviations.md"
+    text = doc.read_text(encoding="utf-8")
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    doc.write_text(head + render() + tail, encoding="utf-8")

@@ -7,6 +7,7 @@ from that list); a new difference fails, and so does a listed one that no longer
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ import requests
 
 from bitrix24_source.sandbox import Sandbox
 from tests.conformance.corpus import Record, adapted_request, records
-from tests.conformance.deviations import KNOWN
+from tests.conformance.deviations import KNOWN, render
 from tests.conformance.shapes import differences
 
 RECORDS = [r for r in records() if r.response is not None and r.response.get("body") is not None]
@@ -52,3 +53,8 @@ def test_documented_request_gets_the_documented_shape(docs_portal: Sandbox, reco
     known = set(KNOWN.get(record.key, {}))
     assert sorted(found - known) == [], f"{record.key} ({record.page}): new differences"
     assert sorted(known - found) == [], f"{record.key}: listed differences that no longer occur"
+
+
+def test_deviation_doc_is_current() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "sandbox-deviations.md").read_text(encoding="utf-8")
+    assert render() in doc, "run: python -m tests.conformance.deviations"
