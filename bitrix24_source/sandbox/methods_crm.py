@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bitrix24_source.sandbox.fields import (
     CLASSIC_NAMES,
@@ -44,11 +44,7 @@ from bitrix24_source.sandbox.filters import (
     yn,
 )
 from bitrix24_source.sandbox.store import iso
-from bitrix24_source.sandbox.types import ApiError, CallContext, Handler, MethodResult
-
-if TYPE_CHECKING:
-    from bitrix24_source.sandbox.state import PortalState
-
+from bitrix24_source.sandbox.types import ApiError, CallContext, Handler, MethodResult, PortalData
 
 _MOVED = frozenset({"leads", "deals"})
 _DEFAULT_TYPES = {"deals": "SALE", "contacts": "CLIENT", "companies": "CUSTOMER"}
@@ -478,7 +474,7 @@ def blank_crm_row(cat: CrmCatalogue, entity: str, *, user_id: int, now: float) -
     return row
 
 
-def create_crm(state: PortalState, entity: str, changes: dict[str, Any], *, user_id: int) -> dict[str, Any]:
+def create_crm(state: PortalData, entity: str, changes: dict[str, Any], *, user_id: int) -> dict[str, Any]:
     """Validate an add and store it (shared by crm.item.add and crm.<entity>.add)."""
     table = state.table(entity)
     row = blank_crm_row(state.crm, entity, user_id=user_id, now=state.now())
@@ -499,7 +495,7 @@ def create_crm(state: PortalState, entity: str, changes: dict[str, Any], *, user
 
 
 def update_crm(
-    state: PortalState, entity: str, id_: int, changes: dict[str, Any], *, user_id: int
+    state: PortalData, entity: str, id_: int, changes: dict[str, Any], *, user_id: int
 ) -> dict[str, Any]:
     """Validate an update and store it: `updatedTime`/`updatedBy` always move, `movedTime` on a stage change."""
     table = state.table(entity)
@@ -543,7 +539,7 @@ def _fields_param(params: Mapping[str, Any]) -> Mapping[str, Any]:
     return fields if fields is not None else {}
 
 
-def item_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def item_list(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     entity = _entity_from_type_id(params)
     resolve = _item_resolver(state.crm, entity)
     compiled = compile_v2(params.get("filter") or {}, resolve)
@@ -577,7 +573,7 @@ def _full_item(
     )
 
 
-def item_get(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def item_get(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     entity = _entity_from_type_id(params)
     row = state.table(entity).get(_item_id(params))
     if row is None:
@@ -587,7 +583,7 @@ def item_get(state: PortalState, params: dict[str, Any], ctx: CallContext) -> Me
     )
 
 
-def item_add(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def item_add(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     entity = _entity_from_type_id(params)
     changes = normalize_input(state.crm, entity, _fields_param(params), classic=False)
     row = create_crm(state, entity, changes, user_id=ctx.user_id)
@@ -596,7 +592,7 @@ def item_add(state: PortalState, params: dict[str, Any], ctx: CallContext) -> Me
     )
 
 
-def item_update(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def item_update(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     entity = _entity_from_type_id(params)
     id_ = _item_id(params)
     if state.table(entity).get(id_) is None:
@@ -608,7 +604,7 @@ def item_update(state: PortalState, params: dict[str, Any], ctx: CallContext) ->
     )
 
 
-def item_delete(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def item_delete(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     entity = _entity_from_type_id(params)
     id_ = _item_id(params)
     table = state.table(entity)
@@ -620,7 +616,7 @@ def item_delete(state: PortalState, params: dict[str, Any], ctx: CallContext) ->
     return MethodResult([], cost=state.cost_model.call_cost(write=True))
 
 
-def item_fields(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def item_fields(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     entity = _entity_from_type_id(params)
     original = yn(params.get("useOriginalUfNames", "N")) == "Y"
     return MethodResult(
@@ -656,7 +652,7 @@ def _reword(err: ApiError) -> ApiError:
 
 
 def _classic(entity: str) -> dict[str, Handler]:
-    def list_(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+    def list_(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
         resolve = _classic_resolver(state.crm, entity)
         for name in ("filter", "order"):
             value = param(params, name)
@@ -673,7 +669,7 @@ def _classic(entity: str) -> dict[str, Handler]:
         rows = [_classic_row(r, specs, fm_types) for r in page]
         return MethodResult(rows, total=total, next=nxt, cost=cost, rows=len(rows))
 
-    def get(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+    def get(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
         row = state.table(entity).get(_classic_id(params))
         if row is None:
             raise _classic_error("Not found")
@@ -681,7 +677,7 @@ def _classic(entity: str) -> dict[str, Handler]:
             render_classic(state.crm, entity, row, None, full=True), cost=state.cost_model.call_cost()
         )
 
-    def add(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+    def add(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
         fields = _classic_fields(params)
         try:
             changes = normalize_input(state.crm, entity, fields, classic=True)
@@ -690,7 +686,7 @@ def _classic(entity: str) -> dict[str, Handler]:
             raise _reword(err) from None
         return MethodResult(row["id"], cost=state.cost_model.call_cost(write=True))
 
-    def update(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+    def update(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
         id_ = _classic_id(params)
         if state.table(entity).get(id_) is None:
             # DOCS crm-company-update.md, crm-contact-update.md: "Company is not found", "Contact is not found".
@@ -703,14 +699,14 @@ def _classic(entity: str) -> dict[str, Handler]:
             raise _reword(err) from None
         return MethodResult(True, cost=state.cost_model.call_cost(write=True))
 
-    def delete(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+    def delete(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
         id_ = _classic_id(params)
         if state.table(entity).get(id_) is None:
             raise _classic_error("Not found")
         state.delete_row(entity, id_)
         return MethodResult(True, cost=state.cost_model.call_cost(write=True))
 
-    def fields(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+    def fields(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
         return MethodResult(classic_fields_payload(entity, state.crm), cost=state.cost_model.call_cost())
 
     return {"list": list_, "get": get, "add": add, "update": update, "delete": delete, "fields": fields}
@@ -729,7 +725,7 @@ _PRODUCT_FILTER = {
 _PRODUCT_ORDER = {"id": FieldRef("id", "id"), "sort": FieldRef("sort", "int")}
 
 
-def productrow_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def productrow_list(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     raw = _as_mapping(params.get("filter")) or {}
     if "=ownerType" not in raw or not ({"=ownerId", "@ownerId"} & set(raw)):
         raise ApiError("REQUIRED_ARG_MISSING", "Required fields: =ownerType, =ownerId")
@@ -749,7 +745,7 @@ def productrow_list(state: PortalState, params: dict[str, Any], ctx: CallContext
     return MethodResult({"productRows": rows}, total=total, next=nxt, cost=cost, rows=len(rows))
 
 
-def productrow_fields(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def productrow_fields(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     return MethodResult(product_row_fields_payload(), cost=state.cost_model.call_cost())
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bitrix24_source.sandbox.fields import (
     RESULT_DEFAULT_SELECT,
@@ -44,11 +44,7 @@ from bitrix24_source.sandbox.filters import (
     yn,
 )
 from bitrix24_source.sandbox.store import iso
-from bitrix24_source.sandbox.types import ApiError, CallContext, Handler, MethodResult
-
-if TYPE_CHECKING:
-    from bitrix24_source.sandbox.state import PortalState
-
+from bitrix24_source.sandbox.types import ApiError, CallContext, Handler, MethodResult, PortalData
 
 _STATUS_BY_CODE = {v: k for k, v in TASK_STATUS_V2.items()} | {"1": "pending"}
 _PRIORITY_BY_CODE = {v: k for k, v in TASK_PRIORITY_V2.items()}
@@ -134,7 +130,7 @@ def _apply_status(row: dict[str, Any], old_status: str | None, user_id: int, sta
         row["closed"], row["closedById"] = None, None
 
 
-def create_task(state: PortalState, values: dict[str, Any], *, user_id: int) -> dict[str, Any]:
+def create_task(state: PortalData, values: dict[str, Any], *, user_id: int) -> dict[str, Any]:
     """Store a new task from canonical values (shared by the v2 and v3 add methods and `add_row`)."""
     row = blank_task(user_id=user_id, now=state.now())
     row.update(values)
@@ -143,7 +139,7 @@ def create_task(state: PortalState, values: dict[str, Any], *, user_id: int) -> 
     return state.table("tasks").insert(row)
 
 
-def update_task(state: PortalState, id_: int, changes: dict[str, Any], *, user_id: int) -> dict[str, Any]:
+def update_task(state: PortalData, id_: int, changes: dict[str, Any], *, user_id: int) -> dict[str, Any]:
     """Apply canonical changes: `changed` moves, and `closed` follows the status (set on completion)."""
     table = state.table("tasks")
     old = table.get(id_)
@@ -161,7 +157,7 @@ def update_task(state: PortalState, id_: int, changes: dict[str, Any], *, user_i
 # v3
 
 
-def _user_dto(state: PortalState, user_id: Any, wanted: list[str]) -> dict[str, Any] | None:
+def _user_dto(state: PortalData, user_id: Any, wanted: list[str]) -> dict[str, Any] | None:
     user = state.table("users").get(user_id) if isinstance(user_id, int) else None
     if user is None:
         return None
@@ -202,7 +198,7 @@ def _parse_select(select: Any, default: tuple[str, ...]) -> tuple[list[str], dic
 
 
 def _render_v3(
-    state: PortalState, row: Mapping[str, Any], own: list[str], rel: dict[str, list[str]]
+    state: PortalData, row: Mapping[str, Any], own: list[str], rel: dict[str, list[str]]
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in own:
@@ -274,7 +270,7 @@ def _v3_fields(params: Mapping[str, Any], *, adding: bool) -> dict[str, Any]:
     return out
 
 
-def v3_task_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def v3_task_list(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     own, rel = _parse_select(params.get("select"), ("id",))
     table = state.table("tasks")
     compiled = compile_v3(params.get("filter"), TASK_FIELDS, "TaskDto", indexed=table.indexed)
@@ -286,7 +282,7 @@ def v3_task_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -
     return MethodResult({"items": items}, cost=cost, rows=len(items))
 
 
-def v3_task_get(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def v3_task_get(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     id_ = _v3_id(params)
     own, rel = _parse_select(params.get("select"), TASK_DEFAULT_GET)
     row = state.table("tasks").get(id_)
@@ -295,14 +291,14 @@ def v3_task_get(state: PortalState, params: dict[str, Any], ctx: CallContext) ->
     return MethodResult({"item": _render_v3(state, row, own, rel)}, cost=state.cost_model.call_cost())
 
 
-def v3_task_add(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def v3_task_add(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     values = _v3_fields(params, adding=True)
     row = create_task(state, values, user_id=ctx.user_id)
     item = _render_v3(state, row, list(TASK_FIELDS), {})
     return MethodResult({"item": item}, cost=state.cost_model.call_cost(write=True))
 
 
-def v3_task_update(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def v3_task_update(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     id_ = _v3_id(params)
     if state.table("tasks").get(id_) is None:
         raise _no_access()
@@ -314,7 +310,7 @@ def v3_task_update(state: PortalState, params: dict[str, Any], ctx: CallContext)
     return MethodResult({"result": True}, cost=state.cost_model.call_cost(write=True))
 
 
-def v3_task_delete(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def v3_task_delete(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     id_ = _v3_id(params)
     if state.table("tasks").get(id_) is None:
         raise _no_access()
@@ -349,7 +345,7 @@ _PHP_TYPES = {
 }
 
 
-def _legacy_field_list(state: PortalState) -> MethodResult:
+def _legacy_field_list(state: PortalData) -> MethodResult:
     items = [
         {
             "name": f.name,
@@ -364,7 +360,7 @@ def _legacy_field_list(state: PortalState) -> MethodResult:
     return MethodResult({"items": items}, cost=state.cost_model.call_cost())
 
 
-def v3_task_field_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def v3_task_field_list(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     if state.crm.name == "legacy":
         return _legacy_field_list(state)
     select = params.get("select")
@@ -423,7 +419,7 @@ def _has_task_id(filter_: Any) -> bool:
     return False
 
 
-def v3_result_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def v3_result_list(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     filter_ = params.get("filter")
     if filter_ in (None, "", [], {}):
         raise v3_validation(
@@ -497,7 +493,7 @@ def _v2_keys(select: Any) -> list[str]:
 
 
 def _render_v2(
-    state: PortalState, row: Mapping[str, Any], keys: list[str], *, full: bool = False
+    state: PortalData, row: Mapping[str, Any], keys: list[str], *, full: bool = False
 ) -> dict[str, Any]:
     out = {key: _v2_value(key, row.get(TASK_V2_SOURCE[key])) for key in keys}
     if "status" in out:
@@ -544,7 +540,7 @@ def _v2_resolve(name: str) -> FieldRef | None:
     return FieldRef(canonical, kind)
 
 
-def _v2_task(state: PortalState, params: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+def _v2_task(state: PortalData, params: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
     """The id and stored row of the task a v2 call names (`taskId`/`id`); one error for bad and unknown ids."""
     value = next((v for k, v in params.items() if k.lower() in ("taskid", "id")), None)
     id_ = strict_int(value)
@@ -577,7 +573,7 @@ def _v2_input(fields: Any, *, adding: bool) -> dict[str, Any]:
     return out
 
 
-def v2_task_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def v2_task_list(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     raw_filter = params.get("filter") or {}
     kept = {}
     if isinstance(raw_filter, Mapping):
@@ -597,20 +593,20 @@ def v2_task_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -
     return MethodResult({"tasks": tasks}, total=total, next=nxt, cost=cost, rows=len(tasks))
 
 
-def v2_task_get(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def v2_task_get(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     _, row = _v2_task(state, params)
     keys = _v2_keys(params.get("select"))
     return MethodResult({"task": _render_v2(state, row, keys, full=True)}, cost=state.cost_model.call_cost())
 
 
-def v2_task_add(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def v2_task_add(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     values = _v2_input(params.get("fields"), adding=True)
     row = create_task(state, values, user_id=ctx.user_id)
     task = _render_v2(state, row, _v2_keys(["*"]), full=True)
     return MethodResult({"task": task}, cost=state.cost_model.call_cost(write=True))
 
 
-def v2_task_update(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def v2_task_update(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     id_, _ = _v2_task(state, params)
     changes = _v2_input(params.get("fields"), adding=False)
     if changes.get("parentId") == id_:
@@ -621,7 +617,7 @@ def v2_task_update(state: PortalState, params: dict[str, Any], ctx: CallContext)
     return MethodResult({"task": task}, cost=state.cost_model.call_cost(write=True))
 
 
-def v2_task_delete(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def v2_task_delete(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     id_, _ = _v2_task(state, params)
     state.delete_row("tasks", id_)
     return MethodResult({"task": True}, cost=state.cost_model.call_cost(write=True))
@@ -675,7 +671,7 @@ _GETFIELDS: dict[str, dict[str, Any]] = {
 }
 
 
-def v2_task_getfields(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def v2_task_getfields(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     """`tasks.task.getFields` (the server lowercases method names, §1.1): ``{"fields": {UPPER: {...}}}``."""
     fields = {
         name: {**spec, **({"values": dict(spec["values"])} if "values" in spec else {})}
@@ -693,7 +689,7 @@ def _bb_html(text: str) -> str:
     return _BB.sub(lambda m: f"<{m.group(1).lower()}>{m.group(2)}</{m.group(1).lower()}>", text)
 
 
-def v2_result_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def v2_result_list(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     """v2 `tasks.task.result.list` (DOCS api-reference/tasks/result/tasks-task-result-list.md): the results of
     one task as a bare array, newest first as in the documented answer, no paging."""
     raw = next((v for k, v in params.items() if k.lower() == "taskid"), None)
