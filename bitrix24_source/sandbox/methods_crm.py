@@ -264,6 +264,7 @@ def _classic_row(
 
 
 def _invalid(spec: FieldSpec) -> ApiError:
+    # DOCS crm-item-add.md / crm-item-update.md, "Possible Error Codes".
     return ApiError("CRM_FIELD_ERROR_VALUE_NOT_VALID", f'Invalid value for field "{spec.name}"')
 
 
@@ -480,6 +481,7 @@ def create_crm(state: PortalData, entity: str, changes: dict[str, Any], *, user_
     row = blank_crm_row(state.crm, entity, user_id=user_id, now=state.now())
     for spec in state.crm.fields[entity]:
         if spec.required and (changes.get(spec.name) in (None, "", [])):
+            # DOCS import/crm-item-batch-import.md lists CRM_FIELD_ERROR_REQUIRED; the text is the sandbox's own.
             raise ApiError("CRM_FIELD_ERROR_REQUIRED", f'Field "{spec.title}" is required')
     _stage_fields(entity, row, changes, adding=True)
     _link_fields(entity, changes)
@@ -501,12 +503,14 @@ def update_crm(
     table = state.table(entity)
     old = table.get(id_)
     if old is None:
+        # DOCS crm-item-get.md, "Error Handling".
         raise ApiError("NOT_FOUND", "Element not found")
     row = dict(old)
     _stage_fields(entity, row, changes, adding=False)
     _link_fields(entity, changes)
     for spec in state.crm.fields[entity]:
         if spec.required and spec.name in changes and changes[spec.name] in (None, "", []):
+            # DOCS import/crm-item-batch-import.md lists CRM_FIELD_ERROR_REQUIRED; the text is the sandbox's own.
             raise ApiError("CRM_FIELD_ERROR_REQUIRED", f'Field "{spec.title}" is required')
     stage_moved = "stageId" in changes and changes["stageId"] != old.get("stageId")
     edits = changes.pop("_fm_edits", None)
@@ -530,6 +534,7 @@ def update_crm(
 def _item_id(params: Mapping[str, Any]) -> int:
     id_ = strict_int(params.get("id"))
     if id_ is None or id_ <= 0:
+        # DOCS crm-item-get.md, "Error Handling".
         raise ApiError("NOT_FOUND", "Element not found")
     return id_
 
@@ -577,6 +582,7 @@ def item_get(state: PortalData, params: dict[str, Any], ctx: CallContext) -> Met
     entity = _entity_from_type_id(params)
     row = state.table(entity).get(_item_id(params))
     if row is None:
+        # DOCS crm-item-get.md, "Error Handling".
         raise ApiError("NOT_FOUND", "Element not found")
     return MethodResult(
         {"item": _full_item(state.crm, entity, row, params)}, cost=state.cost_model.call_cost()
@@ -596,6 +602,7 @@ def item_update(state: PortalData, params: dict[str, Any], ctx: CallContext) -> 
     entity = _entity_from_type_id(params)
     id_ = _item_id(params)
     if state.table(entity).get(id_) is None:
+        # DOCS crm-item-get.md, "Error Handling".
         raise ApiError("NOT_FOUND", "Element not found")
     changes = normalize_input(state.crm, entity, _fields_param(params), classic=False)
     row = update_crm(state, entity, id_, changes, user_id=ctx.user_id)
@@ -636,6 +643,7 @@ def _classic_error(description: str) -> ApiError:
 def _classic_id(params: Mapping[str, Any]) -> int:
     id_ = strict_int(param(params, "id"))
     if id_ is None or id_ <= 0:
+        # DOCS crm-contact-get.md / crm-contact-delete.md, "Error Handling".
         raise _classic_error("ID is not defined or invalid.")
     return id_
 
@@ -643,6 +651,7 @@ def _classic_id(params: Mapping[str, Any]) -> int:
 def _classic_fields(params: Mapping[str, Any]) -> Mapping[str, Any]:
     fields = _as_mapping(param(params, "fields"))
     if fields is None:
+        # DOCS crm-company-add.md / crm-deal-add.md, "Error Handling".
         raise _classic_error("Parameter 'fields' must be array.")
     return fields
 
@@ -672,6 +681,7 @@ def _classic(entity: str) -> dict[str, Handler]:
     def get(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
         row = state.table(entity).get(_classic_id(params))
         if row is None:
+            # DOCS crm-company-get.md / crm-lead-get.md, "Error Handling".
             raise _classic_error("Not found")
         return MethodResult(
             render_classic(state.crm, entity, row, None, full=True), cost=state.cost_model.call_cost()
@@ -702,6 +712,7 @@ def _classic(entity: str) -> dict[str, Handler]:
     def delete(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
         id_ = _classic_id(params)
         if state.table(entity).get(id_) is None:
+            # DOCS crm-company-get.md / crm-lead-get.md, "Error Handling".
             raise _classic_error("Not found")
         state.delete_row(entity, id_)
         return MethodResult(True, cost=state.cost_model.call_cost(write=True))
@@ -728,6 +739,8 @@ _PRODUCT_ORDER = {"id": FieldRef("id", "id"), "sort": FieldRef("sort", "int")}
 def productrow_list(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     raw = _as_mapping(params.get("filter")) or {}
     if "=ownerType" not in raw or not ({"=ownerId", "@ownerId"} & set(raw)):
+        # DOCS crm-item-productrow-list.md marks =ownerType and =ownerId required; the code and text of the
+        # error are the sandbox's own (docs/sandbox-deviations.md).
         raise ApiError("REQUIRED_ARG_MISSING", "Required fields: =ownerType, =ownerId")
     kept = {}
     for key, value in raw.items():

@@ -311,7 +311,8 @@ def category_list(state: PortalData, params: dict[str, Any], ctx: CallContext) -
     type_id = strict_int(params.get("entityTypeId"))
     if type_id in _ENTITY_TYPE_NAMES:
         # Leads have no pipelines; contacts and companies are left at that too (their categories are a
-        # separate, rarely used feature the sandbox does not model).
+        # separate, rarely used feature the sandbox does not model). DOCS crm-category-list.md, error table:
+        # "Entity type `{entityTypeName}` is not supported".
         raise ApiError(
             "ENTITY_TYPE_NOT_SUPPORTED", f"Entity type {_ENTITY_TYPE_NAMES[type_id]} is not supported"
         )

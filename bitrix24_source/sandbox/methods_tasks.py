@@ -183,12 +183,14 @@ def _parse_select(select: Any, default: tuple[str, ...]) -> tuple[list[str], dic
         head, _, tail = name.partition(".")
         if head in TASK_USER_RELATIONS:
             if tail and tail not in TASK_USER_DTO_FIELDS:
+                # §2.3 table and DOCS rest-v3.md: an unknown related field in select is an error.
                 raise v3_error("UNKNOWNDTOPROPERTYEXCEPTION", f"Unknown field `{tail}` for entity `UserDto`")
             fields = rel.setdefault(head, [])
             for f in [tail] if tail else TASK_USER_DTO_FIELDS:
                 if f not in fields:
                     fields.append(f)
         elif tail:
+            # DOCS tasks-task-get-rest-v3.md, "Possible Error Codes".
             raise v3_error("UNKNOWNDTOPROPERTYEXCEPTION", f"Unknown field `{head}` for entity `TaskDto`")
         elif name in TASK_FIELDS and name not in own:
             own.append(name)
@@ -240,6 +242,7 @@ def _v3_fields(params: Mapping[str, Any], *, adding: bool) -> dict[str, Any]:
     for key, value in raw.items():
         spec = TASK_FIELDS.get(str(key))
         if spec is None:
+            # §2.3 table: an unknown field of the DTO.
             raise v3_error("UNKNOWNDTOPROPERTYEXCEPTION", f"Unknown field `{key}` for entity `TaskDto`")
         if (key in _NOT_EDITABLE_ON_ADD) if adding else not spec.editable:
             # DOCS tasks-task-update-rest-v3.md, "Error Handling": the documented envelope and text.
@@ -426,7 +429,7 @@ def v3_result_list(state: PortalData, params: dict[str, Any], ctx: CallContext) 
             "filter", "The field value cannot be empty", summary=RESULT_LIST_VALIDATION_MESSAGE
         )
     if not _has_task_id(filter_):
-        # DOCS tasks-task-result-list.md: the filter must hold a `taskId` condition.
+        # DOCS tasks-task-result-list-rest-v3.md: the filter must hold a `taskId` condition.
         raise v3_validation(
             "filter.taskId",
             "A filter for the required field `taskId` must be specified",
@@ -441,6 +444,7 @@ def v3_result_list(state: PortalData, params: dict[str, Any], ctx: CallContext) 
     names = [str(x) for x in (select if isinstance(select, list) and select else RESULT_DEFAULT_SELECT)]
     for name in names:
         if name not in RESULT_FIELDS and name != "author":
+            # §2.3 table: an unknown field of the DTO.
             raise v3_error("UNKNOWNDTOPROPERTYEXCEPTION", f"Unknown field `{name}` for entity `ResultDto`")
     page, _ = execute(table, compiled, order=order, offset=offset, limit=limit, count=False)
     items = []
@@ -540,19 +544,37 @@ def _v2_resolve(name: str) -> FieldRef | None:
     return FieldRef(canonical, kind)
 
 
-def _v2_task(state: PortalData, params: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
-    """The id and stored row of the task a v2 call names (`taskId`/`id`); one error for bad and unknown ids."""
+def _v2_task(state: PortalData, params: Mapping[str, Any], *, denied: ApiError) -> tuple[int, dict[str, Any]]:
+    """The id and stored row of the task a v2 call names (`taskId`/`id`).
+
+    DOCS tasks-task-get.md / -update.md / -delete.md, "Possible Error Codes": no `taskId` is "100", a
+    `taskId` of the wrong type "0" "wrong task id". A task the user cannot reach answers `denied`, the
+    method's access error; the pages give no separate answer for a task that does not exist.
+    """
     value = next((v for k, v in params.items() if k.lower() in ("taskid", "id")), None)
+    if value is None or value == "":
+        raise ApiError(
+            "100", "CTaskItem All parameters in the constructor must have real class type (internal error)"
+        )
     id_ = strict_int(value)
-    row = state.table("tasks").get(id_) if id_ is not None and id_ > 0 else None
-    if id_ is None or row is None:
-        raise ApiError("ERROR_CORE", "Task not found or access denied")
+    if id_ is None:
+        raise ApiError("0", "wrong task id")
+    row = state.table("tasks").get(id_) if id_ > 0 else None
+    if row is None:
+        raise denied
     return id_, row
 
 
+# DOCS tasks-task-update.md, "Possible Error Codes" (tasks.task.get documents no access error; it gets the same).
+_UPDATE_DENIED = ApiError("0", "Action on the task is not allowed (internal error)")
+# DOCS tasks-task-delete.md, "Possible Error Codes".
+_DELETE_DENIED = ApiError("1048582", "No access to delete the task")
+
+
 def _v2_input(fields: Any, *, adding: bool) -> dict[str, Any]:
-    if not isinstance(fields, Mapping):
-        raise ApiError("ERROR_CORE", "Task fields are not specified<br>")
+    if not isinstance(fields, Mapping) or not fields:
+        # DOCS tasks-task-add.md and tasks-task-update.md, "Possible Error Codes".
+        raise ApiError("100", "Could not find value for parameter {fields} (internal error)")
     out: dict[str, Any] = {}
     for key, value in fields.items():
         upper = str(key).upper()
@@ -566,6 +588,11 @@ def _v2_input(fields: Any, *, adding: bool) -> dict[str, Any]:
         try:
             out[canonical] = _coerce(TASK_FIELDS[canonical], value)
         except _Invalid:
+            if canonical == "status":
+                # DOCS tasks-task-update.md, "Possible Error Codes".
+                raise ApiError("ERROR_CORE", "Invalid status<br>") from None
+            # Undocumented: the sandbox refuses a value it cannot store in the field's type rather than
+            # guess what the portal would keep (docs/sandbox-deviations.md).
             raise ApiError("ERROR_CORE", f"Invalid value of field {upper}<br>") from None
     if adding and not out.get("title"):
         # §7.4, recorded text of the v2 error.
@@ -585,6 +612,7 @@ def v2_task_list(state: PortalData, params: dict[str, Any], ctx: CallContext) ->
     for key, direction in raw_order.items() if isinstance(raw_order, Mapping) else []:
         ref = _v2_resolve(str(key))
         if ref is None:
+            # DOCS tasks-task-list.md, "Possible Error Codes".
             raise ApiError("0", "Invalid sorting key (internal error)")
         order.append((ref.key, str(direction).upper() == "DESC"))
     page, total, nxt, cost = v2_list(state.table("tasks"), compiled, order, ctx, state.cost_model)
@@ -594,7 +622,7 @@ def v2_task_list(state: PortalData, params: dict[str, Any], ctx: CallContext) ->
 
 
 def v2_task_get(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
-    _, row = _v2_task(state, params)
+    _, row = _v2_task(state, params, denied=_UPDATE_DENIED)
     keys = _v2_keys(params.get("select"))
     return MethodResult({"task": _render_v2(state, row, keys, full=True)}, cost=state.cost_model.call_cost())
 
@@ -607,7 +635,7 @@ def v2_task_add(state: PortalData, params: dict[str, Any], ctx: CallContext) -> 
 
 
 def v2_task_update(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
-    id_, _ = _v2_task(state, params)
+    id_, _ = _v2_task(state, params, denied=_UPDATE_DENIED)
     changes = _v2_input(params.get("fields"), adding=False)
     if changes.get("parentId") == id_:
         # DOCS tasks-task-update.md, "Error Handling".
@@ -618,7 +646,7 @@ def v2_task_update(state: PortalData, params: dict[str, Any], ctx: CallContext) 
 
 
 def v2_task_delete(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
-    id_, _ = _v2_task(state, params)
+    id_, _ = _v2_task(state, params, denied=_DELETE_DENIED)
     state.delete_row("tasks", id_)
     return MethodResult({"task": True}, cost=state.cost_model.call_cost(write=True))
 
@@ -703,7 +731,7 @@ def v2_result_list(state: PortalData, params: dict[str, Any], ctx: CallContext) 
             "Should be value of type int.",
         )
     if state.table("tasks").get(id_) is None:
-        # Documented error "0": no access to the task or no such task.
+        # DOCS tasks-task-result-list.md, "Possible Error Codes": "0", no access to the task or no such task.
         raise ApiError("0", "Access denied.")
     results = state.table("task_results")
     rows = []

@@ -58,6 +58,7 @@ def _copy(row: Mapping[str, Any]) -> dict[str, Any]:
 def user_current(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     row = state.table("users").get(ctx.user_id)
     if row is None:
+        # §2.2 error table: the webhook user does not exist.
         raise ApiError("NO_AUTH_FOUND", "Wrong authorization data", 401)
     # user.current has no TIMESTAMP_X and prints LAST_ACTIVITY_DATE as "Y-m-d H:i:s" in portal time
     # (DOCS api-reference/user/user-current.md, response example).

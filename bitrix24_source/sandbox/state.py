@@ -127,7 +127,9 @@ class PortalState:
         handler = (_V3 if version == 3 else _V2).get(method)
         if handler is None:
             if version == 3:
+                # §2.3 table (status not documented; 404 like v2).
                 raise ApiError("BITRIX_REST_V3_EXCEPTION_METHODNOTFOUNDEXCEPTION", "Method not found", 404)
+            # §2.2 error table.
             raise ApiError("ERROR_METHOD_NOT_FOUND", "Method not found!", 404)
         with self.lock:
             return handler(self, params if isinstance(params, dict) else {}, ctx)
