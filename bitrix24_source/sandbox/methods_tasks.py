@@ -274,9 +274,11 @@ def _v3_fields(params: Mapping[str, Any], *, adding: bool) -> dict[str, Any]:
 
 
 def v3_task_list(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+    # DOCS tasks-task-list-rest-v3.md: "If `select` is not specified, the method returns only the `id`".
     own, rel = _parse_select(params.get("select"), ("id",))
     table = state.table("tasks")
     compiled = compile_v3(params.get("filter"), TASK_FIELDS, "TaskDto", indexed=table.indexed)
+    # DOCS tasks-task-list-rest-v3.md: "By default, tasks are sorted by `id` in ascending order".
     order = v3_order(params.get("order"), TASK_FIELDS, "TaskDto") or [("id", False)]
     offset, limit = v3_pagination(params.get("pagination"), state.v3_limit("tasks.task.list"))
     page, _ = execute(table, compiled, order=order, offset=offset, limit=limit, count=False)
@@ -438,6 +440,7 @@ def v3_result_list(state: PortalData, params: dict[str, Any], ctx: CallContext) 
         )
     table = state.table("task_results")
     compiled = compile_v3(filter_, RESULT_FIELDS, "ResultDto", indexed=table.indexed)
+    # The default order is not documented; id ascending, like tasks.task.list's documented default.
     order = v3_order(params.get("order"), RESULT_FIELDS, "ResultDto") or [("id", False)]
     offset, limit = v3_pagination(params.get("pagination"), state.v3_limit("tasks.task.result.list"))
     select = params.get("select")
