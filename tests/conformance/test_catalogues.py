@@ -152,3 +152,25 @@ def test_legacy_catalogue_stays_the_default() -> None:
         fields = call(legacy, "crm.item.fields", {"entityTypeId": 2})["result"]["fields"]
         types = {i["type"] for i in call(legacy, "tasks.task.field.list", {}, version=3)["result"]["items"]}
     assert "xmlId" in fields and "integer" in types
+
+
+# fields-rest-v3.md type -> the PHP type word tasks.task.field.list gives for it.
+_PHP_WORD = {
+    "integer": "int",
+    "string": "string",
+    "datetime": "object",
+    "boolean": "bool",
+    "object": "object",
+}
+
+
+def test_served_task_fields_are_documented_with_matching_types(portal: Sandbox) -> None:
+    documented = {f["name"]: f["type"] for f in catalogue("task-fields-rest-v3.json")["objects"]["taskdto"]}
+    served = call(portal, "tasks.task.field.list", {"select": ["name", "type"]}, version=3)["result"]["items"]
+    wrong = {}
+    for item in served:
+        doc_type = documented.get(item["name"])
+        expected = "array" if doc_type and doc_type.startswith("array") else _PHP_WORD.get(doc_type or "")
+        if item["type"] != expected:
+            wrong[item["name"]] = (doc_type, item["type"])
+    assert wrong == {}
