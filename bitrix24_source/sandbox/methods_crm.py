@@ -475,6 +475,19 @@ def blank_crm_row(cat: CrmCatalogue, entity: str, *, user_id: int, now: float) -
     return row
 
 
+# object-fields.md: hasPhone / hasEmail / hasImol say whether the item has such a communication (`fm`).
+_FLAG_TYPES = (("hasPhone", "PHONE"), ("hasEmail", "EMAIL"), ("hasImol", "IM"))
+
+
+def derive_flags(cat: CrmCatalogue, entity: str, row: dict[str, Any]) -> None:
+    """Set the catalogue's read-only communication flags from the row's `fm` entries."""
+    fields = cat.field_map[entity]
+    kinds = {x.get("typeId") for x in row.get("fm") or []}
+    for name, fm_type in _FLAG_TYPES:
+        if name in fields:
+            row[name] = "Y" if fm_type in kinds else "N"
+
+
 def create_crm(state: PortalData, entity: str, changes: dict[str, Any], *, user_id: int) -> dict[str, Any]:
     """Validate an add and store it (shared by crm.item.add and crm.<entity>.add)."""
     table = state.table(entity)
@@ -490,6 +503,7 @@ def create_crm(state: PortalData, entity: str, changes: dict[str, Any], *, user_
     if edits:
         row["fm"] = _apply_fm_edits(row.get("fm") or [], edits)
     state.assign_fm_ids(row)
+    derive_flags(state.crm, entity, row)
     row = table.insert(row)
     if not row.get("title") and "title" in state.crm.field_map[entity]:
         row["title"] = f"{ENTITY_TITLES[entity]} #{row['id']}"
@@ -524,6 +538,7 @@ def update_crm(
     if entity == "deals":
         row["isNew"] = "N"
     state.assign_fm_ids(row)
+    derive_flags(state.crm, entity, row)
     return table.replace(id_, row)
 
 

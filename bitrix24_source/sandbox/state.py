@@ -153,6 +153,7 @@ class PortalState:
                 if "stageId" in fields:
                     row["stageSemanticId"] = stage_semantic(entity, row["stageId"])
                 self.assign_fm_ids(row)
+                methods_crm.derive_flags(self.crm, entity, row)
                 out = self.table(entity).insert(row)
                 if "title" in out and not out["title"]:
                     out["title"] = f"{entity[:-1].title()} #{out['id']}"
@@ -181,6 +182,8 @@ class PortalState:
             if key is not None:
                 row[key] = iso(self.now())
             self.assign_fm_ids(row)
+            if entity in CRM_ENTITIES:
+                methods_crm.derive_flags(self.crm, entity, row)
             return _copy_row(table.replace(id, row))
 
     def delete_row(self, entity: str, id: int) -> None:
@@ -237,6 +240,7 @@ class PortalState:
             for row in list(table.all()):
                 blank = methods_crm.blank_crm_row(self.crm, entity, user_id=1, now=0.0)
                 kept = {k: (row[k] if k in row else blank[k]) for k in blank if k in row or k not in _STAMPS}
+                methods_crm.derive_flags(self.crm, entity, kept)
                 table.replace(row["id"], kept)
 
     def _mark_results(self, task_id: Any) -> None:

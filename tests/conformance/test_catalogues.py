@@ -174,3 +174,20 @@ def test_served_task_fields_are_documented_with_matching_types(portal: Sandbox) 
         if item["type"] != expected:
             wrong[item["name"]] = (doc_type, item["type"])
     assert wrong == {}
+
+
+def test_communication_flags_follow_the_items_communications(portal: Sandbox) -> None:
+    rows = call(portal, "crm.item.list", {"entityTypeId": 3, "select": ["*"]})["result"]["items"]
+    for row in rows:
+        kinds = {fm["typeId"] for fm in row["fm"]}
+        assert (row["hasPhone"], row["hasEmail"], row["hasImol"]) == tuple(
+            "Y" if kind in kinds else "N" for kind in ("PHONE", "EMAIL", "IM")
+        )
+    fields = {"name": "Flag", "fm": [{"typeId": "EMAIL", "valueType": "WORK", "value": "a@example.com"}]}
+    added = call(portal, "crm.item.add", {"entityTypeId": 3, "fields": fields})["result"]["item"]
+    assert (added["hasPhone"], added["hasEmail"]) == ("N", "Y")
+
+
+def test_an_unknown_catalogue_is_refused() -> None:
+    with pytest.raises(ValueError, match="catalogue"):
+        Sandbox(catalogue="sandbox")
