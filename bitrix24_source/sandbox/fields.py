@@ -5,6 +5,9 @@ names, §7.2), the classic UPPER_CASE names (§7.3 mapping table), the `crm.item
 wrapped in ``{"fields": …}``, with ``upperName``; DOCS api-reference/crm/universal/crm-item-fields.md) and the
 classic ``crm.<entity>.fields`` payload (no wrapper, no ``upperName``; recorded fixture
 crm_lead_fields_success.json). Write validation and filter type coercion read the same specs.
+
+Two catalogues of CRM fields exist (`CATALOGUES`): ``legacy``, the sandbox's historical set and the default,
+and ``docs``, exactly the documented fields of object-fields.md (`_DOCS_CRM_FIELDS`). A portal serves one.
 """
 
 from __future__ import annotations
@@ -166,6 +169,8 @@ def _common_tail(e: str, *, moved: bool) -> list[FieldSpec]:
     out += [
         _f(e, "originatorId", "string", "External source"),
         _f(e, "originId", "string", "Item ID in data source"),
+        # Legacy catalogue only: object-fields.md has no xmlId for leads, deals, contacts or companies. It stays
+        # in the default catalogue while the destination stamps its marker there (docs/sandbox-deviations.md).
         _f(e, "xmlId", "string", "External code"),
         _f(e, "utmSource", "string", "Ad system"),
     ]
