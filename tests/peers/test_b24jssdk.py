@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from bitrix24_source import Bitrix24Client
+from bitrix24_source.errors import ApiError
 from bitrix24_source.sandbox import Fault, Sandbox
 
 JS_DIR = Path(__file__).parent / "js"
@@ -187,9 +189,17 @@ def test_a_v2_batch_without_halt_reports_the_failed_command_by_name_and_keeps_th
             "isHaltOnError": False,
         },
     )
-    assert out["commands"]["gone"] == {"errors": ["Task not found or access denied"]}
+    # The docs name no error text for a task that cannot be read (tasks-task-get.md lists only parameter
+    # errors): what matters is that the SDK hands on the portal's own text under the command's name.
+    with pytest.raises(ApiError) as portal_error:
+        Bitrix24Client(portal.webhook_url, verify=portal.ca_cert_path or True).call(
+            "tasks.task.get", {"taskId": missing, "select": ["ID"]}
+        )
+    text = portal_error.value.description
+    assert text
+    assert out["commands"]["gone"] == {"errors": [text]}
     assert out["commands"]["lead"]["result"]["ID"] == "4"
-    assert out["errors"] == ["Task not found or access denied"]
+    assert out["errors"] == [text]
 
 
 def test_batch_by_chunk_updates_120_deals_in_three_batches(run: Runner, portal: Sandbox) -> None:
