@@ -98,9 +98,11 @@ def _portal_main(conn: Any, spec: PortalSpec) -> None:
     )
     state = PortalState(seed=spec.seed, counts=counts, cost_model=CostModel())
     rate_limit = RateLimit(burst=BURST, drain=DRAIN) if spec.bucket else None
-    servers = {"plain": Sandbox(state=state, rate_limit=rate_limit, webhook_code="bench")}
+    servers = {"plain": Sandbox(state=state, rate_limit=rate_limit)}
     if spec.tls:
-        servers["tls"] = Sandbox(state=state, rate_limit=rate_limit, webhook_code="bench", tls=True)
+        # The same webhook on both servers, so one `webhook_token` serves every tool.
+        code = servers["plain"].auth.webhook_code
+        servers["tls"] = Sandbox(state=state, rate_limit=rate_limit, webhook_code=code, tls=True)
     for server in servers.values():
         server.start()
     try:
