@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from bitrix24_source.client.commands import CommandResult
 from bitrix24_source.errors import ApiError
-from bitrix24_source.fields import FieldMeta, parse_field_map
+from bitrix24_source.fields import TASK_V3_DOCUMENTED, FieldMeta, parse_field_map, with_documented_types
 from bitrix24_source.source import queries
 from bitrix24_source.source.reader import PortalReader
 from bitrix24_source.source.settings import (
@@ -55,8 +55,11 @@ def fetch_metadata(reader: PortalReader) -> dict[str, dict[str, FieldMeta]]:
     assert USERS.fields_method is not None
     meta[USERS.name] = _user_fields(parse_field_map(reader.call(resource, USERS.fields_method, {})))
     assert TASKS.fields_method is not None
-    meta[TASKS.name] = parse_field_map(
-        reader.call(resource, TASKS.fields_method, {}, version=TASKS.api_version)
+    # tasks.task.field.list answers with PHP property types ("object" for a DateTime): the documented
+    # task object decides those fields' types (fields.TASK_V3_DOCUMENTED).
+    meta[TASKS.name] = with_documented_types(
+        parse_field_map(reader.call(resource, TASKS.fields_method, {}, version=TASKS.api_version)),
+        TASK_V3_DOCUMENTED,
     )
     meta[TASK_RESULTS.name] = static_fields(TASK_RESULT_FIELDS, TASK_RESULT_MULTIPLE_FIELDS)
     return meta
