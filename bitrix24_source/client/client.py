@@ -355,7 +355,8 @@ class Bitrix24Client:
 
         ``halt_on_error`` applies inside each chunk; the loop always continues with the later chunks and every
         error is collected with its input position, method, code and description (``.errors``). Named commands
-        are refused, as the seeds specify.
+        are refused (b24jssdk's ``BatchByChunkV2`` takes a list too): names exist to be referenced by later
+        commands (``$result[name]``, §4.3), and a reference cannot reach into another chunk's request.
 
         Args:
             calls: a list of ``(method, params)`` tuples or ``{"method", "params"}`` dicts.

@@ -10,7 +10,7 @@
   Tokens rotate: every refresh issues a new access token *and* a new refresh token, and the old refresh
   token stops working. An old access token stays valid until its own expiry, as on the cloud.
 
-Secrets never appear in reprs or exception texts (STYLE.md rule 13).
+Secrets never appear in reprs or exception texts: a test's failure output or a log must not carry them.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Values shared by the sandbox's HTTP core and its method implementations.
 
 The sandbox is the other side of the wire: nothing here (or anywhere under sandbox/) imports the client's
-modules, so one misunderstanding of the protocol cannot hide on both sides of a test (STYLE.md rule 12).
+modules, so one misunderstanding of the protocol cannot hide on both sides of a test.
 """
 
 from __future__ import annotations
