@@ -210,10 +210,13 @@ def _selection(select: Any) -> tuple[str, ...]:
 
 
 def activity_fields(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
-    out = {
-        name: rest_field(type_, title, required=req, read_only=ro, immutable=imm, multiple=mult)
-        for name, type_, req, ro, imm, mult, title in _FIELDS
-    }
+    out = {}
+    for name, type_, req, ro, imm, mult, title in _FIELDS:
+        out[name] = rest_field(type_, required=req, read_only=ro, immutable=imm, multiple=mult)
+        if name == "WEBDAV_ELEMENTS":
+            # crm-activity-fields.md: the old file field is marked deprecated, before its title.
+            out[name]["isDeprecated"] = True
+        out[name]["title"] = title
     return MethodResult(out, cost=state.cost_model.call_cost())
 
 

@@ -41,7 +41,7 @@ _TYPE_FLAGS: tuple[str, ...] = (
     "isPaymentsEnabled",
     "isCountersEnabled",
 )
-_FLAGS_OFF = frozenset({"isDocumentsEnabled", "isRecyclebinEnabled", "isBizProcEnabled", "isPaymentsEnabled"})
+_FLAGS_OFF = frozenset({"isDocumentsEnabled", "isRecyclebinEnabled", "isPaymentsEnabled"})
 
 
 def spa_type_rows() -> Iterator[dict[str, Any]]:

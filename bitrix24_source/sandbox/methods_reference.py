@@ -319,7 +319,8 @@ def status_entity_types(state: PortalData, params: dict[str, Any], ctx: CallCont
 def _item_entity_types() -> Iterator[dict[str, Any]]:
     # DOCS crm-status-entity-types.md, response example: QUOTE_STATUS with SEMANTIC_INFO and ENTITY_TYPE_ID 7;
     # SMART_INVOICE_STAGE_5 (an item type's pipeline) with an empty SEMANTIC_INFO, PREFIX, the scope,
-    # ENTITY_TYPE_ID, IS_ENABLED and an int CATEGORY_ID. Smart-process pipelines take the invoice's shape.
+    # ENTITY_TYPE_ID, IS_ENABLED and an int CATEGORY_ID; DYNAMIC_177_STAGE_7 the same plus CATEGORY_NAME,
+    # CATEGORY_SORT and IS_DEFAULT_CATEGORY.
     for item in ITEM_TYPES.values():
         for pipeline in item.pipelines:
             if item.entity_type_id == 7:
@@ -335,9 +336,10 @@ def _item_entity_types() -> Iterator[dict[str, Any]]:
                     "ENTITY_TYPE_ID": 7,
                 }
                 continue
-            yield {
+            entry: dict[str, Any] = {
                 "ID": pipeline.directory,
-                "NAME": f"{item.title} stages" if item.entity_type_id != 31 else "Invoice stages",
+                # DYNAMIC_177_STAGE_7 is "Equipment Procurement (General)": the type's title, then the pipeline.
+                "NAME": "Invoice stages" if item.type_id is None else f"{item.title} ({pipeline.name})",
                 "SEMANTIC_INFO": [],
                 "PREFIX": f"DT{item.entity_type_id}_{pipeline.id}",
                 "FIELD_ATTRIBUTE_SCOPE": f"category_{pipeline.id}",
@@ -345,6 +347,15 @@ def _item_entity_types() -> Iterator[dict[str, Any]]:
                 "IS_ENABLED": True,
                 "CATEGORY_ID": pipeline.id,
             }
+            if item.type_id is not None:
+                # Smart-process pipelines name themselves (DYNAMIC_177_STAGE_7/9 in the same example); the
+                # invoice pipeline does not.
+                entry.update(
+                    CATEGORY_NAME=pipeline.name,
+                    CATEGORY_SORT=pipeline.sort,
+                    IS_DEFAULT_CATEGORY=pipeline.is_default,
+                )
+            yield entry
 
 
 # DOCS crm-status-fields.md, response example.
