@@ -19,6 +19,8 @@ from typing import Any
 CRM_ENTITIES = ("leads", "deals", "contacts", "companies")
 ENTITY_TYPE_IDS = {"leads": 1, "deals": 2, "contacts": 3, "companies": 4}
 ENTITY_BY_TYPE_ID = {v: k for k, v in ENTITY_TYPE_IDS.items()}
+# Every entity crm.item.* serves (the four above plus ITEM_TYPES, filled in below).
+ITEM_ENTITY_TYPE_IDS: dict[str, int] = dict(ENTITY_TYPE_IDS)
 CLASSIC_NAMES = {"lead": "leads", "deal": "deals", "contact": "contacts", "company": "companies"}
 ENTITY_TITLES = {"leads": "Lead", "deals": "Deal", "contacts": "Contact", "companies": "Company"}
 
@@ -568,6 +570,288 @@ def _build_docs(legacy: dict[str, tuple[FieldSpec, ...]]) -> dict[str, tuple[Fie
     return out
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Item types beyond the four classic entities: quotes (7), smart invoices (31) and smart processes, all read
+# and written through crm.item.* (DOCS api-reference/crm/universal/index.md).
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    """One pipeline (crm.category.list row) of an item type and the stage directory it owns."""
+
+    id: int
+    name: str
+    sort: int
+    is_default: bool
+    directory: str  # crm.status ENTITY_ID of its stages
+    stages: tuple[str, ...]  # STATUS_IDs in pipeline order (in progress, success, failure)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemType:
+    """An entity type served through crm.item.*: its table name, entityTypeId, pipelines and crm.type id."""
+
+    entity: str
+    entity_type_id: int
+    title: str
+    pipelines: tuple[Pipeline, ...]
+    type_id: int | None = None  # crm.type `id` of a smart process (its user fields are UF_CRM_<type_id>_…)
+
+    @property
+    def default(self) -> Pipeline:
+        return next(p for p in self.pipelines if p.is_default)
+
+    def pipeline(self, category: int | None) -> Pipeline | None:
+        return next((p for p in self.pipelines if p.id == category), None)
+
+
+# A new smart-process or invoice pipeline gets five stages: three in progress, one success, one failure
+# (DOCS tutorials/crm/how-to-add-crm-objects/how-to-add-category-to-spa.md, step 3: NEW, PREPARATION, CLIENT,
+# SUCCESS, FAIL with these names and colours). The docs show no invoice stage codes; the sandbox gives
+# invoices the same set (docs/sandbox-deviations.md).
+NEW_PIPELINE_STAGES: tuple[tuple[str, str, str], ...] = (
+    ("NEW", "Start", "#22B9FF"),
+    ("PREPARATION", "Preparation", "#88B9FF"),
+    ("CLIENT", "Approval", "#10e5fc"),
+    ("SUCCESS", "Success", "#00ff00"),
+    ("FAIL", "Failure", "#ff0000"),
+)
+# Quote stages: directory QUOTE_STATUS with START DRAFT, success APPROVED, failure DECLAINED (sic) (DOCS
+# api-reference/crm/status/crm-status-entity-types.md, response example; crm-quote-add.md).
+QUOTE_STAGES: tuple[tuple[str, str, str], ...] = (
+    ("DRAFT", "New", "#39A8EF"),
+    ("APPROVED", "Approved", "#7BD500"),
+    ("DECLAINED", "Declined", "#FF5752"),
+)
+
+
+def _dynamic_pipeline(entity_type_id: int, category: int, name: str, sort: int, default: bool) -> Pipeline:
+    # Stage ids DT<entityTypeId>_<category>:<code>; directories DYNAMIC_<entityTypeId>_STAGE_<category> for
+    # smart processes and SMART_INVOICE_STAGE_<category> for invoices (DOCS crm-status-get.md response
+    # "DYNAMIC_1038_STAGE_37" / "DT1038_37:SUCCESS"; crm-status-entity-types.md "SMART_INVOICE_STAGE_5",
+    # prefix "DT31_5").
+    directory = (
+        f"SMART_INVOICE_STAGE_{category}"
+        if entity_type_id == 31
+        else f"DYNAMIC_{entity_type_id}_STAGE_{category}"
+    )
+    stages = tuple(f"DT{entity_type_id}_{category}:{code}" for code, _, _ in NEW_PIPELINE_STAGES)
+    return Pipeline(category, name, sort, default, directory, stages)
+
+
+# Pipeline ids are portal-wide (crm-category-list.md's example: deal pipelines 9, 10, 11 next to 0), so the
+# item types' ones follow the deal pipelines 0 and 1.
+ITEM_TYPES: dict[str, ItemType] = {
+    "quotes": ItemType(
+        "quotes",
+        7,
+        "Estimate",
+        (Pipeline(0, "", 0, True, "QUOTE_STATUS", tuple(s for s, _, _ in QUOTE_STAGES)),),
+    ),
+    "invoices": ItemType("invoices", 31, "Invoice", (_dynamic_pipeline(31, 2, "General", 100, True),)),
+    "spa_128": ItemType(
+        "spa_128",
+        128,
+        "Projects",
+        (
+            _dynamic_pipeline(128, 3, "General", 100, True),
+            _dynamic_pipeline(128, 4, "Partner projects", 200, False),
+        ),
+        type_id=1,
+    ),
+    "spa_1036": ItemType(
+        "spa_1036", 1036, "Purchases", (_dynamic_pipeline(1036, 5, "General", 100, True),), type_id=2
+    ),
+}
+SPA_ENTITIES = tuple(e for e, t in ITEM_TYPES.items() if t.type_id is not None)
+STAGE_NAMES: dict[str, tuple[str, str]] = {
+    code: (name, color) for code, name, color in (*NEW_PIPELINE_STAGES, *QUOTE_STAGES)
+}
+
+# The documented fields of each item type: object-fields.md's common table plus the type's own section
+# ({#quote}, {#invoice}, {#spa}), access as in crm-item-add.md / crm-item-update.md (tabs Estimate, Invoice,
+# SPA); fields marked "Field is disabled" and the patterns parentId…/ufCrm… left out. For smart processes the
+# "Available only when" fields are served because the sandbox's types switch every such option on
+# (crm.type.list rows below).
+_COMMON_ITEM: tuple[tuple[str, str, str], ...] = (
+    ("assignedById", "user", "rw"),
+    ("createdBy", "user", "ro"),
+    ("createdTime", "datetime", "ro"),
+    ("id", "integer", "ro"),
+    ("lastActivityBy", "user", "ro"),
+    ("lastActivityTime", "datetime", "ro"),
+    ("opened", "boolean", "rw"),
+    ("updatedBy", "user", "ro"),
+    ("updatedTime", "datetime", "ro"),
+)
+_UTM = ("utmCampaign", "utmContent", "utmMedium", "utmSource", "utmTerm")
+_SMART_OWN: tuple[tuple[str, str, str], ...] = (
+    ("webformId", "integer", "rw"),
+    ("xmlId", "string", "rw"),
+    ("title", "string", "rw"),
+    ("movedBy", "user", "ro"),
+    ("movedTime", "datetime", "ro"),
+    ("categoryId", "crm_category", "rw"),
+    ("stageId", "crm_status", "rw"),
+    ("previousStageId", "crm_status", "ro"),
+    ("begindate", "date", "rw"),
+    ("closedate", "date", "rw"),
+    ("companyId", "crm_company", "rw"),
+    ("contactId", "crm_contact", "rw"),
+    ("opportunity", "double", "rw"),
+    ("isManualOpportunity", "boolean", "rw"),
+    ("taxValue", "double", "rw"),
+    ("currencyId", "crm_currency", "rw"),
+    ("mycompanyId", "crm_company", "rw"),
+    ("sourceId", "crm_status", "rw"),
+    ("sourceDescription", "text", "rw"),
+)
+_DOCS_ITEM_FIELDS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "quote": (
+        *_COMMON_ITEM,
+        *((u, "string", "rw") for u in _UTM),
+        ("webformId", "integer", "rw"),
+        ("leadId", "crm_lead", "rw"),
+        ("dealId", "crm_deal", "rw"),
+        ("companyId", "crm_company", "rw"),
+        ("contactId", "crm_contact", "rw"),
+        ("personTypeId", "integer", "ro"),
+        ("mycompanyId", "crm_company", "rw"),
+        ("title", "string", "rw"),
+        ("stageId", "crm_status", "rw"),
+        ("closed", "boolean", "ro"),
+        ("opportunity", "double", "rw"),
+        ("isManualOpportunity", "boolean", "rw"),
+        ("taxValue", "double", "rw"),
+        ("currencyId", "crm_currency", "rw"),
+        ("comments", "text", "rw"),
+        ("commentsType", "integer", "ro"),
+        ("begindate", "date", "rw"),
+        ("closedate", "date", "rw"),
+        ("quoteNumber", "string", "ro"),
+        ("content", "text", "rw"),
+        ("contentType", "integer", "ro"),
+        ("terms", "text", "rw"),
+        ("termsType", "integer", "ro"),
+        ("storageTypeId", "integer", "rw"),
+        ("storageElementIds", "integer[]", "rw"),
+        ("locationId", "location", "rw"),
+        ("clientTitle", "string", "ro"),
+        ("clientAddr", "string", "ro"),
+        ("clientContact", "string", "ro"),
+        ("clientEmail", "string", "ro"),
+        ("clientPhone", "string", "ro"),
+        ("clientTpId", "string", "ro"),
+        ("clientTpaId", "string", "ro"),
+        ("searchContent", "text", "ro"),
+        ("actualDate", "date", "rw"),
+        ("contactIds", "crm_contact[]", "rw"),
+    ),
+    "invoice": (
+        *_COMMON_ITEM,
+        *((u, "string", "ro") for u in _UTM),
+        *((n, t, "ro" if n == "categoryId" else a) for n, t, a in _SMART_OWN),
+        ("comments", "text", "rw"),
+        ("accountNumber", "string", "ro"),
+        ("locationId", "location", "rw"),
+        ("observers", "user[]", "rw"),
+        ("contactIds", "crm_contact[]", "rw"),
+    ),
+    "spa": (
+        *_COMMON_ITEM,
+        *((u, "string", "ro") for u in _UTM),
+        *_SMART_OWN,
+        ("observers", "user[]", "rw"),
+        ("contactIds", "crm_contact[]", "rw"),
+    ),
+}
+_ITEM_TITLES = {
+    "title": "Name",
+    "stageId": "Stage",
+    "previousStageId": "Previous stage",
+    "categoryId": "Pipeline",
+    "movedTime": "Moved at",
+    "movedBy": "Moved by",
+    "sourceId": "Source",
+    "xmlId": "External ID",
+    "contactIds": "Contacts",
+    "contactId": "Contact",
+    "companyId": "Company",
+    "mycompanyId": "Your company details",
+    "opportunity": "Amount",
+    "currencyId": "Currency",
+}
+
+
+def _item_type_fields(item: ItemType) -> tuple[FieldSpec, ...]:
+    kind = "quote" if item.entity_type_id == 7 else "invoice" if item.entity_type_id == 31 else "spa"
+    stage_dir = item.default.directory
+    specs = []
+    for name, type_, access in _DOCS_ITEM_FIELDS[kind]:
+        status = None
+        if name in ("stageId", "previousStageId"):
+            # crm-item-fields.md (a smart process): statusType is the default pipeline's directory.
+            status = stage_dir
+        elif name == "sourceId":
+            status = "SOURCE"
+        specs.append(
+            FieldSpec(
+                name=name,
+                type=type_.removesuffix("[]"),
+                title=_ITEM_TITLES.get(name) or _humanise(name),
+                upper=_UPPER_OVERRIDES.get(name) or camel_to_upper(name),
+                read_only=access == "ro",
+                immutable=access == "imm",
+                multiple=type_.endswith("[]"),
+                status_type=status,
+                # crm-item-fields.md: `contactId` is the deprecated single form of `contactIds`.
+                deprecated=name == "contactId" and kind != "quote",
+            )
+        )
+    specs.sort(key=lambda f: f.name != "id")
+    if item.type_id is not None:
+        specs.extend(_spa_user_fields(item))
+    return tuple(specs)
+
+
+def _spa_user_fields(item: ItemType) -> list[FieldSpec]:
+    """A smart process's own user fields: UF_CRM_<type id>_<digits>, camelCase ufCrm<type id>_<digits>
+    (DOCS crm-item-add.md, "Custom fields used in the example": ufCrm44_1721812760630 / UF_CRM_44_…)."""
+    assert item.type_id is not None
+    base = 1721812760600 + item.type_id * 10
+    kinds: tuple[tuple[str, str, dict[str, Any]], ...] = (
+        # crm-item-add.md's example enumeration field: items as {"ID", "VALUE"}.
+        ("enumeration", "Priority", {"DISPLAY": "LIST", "LIST_HEIGHT": 1, "SHOW_NO_VALUE": "Y"}),
+        ("string", "Reference", {"SIZE": 20, "ROWS": 1, "REGEXP": "", "MIN_LENGTH": 0, "MAX_LENGTH": 0}),
+        ("double", "Budget", {"PRECISION": 2, "SIZE": 20, "MIN_VALUE": 0, "MAX_VALUE": 0}),
+        ("datetime", "Checked on", {"DEFAULT_VALUE": {"TYPE": "NONE", "VALUE": ""}}),
+    )
+    out = []
+    for k, (type_, title, settings) in enumerate(kinds):
+        digits = str(base + k)
+        items: tuple[tuple[int, str], ...] = ()
+        if type_ == "enumeration":
+            first = 200 + item.type_id * 10
+            items = tuple((first + i, label) for i, label in enumerate(("High", "Normal", "Low")))
+        out.append(
+            FieldSpec(
+                name=f"ufCrm{item.type_id}_{digits}",
+                type=type_,
+                title=title,
+                upper=f"UF_CRM_{item.type_id}_{digits}",
+                settings=settings,
+                items=items,
+                user_field=True,
+            )
+        )
+    return out
+
+
+ITEM_TYPE_FIELDS: dict[str, tuple[FieldSpec, ...]] = {e: _item_type_fields(t) for e, t in ITEM_TYPES.items()}
+ITEM_ENTITY_TYPE_IDS.update({e: t.entity_type_id for e, t in ITEM_TYPES.items()})
+ITEM_ENTITY_BY_TYPE_ID = {v: k for k, v in ITEM_ENTITY_TYPE_IDS.items()}
+
+
 @dataclass(frozen=True, eq=False)
 class CrmCatalogue:
     """The fields a sandbox portal's CRM entities have: `legacy` (the sandbox's historical set, which serves
@@ -586,12 +870,12 @@ class CrmCatalogue:
         object.__setattr__(self, "upper_map", {e: {f.upper: f for f in fs} for e, fs in self.fields.items()})
 
 
-CRM_FIELDS: dict[str, tuple[FieldSpec, ...]] = _build()
+CRM_FIELDS: dict[str, tuple[FieldSpec, ...]] = {**_build(), **ITEM_TYPE_FIELDS}
 CRM_FIELD_MAP: dict[str, dict[str, FieldSpec]] = {e: {f.name: f for f in fs} for e, fs in CRM_FIELDS.items()}
 CRM_UPPER_MAP: dict[str, dict[str, FieldSpec]] = {e: {f.upper: f for f in fs} for e, fs in CRM_FIELDS.items()}
 CATALOGUES: dict[str, CrmCatalogue] = {
     "legacy": CrmCatalogue("legacy", CRM_FIELDS),
-    "docs": CrmCatalogue("docs", _build_docs(CRM_FIELDS)),
+    "docs": CrmCatalogue("docs", {**_build_docs(CRM_FIELDS), **ITEM_TYPE_FIELDS}),
 }
 # Entities that carry communications (`fm` in crm.item, PHONE/EMAIL/WEB/IM in classic methods).
 FM_ENTITIES = frozenset({"leads", "contacts", "companies"})
@@ -608,9 +892,11 @@ def stage_semantic(entity: str, stage: str | None) -> str:
     if stage is None:
         return "P"
     tail = stage.split(":")[-1]
-    if tail in ("WON", "CONVERTED"):
+    # SUCCESS/FAIL: a new smart-process pipeline's final stages (how-to-add-category-to-spa.md); APPROVED/
+    # DECLAINED: the quote directory's (crm-status-entity-types.md).
+    if tail in ("WON", "CONVERTED", "SUCCESS", "APPROVED"):
         return "S"
-    if tail in ("LOSE", "JUNK"):
+    if tail in ("LOSE", "JUNK", "FAIL", "DECLAINED"):
         return "F"
     return "P"
 

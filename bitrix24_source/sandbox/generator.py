@@ -13,15 +13,18 @@ import bisect
 import itertools
 import random
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from bitrix24_source.sandbox.fields import (
     COMPANY_TYPES,
     CONTACT_TYPES,
+    CRM_FIELDS,
     DEAL_STAGES,
     DEAL_TYPES,
     EMPLOYEES,
     INDUSTRIES,
+    ITEM_TYPES,
     LEAD_STATUSES,
     SOURCES,
     stage_semantic,
@@ -467,6 +470,243 @@ class _Gen:
                 )
 
 
+# Entities whose stage moves crm.stagehistory.list reports, by entityTypeId (DOCS
+# api-reference/crm/crm-stage-history-list.md: leads, deals, new invoices and smart processes).
+HISTORY_TYPES: dict[str, int] = {
+    "leads": 1,
+    "deals": 2,
+    **{e: t.entity_type_id for e, t in ITEM_TYPES.items() if t.entity_type_id != 7},
+}
+# crm-stage-history-list.md, TYPE_ID: 1 creation, 2 move to an intermediate stage, 3 to a final one,
+# 5 change of pipeline.
+HISTORY_CREATED, HISTORY_MOVED, HISTORY_FINAL, HISTORY_PIPELINE = 1, 2, 3, 5
+
+
+def stage_history_row(
+    entity: str, owner_id: int, kind: int, at: str, stage: str, category: int | None
+) -> dict[str, Any]:
+    """A crm.stagehistory.list item (crm-stage-history-list.md): leads carry STATUS_SEMANTIC_ID/STATUS_ID,
+    deals, invoices and smart processes CATEGORY_ID/STAGE_SEMANTIC_ID/STAGE_ID."""
+    row: dict[str, Any] = {"ID": None, "TYPE_ID": kind, "OWNER_ID": owner_id, "CREATED_TIME": at}
+    if entity == "leads":
+        row.update(STATUS_SEMANTIC_ID=stage_semantic(entity, stage), STATUS_ID=stage)
+    else:
+        row.update(CATEGORY_ID=category or 0, STAGE_SEMANTIC_ID=stage_semantic(entity, stage), STAGE_ID=stage)
+    return row
+
+
+def pipeline_stages(entity: str, category: int | None) -> tuple[str, ...]:
+    """The stage ids of an entity's pipeline, in pipeline order."""
+    if entity == "leads":
+        return LEAD_STATUSES
+    if entity == "deals":
+        return DEAL_STAGES[category or 0]
+    item = ITEM_TYPES[entity]
+    pipeline = item.pipeline(category) or item.default
+    return pipeline.stages
+
+
+def _ts(text: str) -> int:
+    return int(datetime.fromisoformat(text).timestamp())
+
+
+class _More(_Gen):
+    """Departments, quotes, invoices, smart-process items, stage history and activities.
+
+    Drawn from a random stream of their own after `_Gen` has run, so that the rows `_Gen` makes for a seed
+    are the same as before these tables existed.
+    """
+
+    def __init__(self, seed: int, counts: SeedCounts, tables: dict[str, Table]) -> None:
+        super().__init__(seed, counts, tables)
+        self.rng = random.Random(f"coverage-{seed}")
+        self.user_ids = [int(r["ID"]) for r in tables["users"].all()]
+
+    def departments(self) -> None:
+        table = self.t["departments"]
+        # Names of department.get's response example (DOCS api-reference/departments/department-get.md).
+        names = ("Sales Department", "Accounting", "Marketing and Advertising Department", "R&D")
+        extra = ("Legal Department", "Support", "Logistics", "Purchasing", "Security", "HR")
+        # The root has no PARENT; its head is the portal admin.
+        table.insert({"ID": None, "NAME": "Company", "SORT": 500, "PARENT": None, "UF_HEAD": 1})
+        for n in range(2, max(5, self.counts.departments) + 1):
+            name = names[n - 2] if n - 2 < len(names) else f"{extra[(n - 6) % len(extra)]} {n}"
+            parent = 1 if n <= 5 else self.rint(1, n - 1)
+            table.insert({"ID": None, "NAME": name, "SORT": 500, "PARENT": parent, "UF_HEAD": None})
+
+    def _blank(self, entity: str) -> dict[str, Any]:
+        row: dict[str, Any] = {}
+        for spec in CRM_FIELDS[entity]:
+            row[spec.name] = [] if spec.multiple else ("N" if spec.type == "boolean" else None)
+        return row
+
+    def _item_ufs(self, entity: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for spec in CRM_FIELDS[entity]:
+            if not spec.user_field:
+                continue
+            filled = self.maybe(0.7)
+            if spec.type == "enumeration":
+                out[spec.name] = self.pick([i for i, _ in spec.items]) if filled else None
+            elif spec.type == "double":
+                out[spec.name] = round(self.rng.random() * 100000, 2) if filled else None
+            elif spec.type == "datetime":
+                out[spec.name] = iso(self.when()) if filled else None
+            else:
+                out[spec.name] = f"REF-{self.rint(1000, 9999)}" if filled else None
+        return out
+
+    def items(self, entity: str, count: int) -> None:
+        item = ITEM_TYPES[entity]
+        table = self.t[entity]
+        n_companies, n_contacts, n_deals = (
+            len(self.t["companies"]),
+            len(self.t["contacts"]),
+            len(self.t["deals"]),
+        )
+        for n in range(1, count + 1):
+            pipeline = self.pick(item.pipelines)
+            stage = self.pick(pipeline.stages)
+            created, stamps = self.stamps(moved=entity != "quotes")
+            contact = self.rint(1, n_contacts) if n_contacts and self.maybe(0.7) else None
+            row = self._blank(entity)
+            row.update(
+                {
+                    "id": None,
+                    "title": f"{item.title} #{n}",
+                    "stageId": stage,
+                    "opportunity": float(self.rint(1, 500) * 1000),
+                    "isManualOpportunity": "N",
+                    "taxValue": 0.0,
+                    "currencyId": "RUB",
+                    "companyId": self.rint(1, n_companies) if n_companies and self.maybe(0.8) else None,
+                    "contactId": contact,
+                    "contactIds": [contact] if contact else [],
+                    "begindate": self.day(created),
+                    "closedate": self.day(created + self.rint(7, 90) * DAY),
+                    "opened": "Y",
+                    **stamps,
+                    **self._item_ufs(entity),
+                }
+            )
+            if entity == "quotes":
+                row["closed"] = "N" if stage_semantic(entity, stage) == "P" else "Y"
+                row["dealId"] = self.rint(1, n_deals) if n_deals and self.maybe(0.6) else None
+            else:
+                first = pipeline.stages[0]
+                row["categoryId"] = pipeline.id
+                row["previousStageId"] = None if stage == first else first
+                row["sourceId"] = self.pick(SOURCES)
+            inserted = table.insert(row)
+            if entity == "quotes":
+                inserted["quoteNumber"] = str(inserted["id"])
+            elif entity == "invoices":
+                inserted["accountNumber"] = f"INV-{inserted['id']:05d}"
+
+    def stage_history(self) -> None:
+        for entity, type_id in HISTORY_TYPES.items():
+            events: list[tuple[str, int, dict[str, Any]]] = []
+            for row in self.t[entity].all():
+                category = row.get("categoryId")
+                stages = pipeline_stages(entity, category)
+                current = row["stageId"]
+                created = row["createdTime"]
+                kind = HISTORY_CREATED
+                events.append(
+                    (
+                        created,
+                        row["id"],
+                        stage_history_row(entity, row["id"], kind, created, stages[0], category),
+                    )
+                )
+                if current == stages[0]:
+                    continue
+                moved = row.get("movedTime") or row["updatedTime"]
+                pos = stages.index(current)
+                if pos > 1 and self.maybe(0.6):
+                    middle = stages[self.rint(1, min(pos, len(stages)) - 1)]
+                    if stage_semantic(entity, middle) == "P":
+                        at = iso(self.rint(_ts(created), _ts(moved)))
+                        events.append(
+                            (
+                                at,
+                                row["id"],
+                                stage_history_row(entity, row["id"], HISTORY_MOVED, at, middle, category),
+                            )
+                        )
+                final = HISTORY_FINAL if stage_semantic(entity, current) != "P" else HISTORY_MOVED
+                events.append(
+                    (moved, row["id"], stage_history_row(entity, row["id"], final, moved, current, category))
+                )
+            # Ids grow with time, as an autoincrement key written when the move happens.
+            events.sort(key=lambda e: (e[0], e[1]))
+            table = self.t[f"stage_history_{type_id}"]
+            for _, _, record in events:
+                table.insert(record)
+
+    def activities(self) -> None:
+        table = self.t["activities"]
+        owners = [
+            (t, len(self.t[e])) for t, e in ((1, "leads"), (2, "deals"), (3, "contacts"), (4, "companies"))
+        ]
+        owners = [(t, n) for t, n in owners if n]
+        if not owners:
+            return
+        for _ in range(self.counts.activities):
+            owner_type, size = self.pick(owners)
+            start = self.when()
+            completed = self.maybe(0.6)
+            direction = self.pick((1, 2))
+            author = self.user()
+            updated = min(ANCHOR, start + self.rint(0, 30 * DAY))
+            first, last = self.person()
+            # Field set and value kinds of crm.activity.list's response example (a call, TYPE_ID 2,
+            # VOXIMPLANT_CALL; DOCS crm-activity-list.md); DIRECTION 1 incoming, 2 outgoing.
+            table.insert(
+                {
+                    "ID": None,
+                    "OWNER_ID": self.rint(1, size),
+                    "OWNER_TYPE_ID": owner_type,
+                    "TYPE_ID": 2,
+                    "PROVIDER_ID": "VOXIMPLANT_CALL",
+                    "PROVIDER_TYPE_ID": "CALL",
+                    "PROVIDER_GROUP_ID": None,
+                    "ASSOCIATED_ENTITY_ID": 0,
+                    "SUBJECT": f"{'Incoming' if direction == 1 else 'Outgoing'} call {first} {last}",
+                    "CREATED": iso(start),
+                    "LAST_UPDATED": iso(updated),
+                    "START_TIME": iso(start),
+                    "END_TIME": iso(start + 1800),
+                    "DEADLINE": iso(start),
+                    "COMPLETED": "Y" if completed else "N",
+                    "STATUS": 2 if completed else 1,
+                    "RESPONSIBLE_ID": self.user(),
+                    "PRIORITY": self.pick((1, 2, 3)),
+                    "NOTIFY_TYPE": 1,
+                    "NOTIFY_VALUE": 15,
+                    "DESCRIPTION": "",
+                    "DESCRIPTION_TYPE": 1,
+                    "DIRECTION": direction,
+                    "LOCATION": "",
+                    "SETTINGS": [],
+                    "ORIGINATOR_ID": None,
+                    "ORIGIN_ID": None,
+                    "AUTHOR_ID": author,
+                    "EDITOR_ID": author,
+                    "PROVIDER_PARAMS": [],
+                    "PROVIDER_DATA": None,
+                    "RESULT_MARK": 0,
+                    "RESULT_VALUE": None,
+                    "RESULT_SUM": None,
+                    "RESULT_CURRENCY_ID": None,
+                    "RESULT_STATUS": 0,
+                    "RESULT_STREAM": 0,
+                    "RESULT_SOURCE_ID": None,
+                    "AUTOCOMPLETE_RULE": 0,
+                }
+            )
+
+
 def generate(seed: int, counts: SeedCounts, tables: dict[str, Table]) -> None:
     """Fill empty `tables` (keyed by entity name) with seeded data."""
     gen = _Gen(seed, counts, tables)
@@ -476,3 +716,12 @@ def generate(seed: int, counts: SeedCounts, tables: dict[str, Table]) -> None:
     gen.leads()
     gen.deals()
     gen.tasks()
+    more = _More(seed, counts, tables)
+    more.departments()
+    more.items("quotes", counts.quotes)
+    more.items("invoices", counts.invoices)
+    for entity, item in ITEM_TYPES.items():
+        if item.type_id is not None:
+            more.items(entity, counts.spa_items)
+    more.stage_history()
+    more.activities()

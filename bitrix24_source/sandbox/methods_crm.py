@@ -17,13 +17,14 @@ from bitrix24_source.sandbox.fields import (
     CURRENCIES,
     DATE_TYPES,
     DEAL_STAGES,
-    ENTITY_BY_TYPE_ID,
     ENTITY_TITLES,
-    ENTITY_TYPE_IDS,
     FLOAT_TYPES,
     FM_ENTITIES,
     FM_TYPES,
     INT_TYPES,
+    ITEM_ENTITY_BY_TYPE_ID,
+    ITEM_ENTITY_TYPE_IDS,
+    ITEM_TYPES,
     LEAD_STATUSES,
     MONEY_FIELDS,
     CrmCatalogue,
@@ -46,7 +47,8 @@ from bitrix24_source.sandbox.filters import (
 from bitrix24_source.sandbox.store import iso
 from bitrix24_source.sandbox.types import ApiError, CallContext, Handler, MethodResult, PortalData
 
-_MOVED = frozenset({"leads", "deals"})
+# Entities with movedBy/movedTime (object-fields.md: leads, deals, invoices and smart processes).
+_MOVED = frozenset({"leads", "deals", *(e for e in ITEM_TYPES if e != "quotes")})
 _DEFAULT_TYPES = {"deals": "SALE", "contacts": "CLIENT", "companies": "CUSTOMER"}
 
 
@@ -75,6 +77,11 @@ def _as_list(value: Any) -> list[Any] | None:
     if isinstance(value, Mapping):
         return list(value.values())
     return None
+
+
+def as_list(value: Any) -> list[Any] | None:
+    """A list parameter as PHP sees it: a JSON array, or the values of an object (`select[0]=…` encoding)."""
+    return _as_list(value)
 
 
 def _kind(spec: FieldSpec) -> str:
@@ -120,7 +127,7 @@ def _classic_resolver(cat: CrmCatalogue, entity: str) -> Callable[[str], FieldRe
 
 def _entity_from_type_id(params: Mapping[str, Any]) -> str:
     type_id = strict_int(params.get("entityTypeId"))
-    entity = ENTITY_BY_TYPE_ID.get(type_id) if type_id is not None else None
+    entity = ITEM_ENTITY_BY_TYPE_ID.get(type_id) if type_id is not None else None
     if entity is None:
         # DOCS crm-item-*.md: an unknown entityTypeId is "Smart process not found".
         raise ApiError("NOT_FOUND", "Smart process not found")
@@ -176,7 +183,7 @@ def render_item(
     if with_fm:
         out["fm"] = [dict(x) for x in row.get("fm") or []]
     if with_type:
-        out["entityTypeId"] = ENTITY_TYPE_IDS[entity]
+        out["entityTypeId"] = ITEM_ENTITY_TYPE_IDS[entity]
     return out
 
 
@@ -420,16 +427,49 @@ def _stage_fields(entity: str, row: dict[str, Any], changes: dict[str, Any], *, 
             raise _invalid(CRM_FIELD_MAP[entity]["stageId"])
         changes["categoryId"], changes["stageId"] = category, stage
         changes["closed"] = "N" if stage_semantic(entity, stage) == "P" else "Y"
+    elif entity in ITEM_TYPES:
+        _item_stage_fields(entity, row, changes, adding=adding)
+        return
     else:
         return
     changes["stageSemanticId"] = stage_semantic(entity, changes["stageId"])
 
 
+def _item_stage_fields(entity: str, row: dict[str, Any], changes: dict[str, Any], *, adding: bool) -> None:
+    """Stages of quotes, invoices and smart processes: a stage belongs to one pipeline (`DT<type>_<category>:`
+    prefix, crm-status-get.md), a stage change keeps the old one in `previousStageId` (object-fields.md)."""
+    item = ITEM_TYPES[entity]
+    spec = CRM_FIELD_MAP[entity]
+    category = changes.get("categoryId") if "categoryId" in spec else None
+    stage = changes.get("stageId")
+    if category is None and stage is not None:
+        category = next((p.id for p in item.pipelines if stage in p.stages), None)
+    if category is None:
+        category = item.default.id if adding else row.get("categoryId", item.default.id)
+    pipeline = item.pipeline(category)
+    if pipeline is None:
+        raise _invalid(spec["categoryId"])
+    if stage is None and (adding or category != row.get("categoryId", category)):
+        stage = pipeline.stages[0]
+    if stage is None:
+        return
+    if stage not in pipeline.stages:
+        raise _invalid(spec["stageId"])
+    changes["stageId"] = stage
+    if "categoryId" in spec:
+        changes["categoryId"] = category
+    if "previousStageId" in spec and not adding and row.get("stageId") != stage:
+        changes["previousStageId"] = row.get("stageId")
+    if "closed" in spec:
+        changes["closed"] = "N" if stage_semantic(entity, stage) == "P" else "Y"
+
+
 def _link_fields(entity: str, changes: dict[str, Any]) -> None:
     # `contactId` is the deprecated single form of `contactIds` (crm-item-fields.md): keep them in step.
-    if "contactIds" in changes and "contactId" not in changes and entity in ("deals", "leads"):
+    linked = entity in ("deals", "leads") or entity in ITEM_TYPES
+    if "contactIds" in changes and "contactId" not in changes and linked:
         changes["contactId"] = changes["contactIds"][0] if changes["contactIds"] else None
-    elif "contactId" in changes and "contactIds" not in changes and entity in ("deals", "leads"):
+    elif "contactId" in changes and "contactIds" not in changes and linked:
         changes["contactIds"] = [changes["contactId"]] if changes["contactId"] else []
     if entity == "contacts":
         if "companyIds" in changes and "companyId" not in changes:
@@ -468,6 +508,12 @@ def blank_crm_row(cat: CrmCatalogue, entity: str, *, user_id: int, now: float) -
         row.update(currencyId="RUB", revenue=0.0)
     if entity in _DEFAULT_TYPES:
         row["typeId"] = _DEFAULT_TYPES[entity]
+    if entity in ITEM_TYPES:
+        pipeline = ITEM_TYPES[entity].default
+        row.update(opportunity=0.0, currencyId="RUB", isManualOpportunity="N", taxValue=0.0)
+        row["stageId"] = pipeline.stages[0]
+        if "categoryId" in row:
+            row["categoryId"] = pipeline.id
     if "stageId" in row:
         row["stageSemanticId"] = stage_semantic(entity, row["stageId"])
     if entity in FM_ENTITIES:
@@ -506,7 +552,9 @@ def create_crm(state: PortalData, entity: str, changes: dict[str, Any], *, user_
     derive_flags(state.crm, entity, row)
     row = table.insert(row)
     if not row.get("title") and "title" in state.crm.field_map[entity]:
-        row["title"] = f"{ENTITY_TITLES[entity]} #{row['id']}"
+        title = ENTITY_TITLES[entity] if entity in ENTITY_TITLES else ITEM_TYPES[entity].title
+        row["title"] = f"{title} #{row['id']}"
+    state.record_stage(entity, row, None)
     return row
 
 
@@ -539,7 +587,9 @@ def update_crm(
         row["isNew"] = "N"
     state.assign_fm_ids(row)
     derive_flags(state.crm, entity, row)
-    return table.replace(id_, row)
+    out = table.replace(id_, row)
+    state.record_stage(entity, out, old)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------

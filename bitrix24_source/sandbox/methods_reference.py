@@ -24,8 +24,10 @@ from bitrix24_source.sandbox.fields import (
     EMPLOYEES,
     HONORIFICS,
     INDUSTRIES,
+    ITEM_TYPES,
     LEAD_STATUSES,
     SOURCES,
+    STAGE_NAMES,
     rest_field,
     stage_semantic,
 )
@@ -155,6 +157,28 @@ def _stage_rows(
         }
 
 
+def _item_stage_rows() -> Iterator[dict[str, Any]]:
+    # Quote, invoice and smart-process stages: names, colours, SORT 10, 20, … and SYSTEM "Y" on the first and
+    # the final stages as crm.status.list shows a new smart-process pipeline
+    # (DOCS tutorials/crm/how-to-add-crm-objects/how-to-add-category-to-spa.md, step 3).
+    for item in ITEM_TYPES.values():
+        for pipeline in item.pipelines:
+            for pos, stage in enumerate(pipeline.stages):
+                name, color = STAGE_NAMES[stage.split(":")[-1]]
+                semantic = stage_semantic(item.entity, stage)
+                yield {
+                    "ENTITY_ID": pipeline.directory,
+                    "STATUS_ID": stage,
+                    "NAME": name,
+                    "NAME_INIT": name,
+                    "SORT": 10 * (pos + 1),
+                    "SYSTEM": "Y" if pos == 0 or semantic != "P" else "N",
+                    "CATEGORY_ID": None if item.entity_type_id == 7 else pipeline.id,
+                    "COLOR": color,
+                    "SEMANTICS": None if semantic == "P" else semantic,
+                }
+
+
 def status_rows() -> Iterator[dict[str, Any]]:
     """Every directory item of the portal in canonical form (native `SORT`/`CATEGORY_ID`), in id order."""
     yield from _stage_rows("STATUS", "leads", LEAD_STATUSES, None)
@@ -174,10 +198,14 @@ def status_rows() -> Iterator[dict[str, Any]]:
                 "COLOR": None,
                 "SEMANTICS": None,
             }
+    yield from _item_stage_rows()
+
+
+_ITEM_DIRECTORIES = frozenset(p.directory for t in ITEM_TYPES.values() for p in t.pipelines)
 
 
 def _is_stage(entity_id: str) -> bool:
-    return entity_id == "STATUS" or entity_id.startswith("DEAL_STAGE")
+    return entity_id == "STATUS" or entity_id.startswith("DEAL_STAGE") or entity_id in _ITEM_DIRECTORIES
 
 
 def _render(row: dict[str, Any]) -> dict[str, Any]:
@@ -284,7 +312,50 @@ def status_entity_types(state: PortalData, params: dict[str, Any], ctx: CallCont
         entry["ENTITY_TYPE_ID"] = 2
         entry["CATEGORY_ID"] = str(category) if category else 0
         out.append(entry)
+    out.extend(_item_entity_types())
     return MethodResult(out, cost=state.cost_model.call_cost())
+
+
+def _item_entity_types() -> Iterator[dict[str, Any]]:
+    # DOCS crm-status-entity-types.md, response example: QUOTE_STATUS with SEMANTIC_INFO and ENTITY_TYPE_ID 7;
+    # SMART_INVOICE_STAGE_5 (an item type's pipeline) with an empty SEMANTIC_INFO, PREFIX, the scope,
+    # ENTITY_TYPE_ID, IS_ENABLED and an int CATEGORY_ID; DYNAMIC_177_STAGE_7 the same plus CATEGORY_NAME,
+    # CATEGORY_SORT and IS_DEFAULT_CATEGORY.
+    for item in ITEM_TYPES.values():
+        for pipeline in item.pipelines:
+            if item.entity_type_id == 7:
+                yield {
+                    "ID": pipeline.directory,
+                    "NAME": "Quote stages",
+                    "SEMANTIC_INFO": {
+                        "START_FIELD": pipeline.stages[0],
+                        "FINAL_SUCCESS_FIELD": pipeline.stages[-2],
+                        "FINAL_UNSUCCESS_FIELD": pipeline.stages[-1],
+                        "FINAL_SORT": 0,
+                    },
+                    "ENTITY_TYPE_ID": 7,
+                }
+                continue
+            entry: dict[str, Any] = {
+                "ID": pipeline.directory,
+                # DYNAMIC_177_STAGE_7 is "Equipment Procurement (General)": the type's title, then the pipeline.
+                "NAME": "Invoice stages" if item.type_id is None else f"{item.title} ({pipeline.name})",
+                "SEMANTIC_INFO": [],
+                "PREFIX": f"DT{item.entity_type_id}_{pipeline.id}",
+                "FIELD_ATTRIBUTE_SCOPE": f"category_{pipeline.id}",
+                "ENTITY_TYPE_ID": item.entity_type_id,
+                "IS_ENABLED": True,
+                "CATEGORY_ID": pipeline.id,
+            }
+            if item.type_id is not None:
+                # Smart-process pipelines name themselves (DYNAMIC_177_STAGE_7/9 in the same example); the
+                # invoice pipeline does not.
+                entry.update(
+                    CATEGORY_NAME=pipeline.name,
+                    CATEGORY_SORT=pipeline.sort,
+                    IS_DEFAULT_CATEGORY=pipeline.is_default,
+                )
+            yield entry
 
 
 # DOCS crm-status-fields.md, response example.
@@ -307,20 +378,9 @@ def status_fields(state: PortalData, params: dict[str, Any], ctx: CallContext) -
     return MethodResult({k: dict(v) for k, v in _STATUS_FIELDS.items()}, cost=state.cost_model.call_cost())
 
 
-def category_list(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
-    type_id = strict_int(params.get("entityTypeId"))
-    if type_id in _ENTITY_TYPE_NAMES:
-        # Leads have no pipelines; contacts and companies are left at that too (their categories are a
-        # separate, rarely used feature the sandbox does not model). DOCS crm-category-list.md, error table:
-        # "Entity type `{entityTypeName}` is not supported".
-        raise ApiError(
-            "ENTITY_TYPE_NOT_SUPPORTED", f"Entity type {_ENTITY_TYPE_NAMES[type_id]} is not supported"
-        )
-    if type_id != 2:
-        # DOCS crm-category-list.md, error table.
-        raise ApiError("NOT_FOUND", "Smart process not found")
-    out = []
-    for category, (name, sort) in sorted(DEAL_CATEGORIES.items(), key=lambda kv: (kv[1][1], kv[0])):
+def category_rows() -> Iterator[dict[str, Any]]:
+    """crm.category.list rows of every entity type with pipelines (deals, invoices, smart processes)."""
+    for category, (name, sort) in DEAL_CATEGORIES.items():
         row: dict[str, Any] = {
             "id": category,
             "name": name,
@@ -331,7 +391,41 @@ def category_list(state: PortalData, params: dict[str, Any], ctx: CallContext) -
         if category:
             # The default pipeline has no origin keys at all (fixture crm_category_list.json).
             row.update(originId="", originatorId="")
-        out.append(row)
+        yield row
+    for item in ITEM_TYPES.values():
+        if item.entity_type_id == 7:
+            continue
+        for pipeline in item.pipelines:
+            # crm-category-list.md, response example: originId/originatorId "" on every non-deal-default row.
+            yield {
+                "id": pipeline.id,
+                "name": pipeline.name,
+                "sort": pipeline.sort,
+                "entityTypeId": item.entity_type_id,
+                "isDefault": "Y" if pipeline.is_default else "N",
+                "originId": "",
+                "originatorId": "",
+            }
+
+
+def category_list(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+    type_id = strict_int(params.get("entityTypeId"))
+    table = state.table("crm_categories")
+    if type_id in _ENTITY_TYPE_NAMES or type_id == 7:
+        # Leads have no pipelines; contacts and companies are left at that too (their categories are a
+        # separate, rarely used feature the sandbox does not model). DOCS crm-category-list.md, error table:
+        # "Entity type `{entityTypeName}` is not supported".
+        raise ApiError(
+            "ENTITY_TYPE_NOT_SUPPORTED",
+            f"Entity type {_ENTITY_TYPE_NAMES.get(type_id or 0, 'QUOTE')} is not supported",
+        )
+    ids = table.ids_by("entityTypeId", [type_id])
+    if not ids:
+        # DOCS crm-category-list.md, error table.
+        raise ApiError("NOT_FOUND", "Smart process not found")
+    rows = [dict(r) for r in (table.get(i) for i in ids) if r is not None]
+    # Ordered by sort, then id (crm-category-list.md's example lists sort 200 before the default's 300).
+    out = sorted(rows, key=lambda r: (r["sort"], r["id"]))
     cost = state.cost_model.list_cost(offset=0, rows=len(out), counted=True)
     return MethodResult({"categories": out}, total=len(out), cost=cost, rows=len(out))
 

@@ -77,7 +77,41 @@ def server_time(state: PortalData, params: dict[str, Any], ctx: CallContext) -> 
     return MethodResult(iso(state.now()), cost=state.cost_model.call_cost())
 
 
+# department.get (DOCS api-reference/departments/department-get.md): filter by top-level ID, NAME, SORT, PARENT,
+# UF_HEAD; sort by `sort` (one of those names) and `order`; pages of 50 by START.
+_DEPARTMENT_KINDS = {"ID": "id", "NAME": "str", "SORT": "int", "PARENT": "int", "UF_HEAD": "int"}
+
+
+def _department_ref(name: str) -> FieldRef | None:
+    kind = _DEPARTMENT_KINDS.get(name.upper())
+    return FieldRef(name.upper(), kind) if kind else None
+
+
+def _department(row: Mapping[str, Any]) -> dict[str, Any]:
+    # Structure "department": ID and PARENT as strings, SORT an int (response example). The root department
+    # has no parent, and UF_HEAD is given where a head is set.
+    out: dict[str, Any] = {"ID": str(row["ID"]), "NAME": row["NAME"], "SORT": row["SORT"]}
+    if row.get("PARENT") is not None:
+        out["PARENT"] = str(row["PARENT"])
+    if row.get("UF_HEAD") is not None:
+        out["UF_HEAD"] = str(row["UF_HEAD"])
+    return out
+
+
+def department_get(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+    # Lower-case `sort`/`order` sort; the UPPER_CASE keys filter (`SORT` is the sort-index filter).
+    conditions = {k: v for k, v in params.items() if str(k).lstrip("=!<>@%") in _DEPARTMENT_KINDS}
+    compiled = compile_v2(conditions, _department_ref)
+    sort_ref = _department_ref(str(params.get("sort") or "ID"))
+    desc = str(params.get("order") or "ASC").upper() == "DESC"
+    order = [(sort_ref.key, desc)] if sort_ref else [("ID", False)]
+    page, total, nxt, cost = v2_list(state.table("departments"), compiled, order, ctx, state.cost_model)
+    rows = [_department(r) for r in page]
+    return MethodResult(rows, total=total, next=nxt, cost=cost, rows=len(rows))
+
+
 METHODS_V2: dict[str, Handler] = {
+    "department.get": department_get,
     "user.get": user_get,
     "user.current": user_current,
     "user.fields": user_fields,

@@ -190,6 +190,9 @@ class Sandbox:
     Args:
         seed: generator seed for the portal's data.
         leads, deals, contacts, companies, users, tasks: row counts (None keeps the SeedCounts default).
+        spa_items, quotes, invoices, activities, departments: row counts of the tables added later (items per
+            smart-process type; departments at least 5); generated after the others from a random stream of
+            their own, so they leave the rows above unchanged for a seed.
         rate_limit: leaky bucket per client IP; None turns it off (unit speed). ``RateLimit(50, 2.0)`` is the
             cloud default (§6.1).
         operating_limit: operating seconds per method per window before 429; None turns the check off
@@ -224,6 +227,11 @@ class Sandbox:
         companies: int | None = None,
         users: int | None = None,
         tasks: int | None = None,
+        spa_items: int | None = None,
+        quotes: int | None = None,
+        invoices: int | None = None,
+        activities: int | None = None,
+        departments: int | None = None,
         rate_limit: RateLimit | None = None,
         operating_limit: float | None = None,
         tls: bool = False,
@@ -256,6 +264,11 @@ class Sandbox:
                 ("companies", companies),
                 ("users", users),
                 ("tasks", tasks),
+                ("spa_items", spa_items),
+                ("quotes", quotes),
+                ("invoices", invoices),
+                ("activities", activities),
+                ("departments", departments),
             ):
                 if value is not None:
                     setattr(counts, name, value)

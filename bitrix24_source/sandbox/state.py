@@ -12,9 +12,33 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from bitrix24_source.sandbox import methods_crm, methods_reference, methods_tasks, methods_users
-from bitrix24_source.sandbox.fields import CATALOGUES, CRM_ENTITIES, FM_ENTITIES, CrmCatalogue, stage_semantic
-from bitrix24_source.sandbox.generator import generate, product_row
+from bitrix24_source.sandbox import (
+    methods_activity,
+    methods_crm,
+    methods_items,
+    methods_reference,
+    methods_tasks,
+    methods_users,
+)
+from bitrix24_source.sandbox.fields import (
+    CATALOGUES,
+    CRM_ENTITIES,
+    FM_ENTITIES,
+    ITEM_ENTITY_TYPE_IDS,
+    ITEM_TYPES,
+    CrmCatalogue,
+    stage_semantic,
+)
+from bitrix24_source.sandbox.generator import (
+    HISTORY_CREATED,
+    HISTORY_FINAL,
+    HISTORY_MOVED,
+    HISTORY_PIPELINE,
+    HISTORY_TYPES,
+    generate,
+    product_row,
+    stage_history_row,
+)
 from bitrix24_source.sandbox.store import Clock, Table, iso
 from bitrix24_source.sandbox.types import (
     ENTITIES,
@@ -31,18 +55,27 @@ _V2: dict[str, Handler] = {
     **methods_reference.METHODS_V2,
     **methods_users.METHODS_V2,
     **methods_tasks.METHODS_V2,
+    **methods_items.METHODS_V2,
+    **methods_activity.METHODS_V2,
 }
 _V3: dict[str, Handler] = dict(methods_tasks.METHODS_V3)
-_WRITES = methods_crm.WRITES | methods_tasks.WRITES
+_WRITES = methods_crm.WRITES | methods_tasks.WRITES | methods_activity.WRITES
 DEFAULT_V3_LIMITS = {"tasks.task.list": 50, "tasks.task.result.list": 50}
 
 # Which key each entity bumps when a row changes (crm.item `updatedTime`, v3 task `changed`, …).
 _CHANGED_KEY = {
-    **dict.fromkeys(CRM_ENTITIES, "updatedTime"),
+    **dict.fromkeys(ITEM_ENTITY_TYPE_IDS, "updatedTime"),
+    "activities": "LAST_UPDATED",
     "tasks": "changed",
     "task_results": "updatedAt",
     "users": "TIMESTAMP_X",
 }
+
+
+# Every entity crm.item.* reads and writes: the four classic ones, quotes, invoices and smart processes.
+_ITEM_ENTITIES = frozenset(ITEM_ENTITY_TYPE_IDS)
+# Names `rows()` and friends accept besides the table names (the warehouse tables' names).
+_ALIASES = {"crm_statuses": "statuses"}
 
 
 # Keys blank_crm_row stamps with the clock; a generated row always has its own.
@@ -107,6 +140,19 @@ class PortalState:
         )
         for status in methods_reference.status_rows():
             self._tables["statuses"].insert(status)
+        for entity in ITEM_TYPES:
+            self._tables[entity] = Table(entity, self.lock)
+        self._tables["spa_types"] = Table("spa_types", self.lock)
+        for spa_type in methods_items.spa_type_rows():
+            self._tables["spa_types"].insert(spa_type)
+        self._tables["crm_categories"] = Table("crm_categories", self.lock, indexed=("entityTypeId",))
+        for category in methods_reference.category_rows():
+            self._tables["crm_categories"].insert(category, category["id"])
+        self._tables["departments"] = Table("departments", self.lock, id_key="ID")
+        self._tables["activities"] = Table("activities", self.lock, id_key="ID")
+        for type_id in HISTORY_TYPES.values():
+            name = f"stage_history_{type_id}"
+            self._tables[name] = Table(name, self.lock, id_key="ID")
         with self.lock:
             generate(seed, counts, self._tables)
             if self.crm.name != "legacy":
@@ -139,24 +185,40 @@ class PortalState:
         return method in _WRITES
 
     def rows(self, entity: str) -> list[dict[str, Any]]:
-        """Copies of all rows of `entity` in canonical form, ordered by id."""
+        """Copies of all rows of `entity` in canonical form, ordered by id.
+
+        `stage_history` is every crm.stagehistory.list row with its `entityTypeId` in front, ordered by
+        (entityTypeId, ID): the history ids are numbered per entity type.
+        """
         with self.lock:
-            return [_copy_row(r) for r in self.table(entity).all()]
+            if entity == "stage_history":
+                return [
+                    {"entityTypeId": type_id, **_copy_row(r)}
+                    for type_id in sorted(HISTORY_TYPES.values())
+                    for r in self.table(f"stage_history_{type_id}").all()
+                ]
+            return [_copy_row(r) for r in self.table(_ALIASES.get(entity, entity)).all()]
 
     def add_row(self, entity: str, fields: dict[str, Any]) -> dict[str, Any]:
         """Insert a row given in canonical form; defaults and creation/change timestamps are filled in."""
         with self.lock:
             now = self.now()
-            if entity in CRM_ENTITIES:
+            if entity == "stage_history":
+                values = dict(fields)
+                type_id = values.pop("entityTypeId")
+                return _copy_row(self.table(f"stage_history_{type_id}").insert(values))
+            entity = _ALIASES.get(entity, entity)
+            if entity in _ITEM_ENTITIES:
                 row = methods_crm.blank_crm_row(self.crm, entity, user_id=1, now=now)
                 row.update(fields)
-                if "stageId" in fields:
+                if "stageId" in fields and entity in CRM_ENTITIES:
                     row["stageSemanticId"] = stage_semantic(entity, row["stageId"])
                 self.assign_fm_ids(row)
                 methods_crm.derive_flags(self.crm, entity, row)
                 out = self.table(entity).insert(row)
                 if "title" in out and not out["title"]:
                     out["title"] = f"{entity[:-1].title()} #{out['id']}"
+                self.record_stage(entity, out, None)
             elif entity == "tasks":
                 out = methods_tasks.create_task(self, dict(fields), user_id=int(fields.get("creatorId") or 1))
             else:
@@ -170,6 +232,7 @@ class PortalState:
     def update_row(self, entity: str, id: int, fields: dict[str, Any]) -> dict[str, Any]:
         """Change a row in place like a user edit would: the entity's change timestamp moves to now."""
         with self.lock:
+            entity = _ALIASES.get(entity, entity)
             table = self.table(entity)
             old = table.get(id)
             if old is None:
@@ -182,13 +245,16 @@ class PortalState:
             if key is not None:
                 row[key] = iso(self.now())
             self.assign_fm_ids(row)
-            if entity in CRM_ENTITIES:
+            if entity in _ITEM_ENTITIES:
                 methods_crm.derive_flags(self.crm, entity, row)
-            return _copy_row(table.replace(id, row))
+            out = table.replace(id, row)
+            self.record_stage(entity, out, old)
+            return _copy_row(out)
 
     def delete_row(self, entity: str, id: int) -> None:
         """Delete a row and what hangs on it (a deal's product rows, a task's results)."""
         with self.lock:
+            entity = _ALIASES.get(entity, entity)
             self.table(entity).delete(id)
             if entity == "deals":
                 products = self.table("deal_products")
@@ -213,7 +279,8 @@ class PortalState:
         try:
             return self._tables[entity]
         except KeyError:
-            raise ValueError(f"unknown entity {entity!r}; expected one of {', '.join(ENTITIES)}") from None
+            names = (*ENTITIES, *(n for n in self._tables if n not in ENTITIES), *_ALIASES, "stage_history")
+            raise ValueError(f"unknown entity {entity!r}; expected one of {', '.join(names)}") from None
 
     def v3_limit(self, method: str) -> int:
         """The cap of `pagination.limit` for a v3 list method (§5.2)."""
@@ -224,6 +291,25 @@ class PortalState:
             bits = self._rng.getrandbits(128)
         h = f"{bits:032x}"
         return "{" + f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" + "}"
+
+    def record_stage(self, entity: str, row: Mapping[str, Any], old: Mapping[str, Any] | None) -> None:
+        """Append the crm.stagehistory.list row a write causes: creation (`old` None), a stage move or a
+        pipeline change (TYPE_ID 1, 2/3, 5; DOCS api-reference/crm/crm-stage-history-list.md)."""
+        type_id = HISTORY_TYPES.get(entity)
+        stage = row.get("stageId")
+        if type_id is None or stage is None:
+            return
+        category = row.get("categoryId")
+        if old is None:
+            kind = HISTORY_CREATED
+        elif old.get("stageId") == stage:
+            return
+        elif category != old.get("categoryId"):
+            kind = HISTORY_PIPELINE
+        else:
+            kind = HISTORY_FINAL if stage_semantic(entity, stage) != "P" else HISTORY_MOVED
+        record = stage_history_row(entity, row["id"], kind, iso(self.now()), stage, category)
+        self.table(f"stage_history_{type_id}").insert(record)
 
     def assign_fm_ids(self, row: dict[str, Any]) -> None:
         """Give new communications (`fm` entries) portal-wide ids, as Bitrix numbers them."""
@@ -287,4 +373,11 @@ class PortalState:
             }
         if entity == "deal_products":
             return product_row(None, 0, "", 0.0, 1.0, 10)
+        if entity == "activities":
+            return methods_activity.blank_activity(user_id=1, now=now)
+        if entity == "departments":
+            return {"NAME": "", "SORT": 500, "PARENT": 1, "UF_HEAD": None}
+        if entity in ("spa_types", "crm_categories", "statuses"):
+            # Reference rows: the caller gives every key.
+            return {}
         raise ValueError(f"unknown entity {entity!r}")

@@ -6,7 +6,7 @@ modules, so one misunderstanding of the protocol cannot hide on both sides of a 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -77,6 +77,7 @@ class PortalData(Protocol):
     def new_guid(self) -> str: ...
     def assign_fm_ids(self, row: dict[str, Any]) -> None: ...
     def delete_row(self, entity: str, id: int) -> None: ...
+    def record_stage(self, entity: str, row: Mapping[str, Any], old: Mapping[str, Any] | None) -> None: ...
 
 
 # A method implementation: (portal state, parameters, call context) -> result, or raises ApiError.
@@ -132,4 +133,11 @@ class SeedCounts:
     tasks: int = 200
     results_per_task: tuple[int, int] = (0, 3)
     products_per_deal: tuple[int, int] = (0, 3)
+    # Generated after everything above, from a random stream of their own, so that adding them left the
+    # rows of the entities above unchanged for a given seed.
+    spa_items: int = 40  # per smart-process type
+    quotes: int = 20
+    invoices: int = 20
+    activities: int = 300
+    departments: int = 5  # at least 5: users' UF_DEPARTMENT values are 1..5
     extra: dict[str, Any] = field(default_factory=dict)

@@ -54,6 +54,10 @@ def catalogue(name: str) -> dict[str, Any]:
 # use ids of their own portal (task 8017, deal 351, smart process 1268…); the sandbox generates ids from 1.
 # Each entry: (path of keys, new value). Everything else is sent as documented.
 SUBSTITUTIONS: dict[str, list[tuple[tuple[str | int, ...], Any]]] = {
+    "v2 crm.activity.add": [(("fields", "OWNER_ID"), 1)],
+    "v2 crm.activity.delete": [(("id",), 5)],
+    "v2 crm.activity.list": [(("filter", "OWNER_ID"), "ACTIVITY_CONTACT")],
+    "v2 crm.activity.update": [(("id",), 6)],
     "v2 crm.company.delete": [(("ID",), 5)],
     "v2 crm.company.get": [(("ID",), 6)],
     "v2 crm.company.update": [(("ID",), 7)],

@@ -32,6 +32,11 @@ OUT = Path(__file__).resolve().parents[1] / "fixtures" / "docs-responses"
 METHODS: tuple[tuple[int, str], ...] = (
     (2, "app.info"),
     (2, "batch"),
+    (2, "crm.activity.add"),
+    (2, "crm.activity.delete"),
+    (2, "crm.activity.fields"),
+    (2, "crm.activity.list"),
+    (2, "crm.activity.update"),
     (2, "crm.category.list"),
     (2, "crm.company.add"),
     (2, "crm.company.delete"),
@@ -69,7 +74,10 @@ METHODS: tuple[tuple[int, str], ...] = (
     (2, "crm.status.entity.items"),
     (2, "crm.status.entity.types"),
     (2, "crm.status.fields"),
+    (2, "crm.stagehistory.list"),
     (2, "crm.status.list"),
+    (2, "crm.type.list"),
+    (2, "department.get"),
     (2, "server.time"),
     (2, "tasks.task.add"),
     (2, "tasks.task.delete"),
@@ -172,14 +180,22 @@ def _first_json(section: str | None) -> dict[str, Any] | None:
 
 
 def curl_example(text: str) -> tuple[int, str, Any] | None:
-    """(version, method, params) of a page's first cURL (Webhook) example."""
-    block = _CURL.search(text)
-    if block is None:
-        return None
-    url = _URL.search(block.group("body"))
+    """(version, method, params) of a page's first cURL (Webhook) example whose JSON parses.
+
+    A page whose first example holds broken JSON (crm-type-list.md: an object inside an array) is taken
+    from its next webhook example; if none parses, the first one is returned with ``{"unparsed": …}``.
+    """
+    found = [_curl_block(m.group("body")) for m in _CURL.finditer(text)]
+    found = [f for f in found if f is not None]
+    parsed = [f for f in found if not (isinstance(f[2], dict) and "unparsed" in f[2])]
+    return (parsed or found or [None])[0]
+
+
+def _curl_block(body: str) -> tuple[int, str, Any] | None:
+    url = _URL.search(body)
     if url is None:
         return None
-    data = _DATA.search(block.group("body"))
+    data = _DATA.search(body)
     params: Any = {}
     if data is not None:
         # `'"$(date …)"'` splices a shell command's output into the JSON; a fixed date stands in for it.

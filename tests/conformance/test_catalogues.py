@@ -46,17 +46,34 @@ def call(portal: Sandbox, method: str, params: dict[str, Any], version: int = 2)
     return requests.post(base + method, json=params, timeout=30).json()
 
 
-@pytest.mark.parametrize("entity", list(ENTITY_TYPE_IDS))
+# object-fields.md sections of the item types crm.item.* serves beyond the four classic entities, with an
+# entityTypeId the sandbox has (both of its smart processes follow the {#spa} section).
+ITEM_TYPE_IDS = {**ENTITY_TYPE_IDS, "quotes": 7, "invoices": 31, "smart_processes": 128}
+SMART_PROCESS_IDS = (128, 1036)
+
+
+@pytest.mark.parametrize("entity", list(ITEM_TYPE_IDS))
 def test_crm_item_fields_lists_exactly_the_documented_fields(portal: Sandbox, entity: str) -> None:
-    fields = call(portal, "crm.item.fields", {"entityTypeId": ENTITY_TYPE_IDS[entity]})["result"]["fields"]
+    fields = call(portal, "crm.item.fields", {"entityTypeId": ITEM_TYPE_IDS[entity]})["result"]["fields"]
     system = {name for name, desc in fields.items() if not desc["isDynamic"]}
     assert system == set(documented_fields(entity))
-    assert all(name.startswith("ufCrm_") for name, desc in fields.items() if desc["isDynamic"])
+    # UF_CRM_<digits> on the classic entities and quotes; UF_CRM_<type id>_<digits> on smart processes
+    # (crm-item-add.md: ufCrm44_1721812760630).
+    prefix = "ufCrm1_" if entity == "smart_processes" else "ufCrm_"
+    assert all(name.startswith(prefix) for name, desc in fields.items() if desc["isDynamic"])
 
 
-@pytest.mark.parametrize("entity", list(ENTITY_TYPE_IDS))
+@pytest.mark.parametrize("type_id", SMART_PROCESS_IDS)
+def test_every_smart_process_serves_the_spa_section(portal: Sandbox, type_id: int) -> None:
+    fields = call(portal, "crm.item.fields", {"entityTypeId": type_id})["result"]["fields"]
+    assert {n for n, d in fields.items() if not d["isDynamic"]} == set(documented_fields("smart_processes"))
+    enums = [d for d in fields.values() if d["type"] == "enumeration"]
+    assert enums and all(d["items"] and {"ID", "VALUE"} == set(d["items"][0]) for d in enums)
+
+
+@pytest.mark.parametrize("entity", list(ITEM_TYPE_IDS))
 def test_crm_item_fields_carry_the_documented_types_and_access(portal: Sandbox, entity: str) -> None:
-    fields = call(portal, "crm.item.fields", {"entityTypeId": ENTITY_TYPE_IDS[entity]})["result"]["fields"]
+    fields = call(portal, "crm.item.fields", {"entityTypeId": ITEM_TYPE_IDS[entity]})["result"]["fields"]
     wrong = {}
     for name, doc in documented_fields(entity).items():
         desc = fields[name]

@@ -40,6 +40,7 @@ TRIGGERS: dict[str, dict[str, Any]] = {
     "v2 crm.lead.get": {"ID": 99999},
     "v2 crm.lead.update": {"id": 0, "fields": {"TITLE": "x"}},
     "v2 crm.status.entity.items": {},
+    "v2 crm.stagehistory.list": {"entityTypeId": 3},
     "v2 tasks.task.add": {"fields": {"DESCRIPTION": "no title"}},
     "v2 tasks.task.list": {"order": {"NO_SUCH_KEY": "asc"}},
     "v2 tasks.task.result.list": {"taskId": "{value}"},
