@@ -8,6 +8,9 @@ crm_lead_fields_success.json). Write validation and filter type coercion read th
 
 Two catalogues of CRM fields exist (`CATALOGUES`): ``legacy``, the sandbox's historical set and the default,
 and ``docs``, exactly the documented fields of object-fields.md (`_DOCS_CRM_FIELDS`). A portal serves one.
+
+Its length is data: the field tables of every entity in both catalogues (each citing its docs section);
+the code that builds and reads them is a small part of it.
 """
 
 from __future__ import annotations

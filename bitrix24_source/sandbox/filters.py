@@ -8,6 +8,9 @@
 Both compile to one `Compiled` value: a row predicate plus the id range and index candidates that
 `store.Table.query` turns into bisects, so the common keyset request (``>id`` + order by id) never scans the
 table. Errors copy the real portal's codes and texts.
+
+It is long because it holds both filter grammars (v2 prefixes and v3 arrays) and their shared compiler; each
+operator's behaviour sits next to the grammar that parses it.
 """
 
 from __future__ import annotations

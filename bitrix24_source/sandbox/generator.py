@@ -5,6 +5,9 @@ anchor date, so the same seed and counts give the same portal on every machine. 
 contacts and deals point at existing companies, deals and leads at contacts, every `assignedById`,
 `creatorId` and `responsibleId` at an existing user, tasks' `crmItemIds` at existing CRM rows, product rows at
 deals and task results at tasks.
+
+It is long because the seeded random streams must generate every table in a fixed order; a split would make that
+order (and so every seeded portal) depend on import order.
 """
 
 from __future__ import annotations

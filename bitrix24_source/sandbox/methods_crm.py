@@ -3,6 +3,9 @@ and `crm.item.productrow.list` / `.fields`.
 
 Rows are stored once, in crm.item form (camelCase, native types); classic methods translate names and values
 on the way in and out with the same `FieldSpec` tables, so both APIs always see the same portal.
+
+It is long because crm.item.* and the classic crm.<entity>.* methods share one store and one set of
+translations; keeping them together keeps both APIs answering about the same portal.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@
 Tasks are stored in the v3 form (int ids, string status/priority, DOCS api-reference/tasks/fields-rest-v3.md).
 v2 methods translate on the way in (UPPER_CASE names, numeric STATUS/PRIORITY codes) and out (camelCase keys,
 every scalar a string, §2.4).
+
+It is long because it carries both dialects of the same methods (v2 and v3) side by side, with the translation
+between them; splitting them would separate each v2 handler from the v3 behaviour it must mirror.
 """
 
 from __future__ import annotations

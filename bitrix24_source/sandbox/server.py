@@ -14,6 +14,9 @@ request, in order:
    per-method operating check (429) and call faults (:mod:`.faults`).
 4. output: v2 ``{result, next?, total?, time}`` / ``{error, error_description}`` (§2.1, §2.2), v3
    ``{result, time}`` / ``{error: {code, message, validation?}}`` (§2.3), PHP-style JSON (:mod:`.phpjson`).
+
+It is long because it narrates the whole request path in one place, in the order above, so a reader can check
+each step against the protocol notes without jumping between files.
 """
 
 from __future__ import annotations
