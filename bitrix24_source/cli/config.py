@@ -1,0 +1,107 @@
+"""Credentials for the command line: a `--webhook-url` flag, or the places dlt reads them from.
+
+dlt looks in env vars (`SOURCES__BITRIX24__WEBHOOK_URL`, `SOURCES__BITRIX24__OAUTH__CLIENT_ID`, …), then
+`.dlt/secrets.toml` and `.dlt/config.toml` of the current directory. The push and results commands also
+accept the destination's own section (`[destination.bitrix24] webhook_url`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from bitrix24_source.errors import ConfigError
+
+SECRETS_FILE = Path(".dlt") / "secrets.toml"
+
+_HOW_TO = (
+    "no Bitrix24 credentials: pass --webhook-url, set SOURCES__BITRIX24__WEBHOOK_URL, or put webhook_url "
+    "(or the [sources.bitrix24.oauth] keys) in .dlt/secrets.toml"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """A webhook URL or OAuth credentials (exactly one is set)."""
+
+    webhook_url: str | None = None
+    oauth: Any = None
+
+    @property
+    def kind(self) -> str:
+        return "webhook" if self.webhook_url else "OAuth app"
+
+    @property
+    def portal(self) -> str:
+        """The portal's host, the one part of the address that is safe to print."""
+        address = self.webhook_url or str(getattr(self.oauth, "client_endpoint", "") or "")
+        return urlsplit(address).netloc or "?"
+
+
+def _secret(key: str) -> Any:
+    import dlt
+
+    try:
+        return dlt.secrets.get(key)
+    except Exception as exc:  # a malformed secrets.toml: say which file, not the traceback
+        raise ConfigError(f"cannot read dlt secrets for {key}: {type(exc).__name__}: {exc}") from exc
+
+
+def _oauth() -> Any:
+    from dlt.common.configuration import resolve_configuration
+    from dlt.common.configuration.exceptions import ConfigFieldMissingException
+
+    from bitrix24_source.source.credentials import Bitrix24OAuthCredentials
+
+    if not _secret("sources.bitrix24.oauth.client_id"):
+        return None
+    try:
+        return resolve_configuration(
+            Bitrix24OAuthCredentials(), sections=("sources", "bitrix24", "oauth"), accept_partial=False
+        )
+    except ConfigFieldMissingException as exc:
+        missing = ", ".join(sorted(exc.fields))
+        raise ConfigError(
+            f"OAuth credentials are incomplete: missing {missing} in [sources.bitrix24.oauth]"
+        ) from None
+
+
+def find_credentials(webhook_url: str | None, *, destination: bool = False) -> Credentials:
+    """The credentials a command should use: the flag first, then dlt's config (env, .dlt/secrets.toml).
+
+    Args:
+        webhook_url: the `--webhook-url` flag, if given.
+        destination: also accept `[destination.bitrix24] webhook_url` (push, results), first.
+
+    Raises:
+        ConfigError: nothing usable is configured.
+    """
+    if webhook_url:
+        return Credentials(webhook_url=webhook_url)
+    keys = ["destination.bitrix24.webhook_url"] if destination else []
+    keys.append("sources.bitrix24.webhook_url")
+    for key in keys:
+        value = _secret(key)
+        if value:
+            return Credentials(webhook_url=str(value))
+    oauth = _oauth()
+    if oauth is not None:
+        if destination:
+            raise ConfigError("the destination writes through a webhook only: configure webhook_url")
+        return Credentials(oauth=oauth)
+    raise ConfigError(_HOW_TO)
+
+
+def token_saver(credentials: Credentials) -> Any:
+    """For OAuth: a callback that writes refreshed tokens to .dlt/secrets.toml, where dlt will read them.
+
+    Bitrix24 rotates the refresh token on every refresh (§1.3): a refreshed pair kept only in memory
+    leaves the stored refresh token dead. Env-only credentials cannot be updated; None then.
+    """
+    if credentials.oauth is None or not SECRETS_FILE.exists():
+        return None
+    from bitrix24_source.source.credentials import save_tokens_to_toml
+
+    return save_tokens_to_toml(SECRETS_FILE)
