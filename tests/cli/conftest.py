@@ -74,3 +74,11 @@ def portal() -> Iterator[Sandbox]:
 def portal_env(portal: Sandbox) -> dict[str, str]:
     """Credentials the dlt way: an env var, as a scheduler or a container would pass them."""
     return clean_env(SOURCES__BITRIX24__WEBHOOK_URL=portal.webhook_url)
+
+
+def summary_row(stdout: str, table: str) -> list[str]:
+    """The summary's row of `table` (rows in db, rows read, requests, seconds): the last line naming it,
+    since dlt's progress lines name the tables too."""
+    rows = [line.split()[1:] for line in stdout.splitlines() if line.split()[:1] == [table]]
+    assert rows, f"no summary row for {table}"
+    return rows[-1]
