@@ -86,13 +86,25 @@ def add_parser(commands: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def _progress(out: Output) -> Any:
+def progress(out: Output) -> Any:
+    """dlt's progress collector for `out`: live bars in a terminal, a plain counters line otherwise."""
     import dlt
 
     if out.rich:
         return "tqdm"
     # Not a terminal (a scheduler's log): one plain line of counters every 10 seconds.
     return dlt.progress.log(log_period=10.0, dump_system_stats=False)
+
+
+def run_steps(out: Output, pipeline: Any, source: Any, *, full_refresh: bool = False) -> Any:
+    """Extract, normalize and load as three visible steps (dlt's `run` is one long silent call); load info."""
+    names = ", ".join(source.selected_resources)
+    with out.step(f"extracting {names}"):
+        pipeline.extract(source, refresh="drop_sources" if full_refresh else None)
+    with out.step("normalizing"):
+        pipeline.normalize()
+    with out.step(f"loading into {pipeline.destination.destination_name}"):
+        return pipeline.load()
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
@@ -110,7 +122,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         destination=args.destination,
         dataset_name=args.dataset_name,
         pipelines_dir=args.pipelines_dir,
-        progress=_progress(out),
+        progress=progress(out),
     )
     started = time.monotonic()
     with out.step("reading field metadata"):
@@ -121,15 +133,10 @@ def run(args: argparse.Namespace, out: Output) -> int:
             rate_limit=args.rate_limit,
             on_token_refresh=token_saver(credentials),
         ).with_resources(*args.resources)
-    with out.step(f"extracting {', '.join(args.resources)}"):
-        pipeline.extract(source, refresh="drop_sources" if args.full_refresh else None)
-    with out.step("normalizing"):
-        pipeline.normalize()
-    with out.step(f"loading into {args.destination}"):
-        info = pipeline.load()
+    info = run_steps(out, pipeline, source, full_refresh=args.full_refresh)
     print_summary(out, pipeline, time.monotonic() - started)
     if info.has_failed_jobs:
-        out.problem("some load jobs failed: see `dlt pipeline " + args.pipeline_name + " failed-jobs`")
+        out.problem(f"some load jobs failed: see `dlt pipeline {args.pipeline_name} failed-jobs`")
         return 1
     return 0
 
