@@ -49,23 +49,27 @@ def _secret(key: str) -> Any:
         raise ConfigError(f"cannot read dlt secrets for {key}: {type(exc).__name__}: {exc}") from exc
 
 
-def _oauth() -> Any:
-    from dlt.common.configuration import resolve_configuration
-    from dlt.common.configuration.exceptions import ConfigFieldMissingException
+_OAUTH_FIELDS = ("client_endpoint", "client_id", "client_secret", "access_token", "refresh_token")
 
+
+def _oauth() -> Any:
+    """`[sources.bitrix24.oauth]` (or SOURCES__BITRIX24__OAUTH__*), key by key as the source reads them."""
     from bitrix24_source.source.credentials import Bitrix24OAuthCredentials
 
-    if not _secret("sources.bitrix24.oauth.client_id"):
+    values = {name: _secret(f"sources.bitrix24.oauth.{name}") for name in (*_OAUTH_FIELDS, "token_url")}
+    if not any(values.values()):
         return None
-    try:
-        return resolve_configuration(
-            Bitrix24OAuthCredentials(), sections=("sources", "bitrix24", "oauth"), accept_partial=False
-        )
-    except ConfigFieldMissingException as exc:
-        missing = ", ".join(sorted(exc.fields))
+    missing = [name for name in _OAUTH_FIELDS if not values[name]]
+    if missing:
         raise ConfigError(
-            f"OAuth credentials are incomplete: missing {missing} in [sources.bitrix24.oauth]"
-        ) from None
+            f"OAuth credentials are incomplete: missing {', '.join(missing)} in [sources.bitrix24.oauth]"
+        )
+    credentials = Bitrix24OAuthCredentials()
+    for name, value in values.items():
+        if value:
+            setattr(credentials, name, str(value))
+    credentials.resolve()  # registers the secrets for masking (on_resolved)
+    return credentials
 
 
 def find_credentials(webhook_url: str | None, *, destination: bool = False) -> Credentials:

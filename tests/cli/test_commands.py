@@ -285,3 +285,30 @@ def test_sandbox_serves_until_sigterm(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_doctor_with_oauth_saves_refreshed_tokens_to_the_secrets_file(tmp_path: Path) -> None:
+    with Sandbox(seed=3, deals=2, leads=1, contacts=1, companies=1, users=1, tasks=1) as p:
+        app = p.oauth
+        secrets = tmp_path / ".dlt" / "secrets.toml"
+        secrets.parent.mkdir()
+        secrets.write_text(
+            "[sources.bitrix24.oauth]\n"
+            f'client_endpoint = "{app.client_endpoint}"\n'
+            f'token_url = "{app.token_url}"\n'
+            f'client_id = "{app.client_id}"\n'
+            f'client_secret = "{app.client_secret}"\n'
+            'access_token = "an0expired0access0token"\n'
+            f'refresh_token = "{app.refresh_token}"\n'
+        )
+        old_refresh = app.refresh_token
+        run = run_cli("doctor", cwd=tmp_path)
+        assert run.returncode == 0, run.output
+        assert "accepts the OAuth app" in run.stdout
+        for secret in (app.client_secret, old_refresh, "an0expired0access0token"):
+            assert secret not in run.output
+        # Bitrix24 rotates the refresh token (§1.3): the new pair is in the file, the dead one is gone
+        saved = secrets.read_text()
+        assert old_refresh not in saved and "an0expired0access0token" not in saved
+        again = run_cli("doctor", cwd=tmp_path)
+        assert again.returncode == 0, again.output
