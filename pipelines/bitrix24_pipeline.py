@@ -173,7 +173,8 @@ def _made_by_demo(path: Path) -> bool:
             ).fetchall()
     except duckdb.Error:
         return False
-    return schemas <= {"main", DEMO_DATASET} and loaded_by == [(DEMO_PIPELINE,)]
+    # dlt's merge loads through a `<dataset>_staging` schema next to the dataset
+    return schemas <= {"main", DEMO_DATASET, f"{DEMO_DATASET}_staging"} and loaded_by == [(DEMO_PIPELINE,)]
 
 
 def demo(db_path: Path | str = DEMO_DB) -> None:
