@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 
-from bitrix24_source.sandbox import Sandbox
+from bitrix24_source.sandbox import CostModel, Sandbox
 from tests.cli.conftest import WEBHOOK_CODE, Run, clean_env, run_cli, summary_row
 from tests.source.conftest import assert_rows_equal
 
@@ -312,3 +312,14 @@ def test_doctor_with_oauth_saves_refreshed_tokens_to_the_secrets_file(tmp_path: 
         assert old_refresh not in saved and "an0expired0access0token" not in saved
         again = run_cli("doctor", cwd=tmp_path)
         assert again.returncode == 0, again.output
+
+
+def test_doctor_warns_when_the_operating_budget_is_nearly_used(tmp_path: Path) -> None:
+    # every call costs 400 operating seconds (§6.1 allows 480 per method per 10 minutes)
+    costly = CostModel(base=400.0)
+    with Sandbox(seed=4, deals=3, leads=1, contacts=1, companies=1, users=1, tasks=1, cost_model=costly) as p:
+        run = run_cli("doctor", "--webhook-url", p.webhook_url, cwd=tmp_path)
+    assert run.returncode == 1
+    problems = _problems(run)
+    assert len(problems) == 1
+    assert "operating budget" in problems[0] and "of 480 s" in problems[0]

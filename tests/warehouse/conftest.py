@@ -36,11 +36,6 @@ def _bindir() -> Path | None:
 def _install() -> Path:
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         pytest.skip(f"no PostgreSQL here and no root apt-get to install it: set {POSTGRES_ENV}")
-    # Only the binaries are wanted: the package would otherwise create (and try to start) a cluster of its own.
-    conf = Path("/etc/postgresql-common/createcluster.conf")
-    if not conf.exists():
-        conf.parent.mkdir(parents=True, exist_ok=True)
-        conf.write_text("create_main_cluster = false\n")
     for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "postgresql"]):
         done = subprocess.run(command, env=_APT_ENV, capture_output=True, text=True, timeout=900)
         if done.returncode != 0:
