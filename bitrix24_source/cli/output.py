@@ -89,11 +89,20 @@ class Output:
         sys.stdout.flush()
 
     @contextmanager
-    def step(self, text: str) -> Iterator[None]:
-        """A stage of work: a spinner in a terminal, a start and an end line with seconds otherwise."""
+    def step(self, text: str, *, spinner: bool = True) -> Iterator[None]:
+        """A stage of work: a start and an end line with seconds; in a terminal, a spinner in between.
+
+        Args:
+            text: what is being done.
+            spinner: False when something else draws progress meanwhile (dlt's bars), so the two do not fight.
+        """
         started = time.monotonic()
         if self._console is not None:
-            with self._console.status(text):
+            if spinner:
+                with self._console.status(mask(text)):
+                    yield
+            else:
+                self._console.print(f"[bold]>[/] {mask(text)}")
                 yield
             self._console.print(f"[green]done[/] {mask(text)} ({time.monotonic() - started:.1f} s)")
             return

@@ -99,11 +99,11 @@ def progress(out: Output) -> Any:
 def run_steps(out: Output, pipeline: Any, source: Any, *, full_refresh: bool = False) -> Any:
     """Extract, normalize and load as three visible steps (dlt's `run` is one long silent call); load info."""
     names = ", ".join(source.selected_resources)
-    with out.step(f"extracting {names}"):
+    with out.step(f"extracting {names}", spinner=False):
         pipeline.extract(source, refresh="drop_sources" if full_refresh else None)
-    with out.step("normalizing"):
+    with out.step("normalizing", spinner=False):
         pipeline.normalize()
-    with out.step(f"loading into {pipeline.destination.destination_name}"):
+    with out.step(f"loading into {pipeline.destination.destination_name}", spinner=False):
         return pipeline.load()
 
 
