@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from bitrix24_source.cli.config import find_credentials
+from bitrix24_source.cli.config import find_credentials, token_saver
 from bitrix24_source.cli.output import Output
 from bitrix24_source.fields import FieldMeta, parse_field_map
 
@@ -75,7 +75,12 @@ def run(args: argparse.Namespace, out: Output) -> int:
     from bitrix24_source import Bitrix24Client
 
     credentials = find_credentials(args.webhook_url)
-    client = Bitrix24Client(credentials.webhook_url, oauth=credentials.oauth, timeout=15.0)
+    client = Bitrix24Client(
+        credentials.webhook_url,
+        oauth=credentials.oauth,
+        timeout=15.0,
+        on_token_refresh=token_saver(credentials),
+    )
     try:
         fields = _describe(client, args.entity)
         directories = _status_labels(client, fields)
