@@ -80,7 +80,7 @@ def portal_assets(
             yield dg.MaterializeResult(
                 asset_key=dg.AssetKey([name, table]),
                 metadata={
-                    "rows_in_warehouse": int(in_db),
+                    "rows_in_warehouse": int(in_db) if in_db != "-" else 0,
                     "rows_read": int(read) if read != "-" else 0,
                     "requests": int(requests) if requests != "-" else 0,
                     "request_seconds": float(seconds) if seconds != "-" else 0.0,

@@ -14,12 +14,11 @@ Failures end in one short line on stderr and exit status 1 — never a traceback
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Iterator, Sequence
 
 from bitrix24_source.cli import describe, doctor, push, sandbox, sync
 from bitrix24_source.cli.output import Output
-from bitrix24_source.errors import Bitrix24Error, ConfigError, MaskingFilter, mask
+from bitrix24_source.errors import Bitrix24Error, ConfigError, mask
 
 __all__ = ["build_parser", "main"]
 
@@ -82,8 +81,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `bitrix24-dlt` and `python -m bitrix24_source`; returns the exit status."""
     args = build_parser().parse_args(argv)
     out = Output(rich=False if args.plain else None)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(MaskingFilter())
     try:
         return int(args.run(args, out))
     except KeyboardInterrupt:

@@ -141,11 +141,18 @@ def run(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def table_counts(pipeline: Any, tables: Sequence[str]) -> dict[str, int]:
-    """Rows per table in the warehouse (tables the schema has seen data for)."""
+def table_counts(pipeline: Any, tables: Sequence[str]) -> dict[str, int] | None:
+    """Rows per table in the warehouse (tables the schema has seen data for); None when the destination
+    cannot be queried with SQL (a bucket of files, for instance)."""
+    from dlt.common.destination.exceptions import SqlClientNotAvailable
+
     loaded = set(pipeline.default_schema.data_table_names(seen_data_only=True))
     counts: dict[str, int] = {}
-    with pipeline.sql_client() as client:
+    try:
+        client = pipeline.sql_client()
+    except SqlClientNotAvailable:
+        return None
+    with client:
         for table in tables:
             if table not in loaded:
                 continue
@@ -156,21 +163,21 @@ def table_counts(pipeline: Any, tables: Sequence[str]) -> dict[str, int]:
 
 
 def summary_rows(pipeline: Any) -> list[tuple[str, int | str, int | str, int | str, str]]:
-    """(table, rows in the warehouse, rows read, requests, seconds) per table of the last run."""
+    """(table, rows in the warehouse, rows read, requests, seconds) per table of the last run ("-": unknown)."""
     from bitrix24_source.source import resource_stats
 
     stats = resource_stats(pipeline)
     counts = table_counts(pipeline, ALL_RESOURCES)
     rows: list[tuple[str, int | str, int | str, int | str, str]] = []
     for table in ALL_RESOURCES:
-        if table not in counts and table not in stats:
+        if (counts is None or table not in counts) and table not in stats:
             continue
         own = stats.get(table, {})
         seconds = own.get("seconds")
         rows.append(
             (
                 table,
-                counts.get(table, 0),
+                "-" if counts is None else counts.get(table, 0),
                 own.get("rows", "-"),
                 own.get("requests", "-"),
                 "-" if seconds is None else f"{float(seconds):.2f}",
@@ -182,7 +189,7 @@ def summary_rows(pipeline: Any) -> list[tuple[str, int | str, int | str, int | s
 def print_summary(out: Output, pipeline: Any, seconds: float) -> None:
     """The per-table summary: rows in the warehouse, rows read, requests, seconds spent in requests."""
     rows = summary_rows(pipeline)
-    total_rows = sum(int(r[1]) for r in rows)
+    total_rows: int | str = "-" if any(r[1] == "-" for r in rows) else sum(int(r[1]) for r in rows)
     total_requests = sum(int(r[3]) for r in rows if r[3] != "-")
     rows.append(("total", total_rows, "", total_requests, ""))
     out.table(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -68,6 +69,9 @@ def test_sync_loads_the_chosen_tables_and_prints_a_summary(
     assert summary_row(run.stdout, "contacts")[:3] == ["40", "40", "1"]
     assert not any(line.startswith("tasks") for line in run.stdout.splitlines())
     assert "extracting deals, contacts" in run.stdout and "loading into duckdb" in run.stdout
+    # not a terminal: plain lines with a time stamp, no colour codes
+    assert re.match(r"\d\d:\d\d:\d\d portal 127\.0\.0\.1:\d+ \(webhook\) -> duckdb", run.stdout)
+    assert "\x1b[" not in run.output
     assert_rows_equal(portal.rows("deals"), _warehouse_rows(db, "deals"))
     assert_rows_equal(portal.rows("contacts"), _warehouse_rows(db, "contacts"))
 
@@ -76,6 +80,34 @@ def test_sync_loads_the_chosen_tables_and_prints_a_summary(
         rerun = run_cli(*args, *again, cwd=tmp_path, env=env)
         assert rerun.returncode == 0, rerun.output
         assert_rows_equal(portal.rows("deals"), _warehouse_rows(db, "deals"))
+
+
+@pytest.mark.parametrize("destination", ["filesystem", "dummy"])
+def test_sync_into_other_destinations(
+    portal: Sandbox, portal_env: dict[str, str], tmp_path: Path, destination: str
+) -> None:
+    bucket = tmp_path / "bucket"
+    env = {
+        **portal_env,
+        "DESTINATION__FILESYSTEM__BUCKET_URL": bucket.as_uri(),
+        "DESTINATION__DUMMY__COMPLETED_PROB": "1.0",  # dlt's test destination: every job completes
+    }
+    args = ("--destination", destination, "--resources", "companies", "--pipelines-dir", str(tmp_path))
+    run = run_cli("sync", *args, "--rate-limit", "off", cwd=tmp_path, env=env)
+    assert run.returncode == 0, run.output
+    if destination == "filesystem":
+        # dlt queries the files it wrote, so rows in the warehouse are counted as for a database
+        assert summary_row(run.stdout, "companies")[:3] == ["10", "10", "1"]
+        assert list((bucket / "bitrix24" / "companies").iterdir())
+    else:
+        # a destination without SQL: rows in the warehouse are unknown ("-"), rows read and requests are not
+        assert summary_row(run.stdout, "companies")[:3] == ["-", "10", "1"]
+
+
+def test_the_console_script_is_installed(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("bitrix24-dlt")
+    done = subprocess.run([str(script), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "usage: bitrix24-dlt" in done.stdout
 
 
 def test_sync_without_credentials_says_where_to_put_them(tmp_path: Path) -> None:
