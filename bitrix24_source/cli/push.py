@@ -142,7 +142,8 @@ def run_push(args: argparse.Namespace, out: Output) -> int:
         rate_limit=None if args.rate_limit == "off" else args.rate_limit,
     )
     pipeline = dlt.pipeline(args.pipeline_name, destination=destination, pipelines_dir=args.pipelines_dir)
-    with out.step("writing" if not args.dry_run else "planning"):
+    # the destination draws its own progress bar in a terminal
+    with out.step("writing" if not args.dry_run else "planning", spinner=False):
         pipeline.run(rows, table_name=args.entity)
     return show_results(out, _results_pipeline(args), limit=20)
 
