@@ -355,3 +355,24 @@ def test_doctor_warns_when_the_operating_budget_is_nearly_used(tmp_path: Path) -
     problems = _problems(run)
     assert len(problems) == 1
     assert "operating budget" in problems[0] and "of 480 s" in problems[0]
+
+
+def test_sync_with_oauth_credentials_from_env(tmp_path: Path) -> None:
+    with Sandbox(seed=5, deals=30, leads=1, contacts=1, companies=1, users=1, tasks=1) as p:
+        app = p.oauth
+        env = clean_env(
+            SOURCES__BITRIX24__OAUTH__CLIENT_ENDPOINT=app.client_endpoint,
+            SOURCES__BITRIX24__OAUTH__TOKEN_URL=app.token_url,
+            SOURCES__BITRIX24__OAUTH__CLIENT_ID=app.client_id,
+            SOURCES__BITRIX24__OAUTH__CLIENT_SECRET=app.client_secret,
+            SOURCES__BITRIX24__OAUTH__ACCESS_TOKEN=app.access_token,
+            SOURCES__BITRIX24__OAUTH__REFRESH_TOKEN=app.refresh_token,
+            DESTINATION__DUCKDB__CREDENTIALS=str(tmp_path / "oauth.duckdb"),
+        )
+        args = ("sync", "--resources", "deals", "--rate-limit", "off", "--pipelines-dir", str(tmp_path))
+        run = run_cli(*args, cwd=tmp_path, env=env)
+    assert run.returncode == 0, run.output
+    assert "(OAuth app)" in run.stdout
+    assert summary_row(run.stdout, "deals")[:2] == ["30", "30"]
+    for secret in (app.client_secret, app.access_token, app.refresh_token):
+        assert secret not in run.output
