@@ -102,10 +102,24 @@ def token_saver(credentials: Credentials) -> Any:
     """For OAuth: a callback that writes refreshed tokens to .dlt/secrets.toml, where dlt will read them.
 
     Bitrix24 rotates the refresh token on every refresh (§1.3): a refreshed pair kept only in memory
-    leaves the stored refresh token dead. Env-only credentials cannot be updated; None then.
+    leaves the stored refresh token dead. Only a secrets file that holds the OAuth refresh token is
+    updated; credentials from env vars cannot be, and None is returned.
     """
-    if credentials.oauth is None or not SECRETS_FILE.exists():
+    if credentials.oauth is None or not _holds_refresh_token(SECRETS_FILE):
         return None
     from bitrix24_source.source.credentials import save_tokens_to_toml
 
     return save_tokens_to_toml(SECRETS_FILE)
+
+
+def _holds_refresh_token(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    import tomlkit
+
+    try:
+        doc = tomlkit.parse(path.read_text(encoding="utf-8"))
+    except tomlkit.exceptions.ParseError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    oauth = doc.get("sources", {}).get("bitrix24", {}).get("oauth", {})
+    return "refresh_token" in oauth
