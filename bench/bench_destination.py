@@ -26,12 +26,12 @@ from pathlib import Path
 import dlt
 
 from bitrix24_source import bitrix24_destination
-from bitrix24_source.client.limits import RateLimit as ClientRateLimit
+from bitrix24_source.client import RateLimit as ClientRateLimit
+from bitrix24_source.client.batch import MAX_BATCH
 from bitrix24_source.sandbox import RateLimit, Sandbox
 
 BURST = 50
 DRAIN = 2.0
-ROWS_PER_BATCH = 50
 
 
 def main() -> None:
@@ -86,7 +86,7 @@ def main() -> None:
     print(f"bucket: burst {BURST}, drain {drain:g}/s (cloud {DRAIN:g}/s x {args.drain_scale:g})")
     print(f"load seconds: {seconds:.2f}")
     print(f"measured: {len(rows) / seconds:,.0f} rows/s")
-    print(f"bound (steady state, drain x {ROWS_PER_BATCH}): {drain * ROWS_PER_BATCH:,.0f} rows/s")
+    print(f"bound (steady state, drain x {MAX_BATCH}): {drain * MAX_BATCH:,.0f} rows/s")
     print(f"bound (this run, burst included): {bound_run:,.0f} rows/s")
 
 

@@ -24,14 +24,14 @@ from typing import Any
 
 from bitrix24_source import Bitrix24Client
 from bitrix24_source.sandbox import Sandbox
-from bitrix24_source.source import _Reader, _Stats
+from bitrix24_source.source.keyset import keyset_pages
 from bitrix24_source.source.queries import CRM_SELECT_ALL, rows_of
+from bitrix24_source.source.reader import PortalReader
 from bitrix24_source.source.settings import DEALS, PAGE_SIZE
 
 
 def keyset_batch(client: Bitrix24Client) -> int:
-    reader = _Reader(client, _Stats())
-    return sum(len(chunk) for chunk in reader.keyset_pages("deals", DEALS))
+    return sum(len(chunk) for chunk in keyset_pages(PortalReader(client), "deals", DEALS))
 
 
 def offset_pagination(client: Bitrix24Client) -> int:

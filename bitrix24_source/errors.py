@@ -15,7 +15,7 @@ Codes are data, not classes: :data:`CODE_CATEGORIES` maps a Bitrix error code to
 (``auth``, ``rate_limit``, ``not_found``, ``validation``, ``access``, ``method``, ``server``, ``batch``), which
 callers (the destination) use to tell permanent errors from transient ones via :attr:`Bitrix24Error.permanent`.
 
-Secrets never leak (STYLE.md rule 13): every webhook code and token the client knows is registered with
+Secrets never leak: every webhook code and token the client knows is registered with
 :func:`register_secret`; :func:`mask` replaces them by ``***`` and every error's ``str()``/``repr()`` goes
 through it, as does every log record of the client's loggers (:class:`MaskingFilter`).
 """

@@ -11,10 +11,11 @@ destination validates writes against them (destination/plan.py); both read a fie
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 __all__ = [
+    "TASK_V3_DOCUMENTED",
     "TYPE_KINDS",
     "EntityFields",
     "FieldMeta",
@@ -24,6 +25,7 @@ __all__ = [
     "parse_field_map",
     "parse_task_fields",
     "truthy",
+    "with_documented_types",
 ]
 
 Kind = Literal["int", "float", "money", "bool", "date", "datetime", "text", "json", "enumeration"]
@@ -284,3 +286,76 @@ def parse_task_fields(result: Any) -> EntityFields:
             )
         )
     return EntityFields.build(metas)
+
+
+def _names(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# The REST 3.0 task object as documented (api-reference/tasks/fields-rest-v3.md, "Task Object", b24restdocs
+# commit 5988ed1). tasks.task.field.list answers with PHP property types instead (its captured answer in
+# api-reference/tasks/tasks-task-field-list.md says "object" for `created`, a DateTime, as for `creator`), so
+# the documented type decides where the field list's word is one of those generic words.
+TASK_V3_DOCUMENTED: Final[dict[str, str]] = {
+    **dict.fromkeys(
+        _names(
+            "id creatorId responsibleId groupId stageId epicId storyPoints flowId parentId numberOfReminders "
+            "chatId plannedDuration actualDuration estimatedTime changedById statusChangedById closedById "
+            "outlookVersion forkedByTemplateId maxDeadlineChanges emailId"
+        ),
+        "integer",
+    ),
+    **dict.fromkeys(
+        _names(
+            "title description priority status durationType guid xmlId exchangeId exchangeModified mark siteId "
+            "link archiveLink"
+        ),
+        "string",
+    ),
+    **dict.fromkeys(
+        _names(
+            "created deadline startPlan endPlan statusChanged started changed closed activity "
+            "maxDeadlineChangeDate"
+        ),
+        "datetime",
+    ),
+    **dict.fromkeys(
+        _names(
+            "needsControl containsChecklist containsSubTasks containsRelatedTasks containsGanttLinks "
+            "containsPlacements containsResults replicate allowsChangeDeadline allowsTimeTracking "
+            "matchesWorkTime addInReport isMultitask requireDeadlineChangeReason requireResult "
+            "matchesSubTasksTime autocompleteSubTasks allowsChangeDatePlan"
+        ),
+        "boolean",
+    ),
+    **dict.fromkeys(
+        _names(
+            "creator responsible group stage flow parent chat changedBy statusChangedBy closedBy "
+            "forkedByTemplate email elapsedTime source checklist rights crmItemIds inFavorite inPin "
+            "inGroupPin inMute dependsOn scenarios accomplices auditors"
+        ),
+        "object",
+    ),
+}
+
+# Type words that say how a value is held in PHP rather than what it means: a field list that answers with
+# one of them is evidence of shape only.
+_GENERIC_TYPE_WORDS: Final = frozenset({"", "object", "string", "array", "mixed"})
+
+
+def with_documented_types(
+    fields: Mapping[str, FieldMeta], documented: Mapping[str, str]
+) -> dict[str, FieldMeta]:
+    """`fields` with the documented type word for every field whose own type word is a generic one.
+
+    A field list's type word is evidence, not the whole truth: where it only says "object" or "string" and
+    the documentation says "datetime", the field is a date-time. Specific words (`int`, `datetime`,
+    `crm_status`, ...) are kept, and fields the documentation does not list keep whatever the portal said.
+    """
+    out: dict[str, FieldMeta] = {}
+    for name, meta in fields.items():
+        documented_type = documented.get(name)
+        if documented_type is not None and meta.type in _GENERIC_TYPE_WORDS and documented_type != meta.type:
+            meta = replace(meta, type=documented_type)
+        out[name] = meta
+    return out

@@ -1,6 +1,6 @@
-"""Pure batch logic: normalizing the three call formats, planning, body building and result splitting.
+"""Pure batch logic: the three call formats, chunking, planning, body building and result splitting; no I/O.
 
-No I/O here (STYLE.md rule 1); the client sends what these functions build and hands the decoded body back.
+The client sends what these functions build and hands the decoded body back, so all of it is tested without HTTP.
 
 * Input formats (b24jssdk ``BatchV2.make``): a list of ``(method, params)`` tuples, a list of
   ``{"method", "params"}`` dicts, or a dict of named commands whose values are either form.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from bitrix24_source.client.commands import (
     BoolStyle,
@@ -27,15 +27,19 @@ from bitrix24_source.client.commands import (
     Ref,
     ResultRef,
     TimeInfo,
-    encodable_v2,
-    has_nested_empty,
-    http_build_query,
     iter_refs,
     iter_result_refs,
     looks_like_v2_reference,
     looks_like_v3_reference,
 )
-from bitrix24_source.errors import BatchCommandError, Bitrix24Error, ConfigError, error_from_response
+from bitrix24_source.client.phpquery import encodable_v2, has_nested_empty, http_build_query
+from bitrix24_source.errors import (
+    BatchCommandError,
+    Bitrix24Error,
+    ConfigError,
+    TransportError,
+    error_from_response,
+)
 
 __all__ = [
     "MAX_BATCH",
@@ -46,6 +50,7 @@ __all__ = [
     "normalize_calls",
     "parse_call_payload",
     "plan_segments",
+    "split_batch",
     "split_v2_batch",
     "split_v3_batch",
 ]
@@ -55,6 +60,8 @@ MAX_BATCH = 50
 
 # Validated at run time by normalize_calls(); kept loose so callers' own tuple/dict types fit.
 Calls = Sequence[Any] | Mapping[str, Any]
+
+T = TypeVar("T")
 
 _NUMERIC = re.compile(r"^\s*[+-]?\d+\s*$")
 
@@ -136,8 +143,8 @@ def normalize_calls(
     return commands, False
 
 
-def chunked(items: Sequence[Any], size: int = MAX_BATCH) -> list[Sequence[Any]]:
-    """Consecutive slices of at most ``size`` items."""
+def chunked(items: Sequence[T], size: int = MAX_BATCH) -> list[Sequence[T]]:
+    """Consecutive slices of at most ``size`` items (slices of ``items``' own type), in order."""
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
@@ -398,6 +405,37 @@ def split_v2_batch(
             )
         )
     return out
+
+
+def split_batch(
+    commands: Sequence[Command],
+    body: Any,
+    *,
+    version: int,
+    halt: bool,
+    http_status: int,
+    request_id: str,
+    idempotent: bool,
+) -> tuple[list[CommandResult], TimeInfo | None]:
+    """Per-command results and the batch-level ``time`` of a batch answer of either version.
+
+    A body that is not a JSON object answers no command: each fails, and writes are ``unknown`` (they may have
+    run).
+    """
+    if not isinstance(body, Mapping):
+        error = TransportError(
+            "batch answer is not a JSON object",
+            code="INVALID_JSON",
+            http_status=http_status,
+            method="batch",
+            request_id=request_id,
+            maybe_executed=True,
+        )
+        return failed_results(commands, error, "error" if idempotent else "unknown"), None
+    time = TimeInfo.from_payload(body.get("time"))
+    if version == 2:
+        return split_v2_batch(commands, body, halt=halt, http_status=http_status, request_id=request_id), time
+    return split_v3_batch(commands, body, request_id=request_id), time
 
 
 def _missing_result(c: Command, text: str, http_status: int | None, request_id: str | None) -> CommandResult:

@@ -1,33 +1,18 @@
-"""Pure values and builders: commands, per-command results, reference markers and the v2 query encoder.
+"""Command values: commands, per-command results, ``time`` objects and batch reference markers; no I/O.
 
-Nothing here does I/O (STYLE.md rule 1). The v2 encoder reproduces PHP ``http_build_query`` as the portal's
-``parse_str`` reads it (§1.5, §4.1) with explicit rules for the values PHP has no single spelling for:
-
-* ``True``/``False`` are sent as ``"Y"``/``"N"`` (the Bitrix convention for flags) or, with
-  ``bool_style="10"``, as ``"1"``/``"0"`` (what boolean user fields filter on, §7.2). Python's ``"True"`` or
-  JS's ``"true"`` would reach PHP as non-empty strings and are never sent (§4.1 "Booleans do not round-trip").
-* ``None`` is sent as an empty value (``a=``): PHP reads it as ``""``, which Bitrix treats as "not set"/"clear".
-* An empty list or dict is **omitted**. ``a=`` would make PHP see the string ``""`` where it expects an array,
-  and PHP cannot express an empty array in a query string. For a top-level parameter that is harmless (an
-  empty ``filter`` or ``select`` is no filter or select); deeper down it is not (``filter: {"@id": []}`` would
-  match every row, ``fields: {"contactIds": []}`` would clear nothing), so :func:`has_nested_empty` tells the
-  batch planner to send such a command as a direct JSON call instead.
-* Percent-encoding is RFC 3986 (``%20`` for a space, as ``rawurlencode``); brackets stay literal and the key
-  inside a bracket is itself percent-encoded (``filter[%3EID]=5``).
-* ``int``/``float``/``Decimal`` use ``str()``; ``date``/``datetime``/``time`` use ``isoformat()``; any other
-  type is a :class:`~bitrix24_source.errors.ConfigError`.
+:class:`Command` is what the client sends, :class:`CommandResult` what it reports per command, :class:`TimeInfo`
+the ``time`` object of an answer (§2.1). :func:`result_ref` (v2) and :func:`ref`/:func:`ref_array` (v3) mark the
+values that are meant as batch references, so user data that merely looks like one is never read as protocol
+(DESIGN.md). :func:`is_read_method` says which methods only read, which decides what may be resent (§6.6). The v2
+query encoder is in :mod:`bitrix24_source.client.phpquery`.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final, Literal
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, Literal
 
 from bitrix24_source.errors import ConfigError
 
@@ -41,9 +26,7 @@ __all__ = [
     "Ref",
     "ResultRef",
     "TimeInfo",
-    "encodable_v2",
-    "has_nested_empty",
-    "http_build_query",
+    "check_method",
     "is_read_method",
     "iter_refs",
     "iter_result_refs",
@@ -52,6 +35,7 @@ __all__ = [
     "ref",
     "ref_array",
     "result_ref",
+    "walk",
 ]
 
 Outcome = Literal["ok", "error", "not_executed", "unknown"]
@@ -60,6 +44,7 @@ BoolStyle = Literal["YN", "10"]
 # §4.3: the server's reference regex is /\$(result|next|total|time|error)([^\s]*)/i, applied to values and keys.
 _V2_REFERENCE = re.compile(r"\$(result|next|total|time|error)", re.IGNORECASE)
 _V3_MARKER_KEYS = frozenset({"$ref", "$refarray"})
+_METHOD_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -157,27 +142,28 @@ def ref_array(path: str) -> Ref:
     return Ref(path, array=True)
 
 
-def _walk(value: Any) -> Iterator[Any]:
+def walk(value: Any) -> Iterator[Any]:
+    """Every node of a parameter tree, depth first: the value itself, then each key and each nested value."""
     yield value
     if isinstance(value, Mapping):
         for k, v in value.items():
             yield k
-            yield from _walk(v)
+            yield from walk(v)
     elif isinstance(value, (list, tuple)):
         for v in value:
-            yield from _walk(v)
+            yield from walk(v)
 
 
 def iter_result_refs(params: Any) -> Iterator[ResultRef]:
     """Every :class:`ResultRef` inside ``params``."""
-    for node in _walk(params):
+    for node in walk(params):
         if isinstance(node, ResultRef):
             yield node
 
 
 def iter_refs(params: Any) -> Iterator[Ref]:
     """Every v3 :class:`Ref` marker inside ``params``."""
-    for node in _walk(params):
+    for node in walk(params):
         if isinstance(node, Ref):
             yield node
 
@@ -187,7 +173,7 @@ def looks_like_v2_reference(params: Any) -> bool:
     reference by the v2 batch parser (§4.3). Such a command must not go inside a v2 batch."""
     return any(
         isinstance(node, str) and not isinstance(node, ResultRef) and _V2_REFERENCE.search(node) is not None
-        for node in _walk(params)
+        for node in walk(params)
     )
 
 
@@ -195,121 +181,12 @@ def looks_like_v3_reference(params: Any) -> bool:
     """True when user data holds a dict with a ``$ref``/``$refArray`` key that the v3 batch would substitute."""
     return any(
         isinstance(node, Mapping) and any(isinstance(k, str) and k.lower() in _V3_MARKER_KEYS for k in node)
-        for node in _walk(params)
+        for node in walk(params)
     )
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# v2 query encoder (PHP http_build_query as parse_str reads it)
-
-
-def _scalar(value: Any, bool_style: BoolStyle) -> str:
-    if isinstance(value, bool):
-        if bool_style == "YN":
-            return "Y" if value else "N"
-        return "1" if value else "0"
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, (float, Decimal)):
-        if not (value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)):
-            # PHP would read "inf"/"nan" as text; the direct JSON call refuses them too (client._dumps).
-            raise ConfigError(f"cannot send the non-finite number {value!r} in a v2 query")
-        return str(value)
-    if isinstance(value, (_dt.date, _dt.datetime, _dt.time)):
-        return value.isoformat()
-    raise ConfigError(f"cannot encode a value of type {type(value).__name__} in a v2 query")
-
-
-def _encode_into(out: list[str], name: str, value: Any, bool_style: BoolStyle) -> None:
-    if isinstance(value, Ref):
-        raise ConfigError("v3 $ref/$refArray markers are not substituted in v2 (§5.6); use result_ref()")
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            _encode_into(out, f"{name}[{quote(str(k), safe='')}]", v, bool_style)
-    elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            _encode_into(out, f"{name}[{i}]", v, bool_style)
-    else:
-        out.append(f"{name}={quote(_scalar(value, bool_style), safe='')}")
-
-
-def http_build_query(params: Mapping[str, Any], *, bool_style: BoolStyle = "YN") -> str:
-    """Encode ``params`` as a PHP-style query string (nested ``a[b][0]=``), see the module docstring.
-
-    Raises:
-        ConfigError: for values that cannot be encoded, or keys PHP would read differently
-            (see :func:`encodable_v2`).
-    """
-    problem = _encoding_problem(params)
-    if problem:
-        raise ConfigError(problem)
-    out: list[str] = []
-    try:
-        for k, v in params.items():
-            _encode_into(out, quote(str(k), safe=""), v, bool_style)
-    except UnicodeEncodeError as exc:
-        # Lone surrogates (text read with errors="surrogateescape") have no UTF-8 form.
-        raise ConfigError(f"a text parameter is not valid Unicode: {exc.reason}") from None
-    return "&".join(out)
-
-
-def _encoding_problem(params: Mapping[str, Any]) -> str | None:
-    for key in params:
-        text = str(key)
-        # PHP's parse_str turns '.' and ' ' in top-level names into '_' and treats '[' as the start of a path.
-        if text == "" or any(ch in text for ch in ".[] ") or text != text.strip():
-            return (
-                f"top-level key {text!r} cannot be sent in a v2 query string (PHP parse_str would rename it)"
-            )
-    for node in _walk(params):
-        if isinstance(node, Mapping):
-            for k in node:
-                text = str(k)
-                if text == "" or "[" in text or "]" in text:
-                    return f"key {text!r} cannot be sent in a v2 query string (brackets/empty keys are paths)"
-    return None
-
-
-_EMPTY_MEANS_ABSENT: Final = frozenset({"filter", "select", "order", "sort", "params", "start"})
-"""Top-level parameters for which an empty list/dict means the same as leaving the parameter out (no filter,
-default select/order); any other top-level empty (e.g. `productRows: []`, "clear all rows") must reach PHP as
-an empty array, which only a JSON body can carry."""
-
-
-def has_nested_empty(params: Mapping[str, Any]) -> bool:
-    """True when an empty list or dict would be dropped by a v2 query string and change the command's meaning.
-
-    That is any empty container below a top-level parameter, and a top-level empty one except for the
-    parameters in :data:`_EMPTY_MEANS_ABSENT`.
-    """
-    for key, value in params.items():
-        if isinstance(value, (Mapping, list, tuple)) and not value:
-            if str(key).lower() not in _EMPTY_MEANS_ABSENT:
-                return True
-            continue
-        if isinstance(value, Mapping):
-            children: Any = value.values()
-        elif isinstance(value, (list, tuple)):
-            children = value
-        else:
-            continue
-        for child in children:
-            if any(isinstance(node, (Mapping, list, tuple)) and not node for node in _walk(child)):
-                return True
-    return False
-
-
-def encodable_v2(params: Mapping[str, Any]) -> bool:
-    """True when ``params`` survive the v2 query-string encoding (key names PHP keeps as they are)."""
-    return _encoding_problem(params) is None
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Read/write classification (for retries, §6.6)
+# Method names and the read/write classification (for retries, §6.6)
 
 _READ_SUFFIXES = frozenset(
     {
@@ -334,6 +211,17 @@ _READ_SUFFIXES = frozenset(
 _READ_METHODS = frozenset(
     {"profile", "scope", "methods", "app.info", "user.admin", "server.time", "documentation"}
 )
+
+
+def check_method(method: str) -> str:
+    """``method`` without surrounding spaces, once it is a plausible REST method name (it becomes a URL path).
+
+    Raises:
+        ConfigError: not a string of letters, digits, ``_``, ``.`` and ``-``.
+    """
+    if not isinstance(method, str) or not _METHOD_NAME.match(method.strip()):
+        raise ConfigError(f"invalid REST method name {method!r}")
+    return method.strip()
 
 
 def is_read_method(method: str) -> bool:

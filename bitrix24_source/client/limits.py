@@ -1,6 +1,6 @@
-"""Client-side limits: a leaky bucket per portal and a per-method operating budget (§6.1, §6.2, §6.6).
+"""Client-side limits: a leaky bucket per portal and a per-method operating budget (§6.1, §6.2, §6.6); no I/O.
 
-Both are thread-safe and shared process-wide through :func:`limiter_for` (STYLE.md rule 5: dlt loads on up to
+Both are thread-safe and shared process-wide through :func:`limiter_for` (dlt loads on up to
 20 threads, and the portal counts every request of the process against one bucket). The client waits *before*
 a request would be refused, so the portal never sees an over-limit request:
 
@@ -13,7 +13,8 @@ a request would be refused, so the portal never sees an over-limit request:
   (§6.2 pre-check: ``operating >= limit - 5 s``); above ``heavy_fraction`` of the limit it adds a small adaptive
   delay, as b24jssdk does.
 
-Clocks and sleep are injectable, so the limiter math is tested with a fake clock.
+Nothing here touches the network: the limiter only computes waits and sleeps them. Clocks and sleep are
+injectable, so the limiter math is tested with a fake clock.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Result values returned by the client: :class:`CallResult` for a call, :class:`BatchResult` for a batch.
+"""Values the client returns: :class:`CallResult`, :class:`BatchResult` and the :class:`ClientStats` counters; no I/O.
 
 :class:`BatchResult` also offers the b24jssdk ``Result`` view (``isSuccess``, ``getErrors()``,
 ``getErrorMessages()``, ``getData()`` become ``is_success``, ``errors``, ``error_messages``, ``data``) so that
@@ -7,14 +7,15 @@ code written against the documented batch API translates line by line (README "U
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bitrix24_source.client.commands import CommandResult, TimeInfo
 from bitrix24_source.errors import Bitrix24Error
 
-__all__ = ["BatchResult", "CallResult"]
+__all__ = ["BatchResult", "CallResult", "ClientStats", "StatsCounter"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,3 +130,34 @@ class BatchResult:
         if isinstance(key, int):
             return self.results[key]
         return self.by_key[key]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientStats:
+    """Counters of one client (a snapshot)."""
+
+    http_requests: int = 0
+    retries: int = 0
+    waited_seconds: float = 0.0
+    rejected_503: int = 0
+    rejected_429: int = 0
+    token_refreshes: int = 0
+
+
+class StatsCounter:
+    """The running :class:`ClientStats` of one client; the transport, auth and retry parts add to it from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stats = ClientStats()
+
+    @property
+    def snapshot(self) -> ClientStats:
+        with self._lock:
+            return self._stats
+
+    def add(self, **deltas: float) -> None:
+        """Add ``deltas`` to the named counters (``add(retries=1, waited_seconds=0.5)``)."""
+        with self._lock:
+            values = {name: getattr(self._stats, name) + delta for name, delta in deltas.items()}
+            self._stats = replace(self._stats, **values)

@@ -1,59 +1,52 @@
-"""Pure write planning for the Bitrix24 destination: row -> command, validation, result rows.
+"""Write planning for the Bitrix24 destination: a chunk of input rows -> commands or rejections; no I/O of its own.
 
-Nothing here does I/O. `destination.py` reads the rows, fetches the field metadata and runs the commands;
-this module decides, for every input row, what would be sent (or why it cannot be sent) and turns command
-outcomes into the rows of ``bitrix24_write_results`` / ``bitrix24_write_errors``.
+:func:`plan_chunk` decides, for every row of a chunk, what would be sent (or why it cannot be sent). The two
+portal look-ups it needs (upsert keys, user-supplied markers) come in as a function, so the rules below are
+tested without HTTP. Values are checked in :mod:`.coerce`, directory values in :mod:`.directories`, and the
+method family of each entity is :mod:`.targets`.
 
 Rules (documented in README.md, "Writing to Bitrix24"):
 
 * A row with ``id`` is an update of the columns present, a row without ``id`` is an add, a row with a truthy
   ``_delete`` is a delete (it needs ``id``). Null cells (None / NaN) count as "not present", so a sparse
   DataFrame updates only the cells that are filled in; send ``""`` to clear a field.
-* CRM entities are written through the universal ``crm.item.*`` family with camelCase fields (§7.2). Column
-  names may use any Bitrix spelling (``stageId``, ``STAGE_ID``, ``UF_CRM_1``, ``ufCrm_1``): they are resolved
-  against the portal's field metadata (its ``upperName``, the §7.3 mapping table, then an underscore- and
-  case-insensitive match). Tasks are written through v2 ``tasks.task.*`` with UPPER_CASE fields (§7.4).
+* Column names may use any Bitrix spelling (``stageId``, ``STAGE_ID``, ``UF_CRM_1``, ``ufCrm_1``): they are
+  resolved against the portal's field metadata (its ``upperName``, the §7.3 mapping table, then an
+  underscore- and case-insensitive match).
 * Values are validated and coerced against the metadata (type, read-only, immutable, enumeration items,
   required on add) before anything is sent; a rejected row names the field in its error description.
-* Values of ``crm_status`` fields (stages, sources, types) must be items of their ``crm.status`` directory
-  (``statusType`` in the metadata); deal stages are looked up in their pipeline's own directory.
-* ``marker_field`` and ``key=`` must name writable fields (:func:`check_write_options`), and an add's own
-  marker must not already be on the portal (:func:`reject_existing_markers`): otherwise an add whose answer
-  was lost could not be told apart from a record that was there before.
-* ``row_json`` and ``key`` show integral floats as ints (:func:`as_written`): pandas widens integer columns
-  with gaps to float.
+* With ``key=``, rows without ``id`` are looked up by their key: one match makes an update, several reject
+  the row (``DUPLICATE_KEY_ON_PORTAL``), none an add.
+* An add's own marker must not already be on the portal (:func:`reject_existing_markers`): otherwise an add
+  whose answer was lost could not be told apart from a record that was there before.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, time, timezone
-from decimal import Decimal
-from typing import Any, Final, Literal, TypeVar
+from collections.abc import Callable, Mapping, Sequence, Set
+from dataclasses import dataclass, field, replace
+from typing import Any, Final, Literal
 
-from bitrix24_source.fields import EntityFields, FieldMeta, Kind, kind_of, truthy
-
-Operation = Literal["add", "update", "delete"]
-_T = TypeVar("_T")
-Family = Literal["crm_item", "tasks"]
-
-RESULTS_TABLE: Final = "bitrix24_write_results"
-ERRORS_TABLE: Final = "bitrix24_write_errors"
-PLAN_TABLE: Final = "bitrix24_write_plan"
+from bitrix24_source.destination.coerce import (
+    InvalidValue,
+    as_int,
+    as_written,
+    coerce_value,
+    describe,
+    is_missing,
+    original_row,
+)
+from bitrix24_source.destination.directories import check_directories
+from bitrix24_source.destination.targets import Operation, WriteTarget
+from bitrix24_source.fields import EntityFields, FieldMeta, truthy
 
 DELETE_COLUMN: Final = "_delete"
 ID_COLUMNS: Final = ("id", "ID")
 
-# Codes of the errors this module raises before sending; portal errors keep the portal's own code.
+# Codes of the row errors found before sending (value errors: .coerce); portal errors keep the portal's code.
 UNKNOWN_FIELD: Final = "UNKNOWN_FIELD"
 READ_ONLY_FIELD: Final = "READ_ONLY_FIELD"
 IMMUTABLE_FIELD: Final = "IMMUTABLE_FIELD"
-INVALID_TYPE: Final = "INVALID_TYPE"
-INVALID_ENUM_VALUE: Final = "INVALID_ENUM_VALUE"
 REQUIRED_FIELD_MISSING: Final = "REQUIRED_FIELD_MISSING"
 INVALID_ID: Final = "INVALID_ID"
 DUPLICATE_KEY: Final = "DUPLICATE_KEY"
@@ -62,467 +55,8 @@ DUPLICATE_KEY_ON_PORTAL: Final = "DUPLICATE_KEY_ON_PORTAL"
 DUPLICATE_MARKER_ON_PORTAL: Final = "DUPLICATE_MARKER_ON_PORTAL"
 INVALID_VALUE: Final = "INVALID_VALUE"  # a value the checks did not foresee (the exception is in the text)
 
-
-@dataclass(frozen=True, slots=True)
-class WriteTarget:
-    """Where the rows of one table go: the method family and its parameter names.
-
-    Attributes:
-        entity: the table / entity name (``deals``, ``tasks``, ...).
-        family: ``crm_item`` (crm.item.*, camelCase, §7.2) or ``tasks`` (v2 tasks.task.*, UPPER_CASE, §7.4).
-        entity_type_id: crm.item entityTypeId (§7.1), None for tasks.
-        marker_field: the field stamped with an idempotency marker on adds (canonical spelling).
-    """
-
-    entity: str
-    family: Family
-    entity_type_id: int | None
-    marker_field: str
-
-    @property
-    def fields_method(self) -> str:
-        return "crm.item.fields" if self.family == "crm_item" else "tasks.task.getFields"
-
-    @property
-    def list_method(self) -> str:
-        return "crm.item.list" if self.family == "crm_item" else "tasks.task.list"
-
-    @property
-    def id_field(self) -> str:
-        return "id" if self.family == "crm_item" else "ID"
-
-    def fields_params(self) -> dict[str, Any]:
-        return {"entityTypeId": self.entity_type_id} if self.family == "crm_item" else {}
-
-    def command(
-        self, operation: Operation, bitrix_id: int | None, fields: Mapping[str, Any]
-    ) -> tuple[str, dict[str, Any]]:
-        """The (method, params) pair of one write."""
-        if self.family == "crm_item":
-            params: dict[str, Any] = {"entityTypeId": self.entity_type_id}
-            if bitrix_id is not None:
-                params["id"] = bitrix_id
-            if operation != "delete":
-                params["fields"] = dict(fields)
-            return f"crm.item.{operation}", params
-        params = {}
-        if bitrix_id is not None:
-            params["taskId"] = bitrix_id
-        if operation != "delete":
-            params["fields"] = dict(fields)
-        return f"tasks.task.{operation}", params
-
-    def lookup_params(self, field_name: str, value: Any) -> dict[str, Any]:
-        """A list request for the records whose `field_name` equals `value` (one page: up to 50 of them)."""
-        if self.family == "crm_item":
-            # `=` is the "equals" prefix of the crm.item.list filter (§7.2).
-            return {
-                "entityTypeId": self.entity_type_id,
-                "filter": {f"={field_name}": value},
-                "select": ["id", field_name],
-                "order": {"id": "ASC"},
-            }
-        return {"filter": {field_name: value}, "select": ["ID", field_name], "order": {"ID": "ASC"}}
-
-    def lookup_rows(self, result: Any) -> list[dict[str, Any]]:
-        """The rows of a lookup response (`items` for crm.item.list, `tasks` for tasks.task.list, §3.3)."""
-        key = "items" if self.family == "crm_item" else "tasks"
-        rows = result.get(key) if isinstance(result, Mapping) else result
-        return [dict(row) for row in rows or [] if isinstance(row, Mapping)]
-
-
-CRM_ENTITY_TYPE_IDS: Final = {"leads": 1, "deals": 2, "contacts": 3, "companies": 4}  # §7.1
-WRITE_ENTITIES: Final = (*CRM_ENTITY_TYPE_IDS, "tasks")
-
-
-def write_target(entity: str, marker_field: str | None = None) -> WriteTarget:
-    """The write target of a table/entity name.
-
-    Raises:
-        ValueError: the entity cannot be written (the message lists the ones that can).
-    """
-    if entity in CRM_ENTITY_TYPE_IDS:
-        return WriteTarget(entity, "crm_item", CRM_ENTITY_TYPE_IDS[entity], marker_field or "xmlId")
-    if entity == "tasks":
-        return WriteTarget(entity, "tasks", None, marker_field or "XML_ID")
-    raise ValueError(
-        f"Bitrix24 destination cannot write table {entity!r}: use one of {', '.join(WRITE_ENTITIES)} "
-        "as the table name or pass entity=..."
-    )
-
-
-class WriteOptionError(ValueError):
-    """A destination option names a field the portal cannot use for it (a configuration error)."""
-
-
-# Generated markers (``b24w:...``) are text: a field of another type could not hold them.
-_MARKER_TYPES: Final = frozenset({"string", "text"})
-
-
-def check_write_options(target: WriteTarget, fields: EntityFields, key: str | None) -> None:
-    """Check that ``marker_field`` and ``key=`` are fields the portal will store, before any row is sent.
-
-    crm.item.add drops unknown fields without an error (§7.2) and the portal ignores values for read-only
-    ones, so a marker or key written there would never be found again: every resend would duplicate the add.
-
-    Raises:
-        WriteOptionError: the option and the field it names, and what is wrong with it.
-    """
-    checks = [("marker_field", target.marker_field)] + ([("key", key)] if key else [])
-    for option, name in checks:
-        canonical = fields.resolve(name)
-        if canonical is None:
-            raise WriteOptionError(
-                f"Bitrix24 destination option {option}={name!r}: {target.entity} has no field {name!r} "
-                f"(the portal would silently drop its values, so the rows could never be found again)"
-            )
-        meta = fields.fields[canonical]
-        if meta.read_only:
-            raise WriteOptionError(
-                f"Bitrix24 destination option {option}={name!r}: field {canonical!r} of {target.entity} is "
-                "read-only (the portal would not store its values, so the rows could never be found again)"
-            )
-        if option == "marker_field" and (meta.type not in _MARKER_TYPES or meta.multiple):
-            kind = f"a multiple {meta.type}" if meta.multiple else meta.type
-            raise WriteOptionError(
-                f"Bitrix24 destination option marker_field={name!r}: field {canonical!r} of {target.entity} "
-                f"is {kind}, but markers are text: choose a single-valued string field"
-            )
-
-
-# --- value coercion ----------------------------------------------------------------------------------------
-
-
-class _Invalid(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def is_missing(value: Any) -> bool:
-    """None and NaN mean "not present" (a DataFrame has no other way to leave a cell out)."""
-    if value is None:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    if isinstance(value, Decimal) and value.is_nan():
-        return True
-    return type(value).__name__ in {"NAType", "NaTType"}
-
-
-def _finite(value: float | Decimal) -> bool:
-    return value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
-
-
-def _parsed(parse: Callable[[str], _T], text: str) -> _T | None:
-    """``parse(text)``, or None when the text does not parse; the caller reports the value as INVALID_TYPE."""
-    try:
-        return parse(text)
-    except ValueError:
-        return None
-
-
-def _parsed_int(value: Any, meta: FieldMeta) -> int | None:
-    """``value`` as an integer, or None when it is not one (the planner reports that row on its own)."""
-    try:
-        return _as_int(value, meta)
-    except _Invalid:
-        return None
-
-
-def _as_int(value: Any, meta: FieldMeta) -> int:
-    if isinstance(value, bool):
-        raise _Invalid(INVALID_TYPE, f"field {meta.name!r} expects an integer, got a boolean")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, (float, Decimal)) and _finite(value) and value == int(value):
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-        return int(value)
-    raise _Invalid(INVALID_TYPE, f"field {meta.name!r} expects an integer, got {value!r}")
-
-
-def _as_float(value: Any, meta: FieldMeta) -> int | float:
-    if isinstance(value, bool):
-        raise _Invalid(INVALID_TYPE, f"field {meta.name!r} expects a number, got a boolean")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, (float, Decimal)) and _finite(value):
-        return float(value)
-    number = _parsed(float, value) if isinstance(value, str) else None
-    if number is not None and math.isfinite(number):
-        return number
-    raise _Invalid(INVALID_TYPE, f"field {meta.name!r} expects a number, got {value!r}")
-
-
-def _as_bool(value: Any, meta: FieldMeta) -> str:
-    # Booleans do not survive the v2 query encoding (§4.1): send "Y"/"N" explicitly.
-    if isinstance(value, bool):
-        return "Y" if value else "N"
-    if isinstance(value, int) and value in (0, 1):
-        return "Y" if value else "N"
-    if isinstance(value, str) and value.strip().upper() in {"Y", "N", "TRUE", "FALSE", "1", "0", "YES", "NO"}:
-        return "Y" if value.strip().upper() in {"Y", "TRUE", "1", "YES"} else "N"
-    raise _Invalid(INVALID_TYPE, f"field {meta.name!r} expects a boolean (Y/N), got {value!r}")
-
-
-def _as_date(value: Any, meta: FieldMeta) -> str:
-    if isinstance(value, datetime):
-        return value.date().isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    parsed = _parsed(date.fromisoformat, value.strip()[:10]) if isinstance(value, str) else None
-    if parsed is not None:
-        return parsed.isoformat()
-    raise _Invalid(INVALID_TYPE, f"field {meta.name!r} expects a date (YYYY-MM-DD), got {value!r}")
-
-
-def _as_datetime(value: Any, meta: FieldMeta) -> str:
-    if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
-    if isinstance(value, date):
-        return datetime.combine(value, time(), tzinfo=timezone.utc).isoformat()
-    parsed = (
-        _parsed(datetime.fromisoformat, value.strip().replace("Z", "+00:00"))
-        if isinstance(value, str)
-        else None
-    )
-    if parsed is not None:
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).isoformat()
-    raise _Invalid(INVALID_TYPE, f"field {meta.name!r} expects a date-time (ISO 8601), got {value!r}")
-
-
-def _as_string(value: Any, meta: FieldMeta) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        raise _Invalid(INVALID_TYPE, f"field {meta.name!r} expects a string, got a boolean")
-    if isinstance(value, (int, float, Decimal)):
-        return str(value)
-    raise _Invalid(INVALID_TYPE, f"field {meta.name!r} expects a string, got {type(value).__name__}")
-
-
-def _as_enum(value: Any, meta: FieldMeta) -> Any:
-    assert meta.enum_values is not None
-    if isinstance(value, float) and math.isfinite(value) and value == int(value):
-        value = int(value)
-    text = str(value)
-    if text in meta.enum_values:
-        return value if isinstance(value, int) and not isinstance(value, bool) else text
-    by_label = [k for k, label in meta.enum_values.items() if label == text]
-    if len(by_label) == 1:
-        return by_label[0]
-    allowed = ", ".join(sorted(meta.enum_values))
-    raise _Invalid(
-        INVALID_ENUM_VALUE, f"field {meta.name!r} does not allow value {value!r} (allowed: {allowed})"
-    )
-
-
-_COERCERS: Final[dict[Kind | None, Callable[[Any, FieldMeta], Any]]] = {
-    "int": _as_int,
-    "float": _as_float,
-    "money": _as_float,
-    "bool": _as_bool,
-    "date": _as_date,
-    "datetime": _as_datetime,
-    "text": _as_string,
-}
-"""How a value of each kind (fields.TYPE_KINDS) is checked and converted for the wire; kinds not listed
-(json, enumerations without items, type words we have no evidence for) go as given."""
-
-
-def _coerce_scalar(value: Any, meta: FieldMeta) -> Any:
-    if meta.items is not None and meta.type in {"enumeration", "enum", "crm_status", "list"}:
-        return _as_enum(value, meta)
-    coerce = _COERCERS.get(kind_of(meta))
-    if coerce is not None:
-        return coerce(value, meta)
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, (float, Decimal)):
-        # JSON has no infinity; the v2 encoder would send the text "inf".
-        if not _finite(value):
-            raise _Invalid(INVALID_TYPE, f"field {meta.name!r} expects a finite number, got {value!r}")
-        return float(value)
-    return value
-
-
-def _parse_json_list(value: str) -> Any:
-    text = value.strip()
-    if text.startswith("["):
-        try:
-            return json.loads(text)
-        except ValueError:
-            return value
-    return value
-
-
-def coerce_value(value: Any, meta: FieldMeta) -> Any:
-    """Validate and convert one value to what the portal expects for `meta` (raises _Invalid)."""
-    if meta.multiple:
-        if isinstance(value, str):
-            value = _parse_json_list(value)
-        items = list(value) if isinstance(value, (list, tuple)) else [value]
-        return [_coerce_scalar(item, meta) for item in items if not is_missing(item)]
-    if isinstance(value, (list, tuple)):
-        raise _Invalid(INVALID_TYPE, f"field {meta.name!r} takes a single value, got a list")
-    return _coerce_scalar(value, meta)
-
-
-def as_written(value: Any) -> Any:
-    """An input value as the user wrote it: an integral float is an int that pandas widened to float because
-    its column has gaps (NaN), so ``1.0`` is shown as ``1`` in the errors table and the ``key`` column."""
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
-    return value
-
-
-def original_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The input row for ``row_json``: JSON-safe, without dlt's columns, integral floats as ints."""
-    return {str(k): json_safe(as_written(v)) for k, v in row.items() if not str(k).startswith("_dlt_")}
-
-
-def json_safe(value: Any) -> Any:
-    """A JSON-serialisable copy of an input value (for the errors table and the plan)."""
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if is_missing(value):
-        return None
-    if isinstance(value, (datetime, date, time)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, (str, int, float, bool)):
-        return value
-    try:
-        return str(value)
-    except Exception as exc:  # only for display in the errors table: name the value's type and the failure
-        return f"<{type(value).__name__}: str() failed: {_describe(exc)}>"
-
-
-# --- crm.status directories ---------------------------------------------------------------------------------
-
-# Deal stages live in one directory per pipeline: DEAL_STAGE for pipeline 0, DEAL_STAGE_<id> for the others,
-# whose stage ids carry a ``C<id>:`` prefix (DOCS api-reference/crm/status/crm-status-entity-types.md).
-DEAL_STAGE: Final = "DEAL_STAGE"
-_STAGE_PREFIX: Final = re.compile(r"C(\d+):")
-_FEW: Final = 8  # allowed values listed in an error message
-
-
-def stage_directory(category: int) -> str:
-    """The ENTITY_ID of a deal pipeline's stages."""
-    return DEAL_STAGE if category == 0 else f"{DEAL_STAGE}_{category}"
-
-
-def _directory_of(meta: FieldMeta, value: str, category: int | None) -> tuple[str, str]:
-    """The directory a value of `meta` must come from, and how to name it in a message."""
-    assert meta.status_type is not None
-    if meta.status_type != DEAL_STAGE:
-        return meta.status_type, ""
-    if category is None:
-        # Without a pipeline in the row, the stage id names it: "C3:NEW" is pipeline 3, "NEW" pipeline 0.
-        prefix = _STAGE_PREFIX.match(value)
-        category = int(prefix.group(1)) if prefix else 0
-    return stage_directory(category), f" in pipeline {category}"
-
-
-def _row_category(fields: EntityFields, values: Mapping[str, Any]) -> int | None:
-    for name, value in values.items():
-        meta = fields.fields.get(name)
-        if meta is not None and meta.type == "crm_category" and isinstance(value, int):
-            return value
-    return None
-
-
-def _allowed(items: Mapping[str, str]) -> str:
-    if not items:
-        return "none: the portal lists no values"
-    shown = ", ".join(list(items)[:_FEW])
-    return shown if len(items) <= _FEW else f"{shown}, ... ({len(items) - _FEW} more)"
-
-
-def _directory_value(
-    value: str, meta: FieldMeta, category: int | None, directories: Mapping[str, Mapping[str, str]]
-) -> str:
-    entity_id, where = _directory_of(meta, value, category)
-    items = directories.get(entity_id)
-    if items is None or value in items:
-        return value
-    by_name = [status_id for status_id, name in items.items() if name == value]
-    if by_name and meta.status_type == DEAL_STAGE and category is None:
-        # Stage names repeat across pipelines ("New", "In progress"): without the row's categoryId the
-        # pipeline is a guess, and a wrong guess would send a stage the user never wrote.
-        raise _Invalid(
-            INVALID_ENUM_VALUE,
-            f"field {meta.name!r}: stage name {value!r} needs the row's categoryId to pick the pipeline; "
-            f"give categoryId or use the stage id (e.g. {by_name[0]!r} in pipeline 0, 'C<n>:…' in pipeline n)",
-        )
-    if len(by_name) == 1:
-        return by_name[0]
-    raise _Invalid(
-        INVALID_ENUM_VALUE,
-        f"field {meta.name!r} does not allow value {value!r}{where} (allowed: {_allowed(items)})",
-    )
-
-
-def _check_directories(
-    fields: EntityFields, fields_out: dict[str, Any], directories: Mapping[str, Mapping[str, str]]
-) -> list[tuple[str, str]]:
-    """Check (and normalise: a unique NAME becomes its STATUS_ID) the directory values of a planned row."""
-    problems: list[tuple[str, str]] = []
-    category = _row_category(fields, fields_out)
-    for name, value in fields_out.items():
-        meta = fields.fields[name]
-        if meta.status_type is None or value == "":
-            continue
-        try:
-            if isinstance(value, list):
-                fields_out[name] = [_directory_value(str(v), meta, category, directories) for v in value]
-            else:
-                fields_out[name] = _directory_value(str(value), meta, category, directories)
-        except _Invalid as exc:
-            problems.append((exc.code, exc.message))
-    return problems
-
-
-def needed_directories(fields: EntityFields, rows: Iterable[Mapping[str, Any]]) -> set[str]:
-    """The ENTITY_IDs of the directories the directory-typed values in `rows` are checked against."""
-    needed: set[str] = set()
-    for row in rows:
-        present: dict[str, Any] = {}
-        for column, value in row.items():
-            canonical = fields.resolve(str(column))
-            if canonical is not None and not is_missing(value):
-                meta = fields.fields[canonical]
-                if meta.type == "crm_category":
-                    present[canonical] = _parsed_int(value, meta)
-                elif meta.status_type is not None:
-                    present[canonical] = value
-        category = _row_category(fields, present)
-        for name, value in present.items():
-            meta = fields.fields[name]
-            if meta.status_type is None:
-                continue
-            for item in value if isinstance(value, (list, tuple)) else [value]:
-                needed.add(_directory_of(meta, str(item), category)[0])
-    return needed
-
-
-def parse_directory(result: Any) -> dict[str, str]:
-    """A ``crm.status.list`` result (``[{"STATUS_ID", "NAME", ...}]``, DOCS crm-status-list.md) as an ordered
-    STATUS_ID -> NAME map."""
-    items = result if isinstance(result, list) else []
-    return {
-        str(item["STATUS_ID"]): str(item.get("NAME", ""))
-        for item in items
-        if isinstance(item, Mapping) and item.get("STATUS_ID") is not None
-    }
-
-
-# --- planning ----------------------------------------------------------------------------------------------
+LookUp = Callable[[str, Sequence[str]], Mapping[str, Sequence[int]]]
+"""``look_up(field_name, values)``: each value held by records on the portal -> their ids (absent: none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -562,12 +96,23 @@ class PlannedRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one planned row."""
+
+    status: Literal["ok", "error", "planned"]
+    bitrix_id: int | None = None
+    error_code: str | None = None
+    error_description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PlanOptions:
     """How rows are classified.
 
     Attributes:
         key: upsert key column (canonical or any Bitrix spelling); rows without id are resolved by it.
-        resolved_ids: key value (as str) -> record id found on the portal for the rows of this chunk.
+        resolved_ids: key value (as str) -> record id found on the portal for the rows of this chunk
+            (:func:`plan_chunk` fills it, and `ambiguous_keys`, from its key look-up).
         ambiguous_keys: key value -> the ids of the several records that hold it on the portal (the row is
             rejected: which one to update is not the destination's guess to make).
         marker_prefix: the deterministic prefix of add markers, e.g. ``"b24w:<load_id>:<file_id>"``.
@@ -623,8 +168,8 @@ def plan_row(
     bitrix_id: int | None = None
     if raw_id is not None:
         try:
-            bitrix_id = _as_int(raw_id, FieldMeta(name="id", type="integer"))
-        except _Invalid:
+            bitrix_id = as_int(raw_id, FieldMeta(name="id", type="integer"))
+        except InvalidValue:
             return _reject(
                 row_number,
                 original,
@@ -690,14 +235,14 @@ def plan_row(
             continue
         try:
             fields_out[canonical] = coerce_value(value, meta)
-        except _Invalid as exc:
+        except InvalidValue as exc:
             problems.append((exc.code, exc.message))
         except Exception as exc:  # an unforeseen value costs its own row (recorded below), not the whole job
             problems.append(
-                (INVALID_VALUE, f"field {name!r}: {value!r} could not be checked: {_describe(exc)}")
+                (INVALID_VALUE, f"field {name!r}: {value!r} could not be checked: {describe(exc)}")
             )
     if options.directories is not None:
-        problems.extend(_check_directories(fields, fields_out, options.directories))
+        problems.extend(check_directories(fields, fields_out, options.directories))
 
     if operation == "add":
         for required in fields.required:
@@ -737,10 +282,6 @@ def plan_row(
     )
 
 
-def _describe(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
 def plan_row_or_reject(
     row: Mapping[str, Any], row_number: int, target: WriteTarget, fields: EntityFields, options: PlanOptions
 ) -> PlannedRow:
@@ -756,7 +297,7 @@ def plan_row_or_reject(
             None,
             None,
             INVALID_VALUE,
-            f"row {row_number} could not be planned: {_describe(exc)}",
+            f"row {row_number} could not be planned: {describe(exc)}",
         )
 
 
@@ -813,82 +354,45 @@ def reject_existing_markers(
     return out
 
 
-def added_id(method: str, result: Any) -> int | None:
-    """The id of the record an add created: ``{"item": {"id": 342}}`` (§7.2) or ``{"task": {"id": "3711"}}``
-    (§7.4); a bare int id as the classic methods return (§7.3)."""
-    node = result
-    if isinstance(node, Mapping):
-        node = node.get("item", node.get("task", node))
-    if isinstance(node, Mapping):
-        node = node.get("id", node.get("ID"))
-    return as_id(node)
+def plan_chunk(
+    rows: Mapping[int, Mapping[str, Any]],
+    target: WriteTarget,
+    fields: EntityFields,
+    options: PlanOptions,
+    look_up: LookUp,
+    maybe_sent: Set[int] = frozenset(),
+) -> list[PlannedRow]:
+    """Plan the rows of one chunk (row number -> row), in order: every row gets a command or a rejection.
 
-
-def as_id(value: Any) -> int | None:
-    """A record id as the portal prints it: an int, or a string of digits (classic methods, §2.4)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What happened to one planned row."""
-
-    status: Literal["ok", "error", "planned"]
-    bitrix_id: int | None = None
-    error_code: str | None = None
-    error_description: str | None = None
-
-
-_IDENTITY_COLUMNS: Final = ("load_id", "table_name", "job_id", "row_number", "key", "operation")
-
-
-def _identity(planned: PlannedRow, *, load_id: str, table: str, job_id: str) -> dict[str, Any]:
-    """The columns that name an input row, shared by the results, errors and plan tables."""
-    return {
-        "load_id": load_id,
-        "table_name": table,
-        "job_id": job_id,
-        "row_number": planned.row_number,
-        "key": planned.key,
-        "operation": planned.operation,
-    }
-
-
-def result_row(
-    planned: PlannedRow, outcome: Outcome, *, load_id: str, table: str, job_id: str, written_at: datetime
-) -> dict[str, Any]:
-    """One row of ``bitrix24_write_results``."""
-    return {
-        **_identity(planned, load_id=load_id, table=table, job_id=job_id),
-        "bitrix_id": outcome.bitrix_id if outcome.bitrix_id is not None else planned.bitrix_id,
-        "status": outcome.status,
-        "error_code": outcome.error_code,
-        "error_description": outcome.error_description,
-        "written_at": written_at,
-    }
-
-
-def error_row(result: Mapping[str, Any], planned: PlannedRow) -> dict[str, Any]:
-    """One row of ``bitrix24_write_errors``: the result row plus the original input row as JSON."""
-    return {
-        **{column: result[column] for column in _IDENTITY_COLUMNS},
-        "error_code": result["error_code"],
-        "error_description": result["error_description"],
-        "row_json": json.dumps(planned.original, ensure_ascii=False, sort_keys=True),
-        "written_at": result["written_at"],
-    }
-
-
-def plan_row_record(planned: PlannedRow, *, load_id: str, table: str, job_id: str) -> dict[str, Any]:
-    """One row of ``bitrix24_write_plan`` (dry runs): the command that would be sent."""
-    return {
-        **_identity(planned, load_id=load_id, table=table, job_id=job_id),
-        "method": planned.method,
-        "params_json": json.dumps(json_safe(planned.params), ensure_ascii=False, sort_keys=True),
-    }
+    `look_up` runs at most twice: once for the upsert keys of the rows without ``id`` (their matches fill
+    ``resolved_ids`` / ``ambiguous_keys`` of `options`), once for the user's own add markers. Rows in
+    `maybe_sent` may have been sent before: their markers passed that check before they went in flight, and
+    the portal holding them now proves nothing.
+    """
+    if options.key:
+        values = [
+            value
+            for row in rows.values()
+            if _row_id(row) is None and (value := key_value(row, options.key, fields)) is not None
+        ]
+        matches = look_up(fields.resolve(options.key) or options.key, values) if values else {}
+        options = replace(
+            options,
+            resolved_ids={value: ids[0] for value, ids in matches.items() if len(ids) == 1},
+            ambiguous_keys={value: ids for value, ids in matches.items() if len(ids) > 1},
+        )
+    planned = mark_duplicate_keys(
+        [plan_row_or_reject(row, row_number, target, fields, options) for row_number, row in rows.items()]
+    )
+    # Supplied markers all live in the target's marker field (plan_row), so one look-up covers them; key
+    # markers were looked up as upsert keys and generated ones are unique.
+    fresh = [
+        p
+        for p in planned
+        if p.is_valid and p.operation == "add" and p.marker_supplied and p.row_number not in maybe_sent
+    ]
+    markers = [p.marker for p in fresh if p.marker is not None]
+    field_name = next((p.marker_field for p in fresh if p.marker_field is not None), None)
+    if field_name is None or not markers:
+        return planned
+    return reject_existing_markers(planned, look_up(field_name, markers))

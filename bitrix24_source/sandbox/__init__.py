@@ -9,7 +9,8 @@ Quick start::
         portal.inject(Fault("http_503", method="batch"))
         print(portal.stats())
 
-The sandbox never imports the client modules (STYLE.md rule 12).
+The sandbox never imports the client modules: it implements the server side from the protocol notes on its
+own, so one misunderstanding of the protocol cannot hide on both sides of a test.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@
   Tokens rotate: every refresh issues a new access token *and* a new refresh token, and the old refresh
   token stops working. An old access token stays valid until its own expiry, as on the cloud.
 
-Secrets never appear in reprs or exception texts (STYLE.md rule 13).
+Secrets never appear in reprs or exception texts: a test's failure output or a log must not carry them.
 """
 
 from __future__ import annotations
@@ -131,17 +131,21 @@ class AuthManager:
     def check_webhook(self, user_id: str, code: str) -> None:
         """Raise 401 ``NO_AUTH_FOUND`` unless ``user_id``/``code`` name this portal's webhook."""
         if user_id != str(self.user_id) or not secrets.compare_digest(code, self.webhook_code):
+            # §2.2 error table: a wrong webhook code.
             raise ApiError("NO_AUTH_FOUND", "Wrong authorization data", 401)
 
     def check_token(self, token: str | None) -> None:
         """Raise the 401 error the portal gives for a missing, unknown or expired access token (§2.2)."""
         if not token:
+            # §2.2 error table: a wrong webhook code.
             raise ApiError("NO_AUTH_FOUND", "Wrong authorization data", 401)
         with self._lock:
             expiry = self._access.get(token)
         if expiry is None:
+            # §2.2 error table.
             raise ApiError("invalid_token", "Unable to get application by token", 401)
         if expiry <= self._clock():
+            # §2.2 error table.
             raise ApiError("expired_token", "The access token provided has expired.", 401)
 
     def expire_now(self) -> None:

@@ -5,6 +5,9 @@ names, §7.2), the classic UPPER_CASE names (§7.3 mapping table), the `crm.item
 wrapped in ``{"fields": …}``, with ``upperName``; DOCS api-reference/crm/universal/crm-item-fields.md) and the
 classic ``crm.<entity>.fields`` payload (no wrapper, no ``upperName``; recorded fixture
 crm_lead_fields_success.json). Write validation and filter type coercion read the same specs.
+
+Two catalogues of CRM fields exist (`CATALOGUES`): ``legacy``, the sandbox's historical set and the default,
+and ``docs``, exactly the documented fields of object-fields.md (`_DOCS_CRM_FIELDS`). A portal serves one.
 """
 
 from __future__ import annotations
@@ -38,7 +41,17 @@ HONORIFICS = ("HNR_RU_1", "HNR_RU_2")
 
 # Types whose values are integer ids (crm.item gives ints, classic gives strings).
 INT_TYPES = frozenset(
-    {"integer", "user", "crm_company", "crm_contact", "crm_lead", "crm_deal", "crm_category", "enumeration"}
+    {
+        "integer",
+        "user",
+        "crm_company",
+        "crm_contact",
+        "crm_lead",
+        "crm_deal",
+        "crm_quote",
+        "crm_category",
+        "enumeration",
+    }
 )
 FLOAT_TYPES = frozenset({"double", "money"})
 DATE_TYPES = frozenset({"date", "datetime"})
@@ -56,6 +69,7 @@ class FieldSpec:
     upper: str  # classic UPPER_CASE name
     required: bool = False
     read_only: bool = False
+    immutable: bool = False
     multiple: bool = False
     status_type: str | None = None
     settings: dict[str, Any] | None = None
@@ -155,6 +169,8 @@ def _common_tail(e: str, *, moved: bool) -> list[FieldSpec]:
     out += [
         _f(e, "originatorId", "string", "External source"),
         _f(e, "originId", "string", "Item ID in data source"),
+        # Legacy catalogue only: object-fields.md has no xmlId for leads, deals, contacts or companies. It stays
+        # in the default catalogue while the destination stamps its marker there (docs/sandbox-deviations.md).
         _f(e, "xmlId", "string", "External code"),
         _f(e, "utmSource", "string", "Ad system"),
     ]
@@ -273,9 +289,310 @@ def _build() -> dict[str, tuple[FieldSpec, ...]]:
     }
 
 
+# The documented field catalogue (catalogue="docs"): DOCS api-reference/crm/universal/object-fields.md, the
+# "Common Fields" table plus the entity's own table, as (name, type, access). Access comes from the parameter
+# tables of crm-item-add.md and crm-item-update.md: "rw" when both list the field, "ro" when neither does (the
+# portal fills it). Rows the docs mark "Field is disabled" are left out, and so are `entityTypeId` (the
+# crm.item.fields example in crm-item-fields.md does not list it; items carry it, crm-item-get.md), `fm`
+# (crm-item-list.md: "not a CRM object field") and the `parentId…`/`ufCrm…` name patterns. No `xmlId`: the
+# docs list it for invoices and smart processes only. tests/conformance compares this table with the
+# extracted catalogue (tests/fixtures/docs-responses/catalogues/crm-object-fields.json).
+_DOCS_CRM_FIELDS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "leads": (
+        ("assignedById", "user", "rw"),
+        ("createdBy", "user", "ro"),
+        ("createdTime", "datetime", "ro"),
+        ("id", "integer", "ro"),
+        ("lastActivityBy", "user", "ro"),
+        ("lastActivityTime", "datetime", "ro"),
+        ("opened", "boolean", "rw"),
+        ("updatedBy", "user", "ro"),
+        ("updatedTime", "datetime", "ro"),
+        ("utmCampaign", "string", "rw"),
+        ("utmContent", "string", "rw"),
+        ("utmMedium", "string", "rw"),
+        ("utmSource", "string", "rw"),
+        ("utmTerm", "string", "rw"),
+        ("webformId", "integer", "rw"),
+        ("companyId", "crm_company", "rw"),
+        ("contactId", "crm_contact", "rw"),
+        ("stageId", "crm_status", "rw"),
+        ("statusDescription", "text", "rw"),
+        ("stageSemanticId", "string", "ro"),
+        ("opportunity", "double", "rw"),
+        ("currencyId", "crm_currency", "rw"),
+        ("sourceId", "crm_status", "rw"),
+        ("sourceDescription", "text", "rw"),
+        ("title", "string", "rw"),
+        ("name", "string", "rw"),
+        ("lastName", "string", "rw"),
+        ("secondName", "string", "rw"),
+        ("companyTitle", "string", "rw"),
+        ("post", "string", "rw"),
+        ("comments", "text", "rw"),
+        ("originatorId", "string", "rw"),
+        ("originId", "string", "rw"),
+        ("dateClosed", "datetime", "ro"),
+        ("birthdate", "date", "rw"),
+        ("honorific", "crm_status", "rw"),
+        ("hasPhone", "boolean", "ro"),
+        ("hasEmail", "boolean", "ro"),
+        ("hasImol", "boolean", "ro"),
+        ("isReturnCustomer", "boolean", "ro"),
+        ("searchContent", "text", "ro"),
+        ("isManualOpportunity", "boolean", "rw"),
+        ("movedBy", "user", "ro"),
+        ("movedTime", "datetime", "ro"),
+        ("phoneMobile", "string", "ro"),
+        ("phoneWork", "string", "ro"),
+        ("phoneMailing", "string", "ro"),
+        ("emailHome", "string", "ro"),
+        ("emailWork", "string", "ro"),
+        ("emailMailing", "string", "ro"),
+        ("skype", "string", "ro"),
+        ("icq", "string", "ro"),
+        ("imol", "string", "ro"),
+        ("email", "string", "ro"),
+        ("phone", "string", "ro"),
+        ("observers", "user[]", "rw"),
+        ("contactIds", "crm_contact[]", "rw"),
+    ),
+    "deals": (
+        ("assignedById", "user", "rw"),
+        ("createdBy", "user", "ro"),
+        ("createdTime", "datetime", "ro"),
+        ("id", "integer", "ro"),
+        ("lastActivityBy", "user", "ro"),
+        ("lastActivityTime", "datetime", "ro"),
+        ("opened", "boolean", "rw"),
+        ("updatedBy", "user", "ro"),
+        ("updatedTime", "datetime", "ro"),
+        ("utmCampaign", "string", "ro"),
+        ("utmContent", "string", "rw"),
+        ("utmMedium", "string", "rw"),
+        ("utmSource", "string", "rw"),
+        ("utmTerm", "string", "rw"),
+        ("webformId", "integer", "ro"),
+        ("leadId", "crm_lead", "rw"),
+        ("companyId", "crm_company", "rw"),
+        ("contactId", "crm_contact", "rw"),
+        ("quoteId", "crm_quote", "rw"),
+        ("title", "string", "rw"),
+        ("categoryId", "crm_category", "rw"),
+        ("stageId", "crm_status", "rw"),
+        ("stageSemanticId", "string", "ro"),
+        ("isNew", "boolean", "ro"),
+        ("isRecurring", "boolean", "rw"),
+        ("isReturnCustomer", "boolean", "ro"),
+        ("isRepeatedApproach", "boolean", "ro"),
+        ("closed", "boolean", "ro"),
+        ("typeId", "crm_status", "rw"),
+        ("opportunity", "double", "rw"),
+        ("isManualOpportunity", "boolean", "rw"),
+        ("taxValue", "double", "rw"),
+        ("currencyId", "crm_currency", "rw"),
+        ("probability", "integer", "rw"),
+        ("comments", "text", "rw"),
+        ("begindate", "date", "rw"),
+        ("closedate", "date", "rw"),
+        ("eventDate", "datetime", "ro"),
+        ("eventId", "crm_status", "ro"),
+        ("eventDescription", "text", "ro"),
+        ("locationId", "location", "rw"),
+        ("sourceId", "crm_status", "rw"),
+        ("sourceDescription", "text", "rw"),
+        ("originatorId", "string", "rw"),
+        ("originId", "string", "rw"),
+        ("additionalInfo", "string", "rw"),
+        ("searchContent", "text", "ro"),
+        ("orderStage", "string", "ro"),
+        ("movedBy", "user", "ro"),
+        ("movedTime", "datetime", "ro"),
+        ("observers", "user[]", "rw"),
+        ("contactIds", "crm_contact[]", "rw"),
+    ),
+    "contacts": (
+        ("assignedById", "user", "rw"),
+        ("createdBy", "user", "ro"),
+        ("createdTime", "datetime", "ro"),
+        ("id", "integer", "ro"),
+        ("lastActivityBy", "user", "ro"),
+        ("lastActivityTime", "datetime", "ro"),
+        ("opened", "boolean", "rw"),
+        ("updatedBy", "user", "ro"),
+        ("updatedTime", "datetime", "ro"),
+        ("utmCampaign", "string", "rw"),
+        ("utmContent", "string", "rw"),
+        ("utmMedium", "string", "rw"),
+        ("utmSource", "string", "rw"),
+        ("utmTerm", "string", "rw"),
+        ("webformId", "integer", "ro"),
+        ("companyId", "crm_company", "rw"),
+        ("sourceId", "crm_status", "rw"),
+        ("sourceDescription", "text", "rw"),
+        ("name", "string", "rw"),
+        ("lastName", "string", "rw"),
+        ("secondName", "string", "rw"),
+        ("photo", "file", "rw"),
+        ("post", "string", "rw"),
+        ("comments", "text", "rw"),
+        ("leadId", "crm_lead", "rw"),
+        ("export", "boolean", "rw"),
+        ("typeId", "crm_status", "rw"),
+        ("originatorId", "string", "rw"),
+        ("originId", "string", "rw"),
+        ("originVersion", "string", "rw"),
+        ("birthdate", "date", "rw"),
+        ("honorific", "crm_status", "rw"),
+        ("hasPhone", "boolean", "ro"),
+        ("hasEmail", "boolean", "ro"),
+        ("hasImol", "boolean", "ro"),
+        ("searchContent", "text", "ro"),
+        ("categoryId", "crm_category", "ro"),
+        ("emailHome", "string", "ro"),
+        ("emailWork", "string", "ro"),
+        ("emailMailing", "string", "ro"),
+        ("phoneMobile", "string", "ro"),
+        ("phoneWork", "string", "ro"),
+        ("phoneMailing", "string", "ro"),
+        ("imol", "string", "ro"),
+        ("email", "string", "ro"),
+        ("phone", "string", "ro"),
+        ("observers", "user[]", "rw"),
+        ("companyIds", "crm_company[]", "rw"),
+    ),
+    "companies": (
+        ("assignedById", "user", "rw"),
+        ("createdBy", "user", "ro"),
+        ("createdTime", "datetime", "ro"),
+        ("id", "integer", "ro"),
+        ("lastActivityBy", "user", "ro"),
+        ("lastActivityTime", "datetime", "ro"),
+        ("opened", "boolean", "rw"),
+        ("updatedBy", "user", "ro"),
+        ("updatedTime", "datetime", "ro"),
+        ("utmCampaign", "string", "rw"),
+        ("utmContent", "string", "rw"),
+        ("utmMedium", "string", "rw"),
+        ("utmSource", "string", "rw"),
+        ("utmTerm", "string", "rw"),
+        ("webformId", "integer", "ro"),
+        ("title", "string", "rw"),
+        ("logo", "file", "rw"),
+        ("addressLegal", "text", "ro"),
+        ("bankingDetails", "string", "rw"),
+        ("comments", "text", "rw"),
+        ("typeId", "crm_status", "rw"),
+        ("industry", "crm_status", "rw"),
+        ("revenue", "double", "rw"),
+        ("currencyId", "crm_currency", "rw"),
+        ("employees", "crm_status", "rw"),
+        ("leadId", "crm_lead", "rw"),
+        ("originatorId", "string", "rw"),
+        ("originId", "string", "rw"),
+        ("originVersion", "string", "rw"),
+        ("hasPhone", "boolean", "ro"),
+        ("hasEmail", "boolean", "ro"),
+        ("hasImol", "boolean", "ro"),
+        ("isMyCompany", "boolean", "rw"),
+        ("searchContent", "text", "ro"),
+        ("categoryId", "crm_category", "ro"),
+        ("emailHome", "string", "ro"),
+        ("emailWork", "string", "ro"),
+        ("emailMailing", "string", "ro"),
+        ("phoneMobile", "string", "ro"),
+        ("phoneWork", "string", "ro"),
+        ("phoneMailing", "string", "ro"),
+        ("imol", "string", "ro"),
+        ("email", "string", "ro"),
+        ("phone", "string", "ro"),
+        ("ufLogo", "file", "ro"),
+        ("ufStamp", "file", "ro"),
+        ("ufDirectorSign", "file", "ro"),
+        ("ufAccountantSign", "file", "ro"),
+        ("observers", "user[]", "rw"),
+        ("contactIds", "crm_contact[]", "rw"),
+    ),
+}
+
+# Classic UPPER_CASE names of documented fields that the regular camelCase -> UPPER_CASE rule gets wrong
+# (DOCS api-reference/crm/leads/crm-lead-fields.md and siblings).
+_DOCS_UPPER: dict[Any, str] = {
+    "lastActivityBy": "LAST_ACTIVITY_BY",
+    "dateClosed": "DATE_CLOSED",
+    # crm-company-fields.md / crm-company-list.md: the company type is COMPANY_TYPE in classic methods.
+    ("companies", "typeId"): "COMPANY_TYPE",
+}
+
+
+def _humanise(name: str) -> str:
+    words = re.sub(r"(?<=[a-z0-9])([A-Z])", r" \1", name).split()
+    return " ".join(words).capitalize()
+
+
+def _build_docs(legacy: dict[str, tuple[FieldSpec, ...]]) -> dict[str, tuple[FieldSpec, ...]]:
+    out = {}
+    for entity, rows in _DOCS_CRM_FIELDS.items():
+        known = {f.name: f for f in legacy[entity]}
+        specs = []
+        for name, type_, access in rows:
+            multiple = type_.endswith("[]")
+            base = known.get(name)
+            upper = (
+                _DOCS_UPPER.get((entity, name))
+                or _DOCS_UPPER.get(name)
+                or (
+                    (_LEAD_OVERRIDES if entity == "leads" else {}).get(name)
+                    or _UPPER_OVERRIDES.get(name)
+                    or camel_to_upper(name)
+                )
+            )
+            specs.append(
+                FieldSpec(
+                    name=name,
+                    type=type_.removesuffix("[]"),
+                    # Titles are portal-localised labels; the docs give descriptions, not titles.
+                    title=base.title if base else _humanise(name),
+                    upper=upper,
+                    required=base.required if base else False,
+                    read_only=access == "ro",
+                    immutable=access == "imm",
+                    multiple=multiple,
+                    status_type=base.status_type if base else None,
+                    settings=base.settings if base else None,
+                    deprecated=base.deprecated if base else False,
+                )
+            )
+        specs.sort(key=lambda f: f.name != "id")
+        out[entity] = (*specs, *(f for f in legacy[entity] if f.user_field))
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class CrmCatalogue:
+    """The fields a sandbox portal's CRM entities have: `legacy` (the sandbox's historical set, which serves
+    `xmlId` on every entity) or `docs` (exactly the documented fields, see `_DOCS_CRM_FIELDS`).
+
+    Compared by identity, so it can key the per-select caches of the method modules.
+    """
+
+    name: str
+    fields: dict[str, tuple[FieldSpec, ...]]
+    field_map: dict[str, dict[str, FieldSpec]] = field(init=False)
+    upper_map: dict[str, dict[str, FieldSpec]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "field_map", {e: {f.name: f for f in fs} for e, fs in self.fields.items()})
+        object.__setattr__(self, "upper_map", {e: {f.upper: f for f in fs} for e, fs in self.fields.items()})
+
+
 CRM_FIELDS: dict[str, tuple[FieldSpec, ...]] = _build()
 CRM_FIELD_MAP: dict[str, dict[str, FieldSpec]] = {e: {f.name: f for f in fs} for e, fs in CRM_FIELDS.items()}
 CRM_UPPER_MAP: dict[str, dict[str, FieldSpec]] = {e: {f.upper: f for f in fs} for e, fs in CRM_FIELDS.items()}
+CATALOGUES: dict[str, CrmCatalogue] = {
+    "legacy": CrmCatalogue("legacy", CRM_FIELDS),
+    "docs": CrmCatalogue("docs", _build_docs(CRM_FIELDS)),
+}
 # Entities that carry communications (`fm` in crm.item, PHONE/EMAIL/WEB/IM in classic methods).
 FM_ENTITIES = frozenset({"leads", "contacts", "companies"})
 FM_TYPES = ("PHONE", "EMAIL", "WEB", "IM")
@@ -331,6 +648,7 @@ def _describe(spec: FieldSpec, *, classic: bool) -> dict[str, Any]:
         type_,
         required=spec.required,
         read_only=spec.read_only,
+        immutable=spec.immutable,
         multiple=spec.multiple,
         dynamic=spec.user_field,
     )
@@ -350,20 +668,22 @@ def _describe(spec: FieldSpec, *, classic: bool) -> dict[str, Any]:
     return out
 
 
-def crm_item_fields_payload(entity: str, *, original_uf_names: bool = False) -> dict[str, Any]:
+def crm_item_fields_payload(
+    entity: str, *, original_uf_names: bool = False, catalogue: CrmCatalogue = CATALOGUES["legacy"]
+) -> dict[str, Any]:
     """The `result` of `crm.item.fields` for a system entity type."""
     fields: dict[str, Any] = {}
-    for spec in CRM_FIELDS[entity]:
+    for spec in catalogue.fields[entity]:
         key = spec.upper if (spec.user_field and original_uf_names) else spec.name
         fields[key] = _describe(spec, classic=False)
     return {"fields": fields}
 
 
-def classic_fields_payload(entity: str) -> dict[str, Any]:
+def classic_fields_payload(entity: str, catalogue: CrmCatalogue = CATALOGUES["legacy"]) -> dict[str, Any]:
     """The `result` of `crm.<entity>.fields`: UPPER_CASE keys, multifields included."""
     out: dict[str, Any] = {}
     ufs = []
-    for spec in CRM_FIELDS[entity]:
+    for spec in catalogue.fields[entity]:
         if spec.user_field:
             ufs.append(spec)
             continue

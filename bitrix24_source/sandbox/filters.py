@@ -416,11 +416,28 @@ def v3_error(
 
 
 def v3_validation(
-    field_name: str, message: str, code: str = "VALIDATION_REQUESTVALIDATIONEXCEPTION"
+    field_name: str,
+    message: str,
+    code: str = "VALIDATION_REQUESTVALIDATIONEXCEPTION",
+    *,
+    summary: str | None = None,
 ) -> ApiError:
+    """A v3 validation error with one `validation` entry ({"message", "field"}, DOCS api-reference/rest-v3.md).
+
+    `summary` is the top-level message; the docs translate it differently per page, so callers pass the
+    text of their method's page and the default is the one of the REST 3.0 overview.
+    """
     return v3_error(
-        code, "Error validating request object", validation=[{"field": field_name, "message": message}]
+        code, summary or VALIDATION_MESSAGE, validation=[{"message": message, "field": field_name}]
     )
+
+
+# DOCS api-reference/rest-v3.md, the error example.
+VALIDATION_MESSAGE = "Error validating request object"
+# DOCS tasks-task-add-rest-v3.md and tasks-task-update-rest-v3.md, "Error Handling".
+TASK_WRITE_VALIDATION_MESSAGE = "Error during request object validation"
+# DOCS tasks-task-result-list-rest-v3.md, "Error Handling".
+RESULT_LIST_VALIDATION_MESSAGE = "Error validating the request object"
 
 
 def v3_kind(spec: SimpleField, id_key: str = "id") -> str:
@@ -502,11 +519,14 @@ def _compile_v3_nodes(
             op_raw = "in"
         op = _V3_OPS.get(str(op_raw).lower()) if isinstance(op_raw, str) else None
         if op is None:
+            # DOCS tasks-task-result-list-rest-v3.md, "Possible Error Codes"; §2.3 table.
             raise v3_error("UNKNOWNFILTEROPERATOREXCEPTION", f"Unknown filter operator `{op_raw}`")
         spec = fields.get(name)
         if spec is None:
+            # §2.3 table: an unknown field in filter/order.
             raise v3_error("UNKNOWNDTOPROPERTYEXCEPTION", f"Unknown field `{name}` for entity `{dto}`")
         if not spec.filterable:
+            # DOCS tasks-task-list-rest-v3.md, "Possible Error Codes".
             raise v3_validation(
                 name,
                 f"In DTO `{dto}`, the `{name}` field requires the `Filterable` attribute for such a request",
@@ -525,7 +545,8 @@ def _v3_values(ref: FieldRef, op: str, value: Any, name: str) -> list[Any]:
     items = _as_list(value)
     if op == "in":
         if not items:
-            # §5.4: `in` takes a non-empty array.
+            # §5.4: `in` takes a non-empty array. The texts of these three value errors are the sandbox's own
+            # (docs/sandbox-deviations.md); the rules and the error code are §5.4 and rest-v3.md.
             raise v3_validation(name, f"The `in` operator for the field `{name}` requires a non-empty array")
         raw = items
     elif op == "between":
@@ -541,6 +562,7 @@ def _v3_values(ref: FieldRef, op: str, value: Any, name: str) -> list[Any]:
     try:
         out = [coerce(ref.kind, v) for v in raw]
     except _BadValue:
+        # DOCS tasks-task-result-list-rest-v3.md: "The `taskId` field requires an `int` data type …".
         type_name = {"id": "int", "int": "int", "list_int": "int", "float": "float", "datetime": "DateTime"}
         raise v3_validation(
             name,
@@ -562,6 +584,7 @@ def v2_order(order: Any, resolve: Resolver, *, strict: bool = True) -> list[Sort
         ref = resolve(name)
         if ref is None:
             if strict:
+                # DOCS crm-item-list.md: "… is not allowed in order".
                 raise ApiError("INVALID_ARG_VALUE", f"Invalid order: field '{name}' is not allowed in order")
             continue
         if direction not in ("ASC", "DESC"):
@@ -580,13 +603,16 @@ def v3_order(order: Any, fields: Mapping[str, SimpleField], dto: str) -> list[So
     if order in (None, [], {}):
         return out
     if not isinstance(order, Mapping):
+        # DOCS tasks-task-list-rest-v3.md, "Possible Error Codes" (INVALIDORDEREXCEPTION).
         raise v3_error("INVALIDORDEREXCEPTION", f"Unable to recognize sorting parameter `{_dump(order)}`")
     for name, raw_dir in order.items():
         spec = fields.get(str(name))
         if spec is None:
+            # §2.3 table: an unknown field in filter/order.
             raise v3_error("UNKNOWNDTOPROPERTYEXCEPTION", f"Unknown field `{name}` for entity `{dto}`")
         direction = str(raw_dir).upper()
         if direction not in ("ASC", "DESC") or not spec.sortable:
+            # DOCS tasks-task-list-rest-v3.md, "Possible Error Codes" (INVALIDORDEREXCEPTION).
             raise v3_error("INVALIDORDEREXCEPTION", f"Unable to recognize sorting parameter `{_dump(order)}`")
         out.append((spec.name, direction == "DESC"))
     return out

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bitrix24_source.sandbox.fields import (
     CLASSIC_NAMES,
     CRM_FIELD_MAP,
-    CRM_FIELDS,
-    CRM_UPPER_MAP,
     CURRENCIES,
     DATE_TYPES,
     DEAL_STAGES,
@@ -28,6 +26,7 @@ from bitrix24_source.sandbox.fields import (
     INT_TYPES,
     LEAD_STATUSES,
     MONEY_FIELDS,
+    CrmCatalogue,
     FieldSpec,
     camel_to_upper,
     classic_fields_payload,
@@ -45,11 +44,7 @@ from bitrix24_source.sandbox.filters import (
     yn,
 )
 from bitrix24_source.sandbox.store import iso
-from bitrix24_source.sandbox.types import ApiError, CallContext, Handler, MethodResult
-
-if TYPE_CHECKING:
-    from bitrix24_source.sandbox.state import PortalState
-
+from bitrix24_source.sandbox.types import ApiError, CallContext, Handler, MethodResult, PortalData
 
 _MOVED = frozenset({"leads", "deals"})
 _DEFAULT_TYPES = {"deals": "SALE", "contacts": "CLIENT", "companies": "CUSTOMER"}
@@ -97,8 +92,8 @@ def _kind(spec: FieldSpec) -> str:
 
 
 @functools.cache
-def _item_resolver(entity: str) -> Callable[[str], FieldRef | None]:
-    by_name, by_upper = CRM_FIELD_MAP[entity], CRM_UPPER_MAP[entity]
+def _item_resolver(cat: CrmCatalogue, entity: str) -> Callable[[str], FieldRef | None]:
+    by_name, by_upper = cat.field_map[entity], cat.upper_map[entity]
 
     @functools.lru_cache(maxsize=1024)
     def resolve(name: str) -> FieldRef | None:
@@ -112,8 +107,8 @@ def _item_resolver(entity: str) -> Callable[[str], FieldRef | None]:
 
 
 @functools.cache
-def _classic_resolver(entity: str) -> Callable[[str], FieldRef | None]:
-    by_upper = CRM_UPPER_MAP[entity]
+def _classic_resolver(cat: CrmCatalogue, entity: str) -> Callable[[str], FieldRef | None]:
+    by_upper = cat.upper_map[entity]
 
     @functools.lru_cache(maxsize=1024)
     def resolve(name: str) -> FieldRef | None:
@@ -136,14 +131,14 @@ def _entity_from_type_id(params: Mapping[str, Any]) -> str:
 # output
 
 
-def _select_item(entity: str, select: Any) -> tuple[tuple[str, ...], bool]:
+def _select_item(cat: CrmCatalogue, entity: str, select: Any) -> tuple[tuple[str, ...], bool]:
     """The fields a crm.item `select` asks for, and whether `fm` goes along (only with `*`, §7.2)."""
-    return _item_selection(entity, tuple(str(x) for x in _as_list(select) or []))
+    return _item_selection(cat, entity, tuple(str(x) for x in _as_list(select) or []))
 
 
 @functools.lru_cache(maxsize=256)
-def _item_selection(entity: str, names: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
-    specs = CRM_FIELDS[entity]
+def _item_selection(cat: CrmCatalogue, entity: str, names: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
+    specs = cat.fields[entity]
     if not names:
         return tuple(s.name for s in specs), False
     wanted: set[str] = {"id"}
@@ -155,13 +150,14 @@ def _item_selection(entity: str, names: tuple[str, ...]) -> tuple[tuple[str, ...
         elif name.lower() in ("uf_*", "ufcrm*", "ufcrm_*"):
             wanted.update(s.name for s in specs if s.user_field)
         else:
-            spec = CRM_FIELD_MAP[entity].get(name) or CRM_UPPER_MAP[entity].get(name)
+            spec = cat.field_map[entity].get(name) or cat.upper_map[entity].get(name)
             if spec is not None:
                 wanted.add(spec.name)
     return tuple(s.name for s in specs if s.name in wanted), with_fm and entity in FM_ENTITIES
 
 
 def render_item(
+    cat: CrmCatalogue,
     entity: str,
     row: Mapping[str, Any],
     names: tuple[str, ...],
@@ -171,7 +167,7 @@ def render_item(
     with_type: bool = False,
 ) -> dict[str, Any]:
     """A crm.item row with the fields `names` (canonical names, in field order)."""
-    pairs, multiple = _item_keys(entity, names, original_uf)
+    pairs, multiple = _item_keys(cat, entity, names, original_uf)
     out = {name: row.get(key) for key, name in pairs}
     for name in multiple:
         value = out[name]
@@ -186,10 +182,10 @@ def render_item(
 
 @functools.lru_cache(maxsize=256)
 def _item_keys(
-    entity: str, names: tuple[str, ...], original_uf: bool
+    cat: CrmCatalogue, entity: str, names: tuple[str, ...], original_uf: bool
 ) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
     # Worked out once per select: rendering is the hot path of a 2,500-row batch of keyset pages.
-    specs = [CRM_FIELD_MAP[entity][n] for n in names]
+    specs = [cat.field_map[entity][n] for n in names]
     pairs = tuple((s.name, s.upper if (original_uf and s.user_field) else s.name) for s in specs)
     multiple = tuple(out for (_, out), s in zip(pairs, specs, strict=True) if s.multiple)
     return pairs, multiple
@@ -216,23 +212,30 @@ def _classic_fm(row: Mapping[str, Any], fm_type: str) -> list[dict[str, str]]:
     ]
 
 
-def render_classic(entity: str, row: Mapping[str, Any], select: Any, *, full: bool = False) -> dict[str, Any]:
+def render_classic(
+    cat: CrmCatalogue, entity: str, row: Mapping[str, Any], select: Any, *, full: bool = False
+) -> dict[str, Any]:
     """A classic UPPER_CASE row. `full` (get) returns everything; lists follow `select` (default `*`)."""
     if full:
         fm_types = tuple(t for t in FM_TYPES if entity in FM_ENTITIES and _classic_fm(row, t))
-        return _classic_row(row, CRM_FIELDS[entity], fm_types)
-    return _classic_row(row, *classic_selection(entity, select))
+        return _classic_row(row, cat.fields[entity], fm_types)
+    return _classic_row(row, *classic_selection(cat, entity, select))
 
 
-def classic_selection(entity: str, select: Any) -> tuple[tuple[FieldSpec, ...], tuple[str, ...]]:
+def classic_selection(
+    cat: CrmCatalogue, entity: str, select: Any
+) -> tuple[tuple[FieldSpec, ...], tuple[str, ...]]:
     """The fields and multifield types a classic list `select` asks for (default `*`)."""
-    return _classic_selection(entity, tuple(str(x).upper() for x in (_as_list(select) or [])) or ("*",))
+    names = tuple(str(x).upper() for x in (_as_list(select) or [])) or ("*",)
+    return _classic_selection(cat, entity, names)
 
 
 @functools.lru_cache(maxsize=256)
-def _classic_selection(entity: str, names: tuple[str, ...]) -> tuple[tuple[FieldSpec, ...], tuple[str, ...]]:
+def _classic_selection(
+    cat: CrmCatalogue, entity: str, names: tuple[str, ...]
+) -> tuple[tuple[FieldSpec, ...], tuple[str, ...]]:
     # Worked out once per select, like `_item_keys`.
-    specs = CRM_FIELDS[entity]
+    specs = cat.fields[entity]
     fm_types: list[str] = []
     wanted = {"id"}
     for name in names:
@@ -242,8 +245,8 @@ def _classic_selection(entity: str, names: tuple[str, ...]) -> tuple[tuple[Field
             wanted.update(s.name for s in specs if s.user_field)
         elif name in FM_TYPES and entity in FM_ENTITIES:
             fm_types.append(name)
-        elif name in CRM_UPPER_MAP[entity]:
-            wanted.add(CRM_UPPER_MAP[entity][name].name)
+        elif name in cat.upper_map[entity]:
+            wanted.add(cat.upper_map[entity][name].name)
     return tuple(s for s in specs if s.name in wanted), tuple(fm_types)
 
 
@@ -261,6 +264,7 @@ def _classic_row(
 
 
 def _invalid(spec: FieldSpec) -> ApiError:
+    # DOCS crm-item-add.md / crm-item-update.md, "Possible Error Codes".
     return ApiError("CRM_FIELD_ERROR_VALUE_NOT_VALID", f'Invalid value for field "{spec.name}"')
 
 
@@ -361,13 +365,15 @@ def _apply_fm_edits(current: list[dict[str, Any]], edits: list[dict[str, Any]]) 
     return out
 
 
-def normalize_input(entity: str, raw: Mapping[str, Any], *, classic: bool) -> dict[str, Any]:
+def normalize_input(
+    cat: CrmCatalogue, entity: str, raw: Mapping[str, Any], *, classic: bool
+) -> dict[str, Any]:
     """Incoming `fields` -> canonical values. Unknown and read-only fields are ignored, as Bitrix does.
 
     Communications come back as `fm` (crm.item: the new complete list) or `_fm_edits` (classic: changes to
     apply to the current list, see `_parse_classic_fm`).
     """
-    by_key = CRM_UPPER_MAP[entity] if classic else CRM_FIELD_MAP[entity]
+    by_key = cat.upper_map[entity] if classic else cat.field_map[entity]
     out: dict[str, Any] = {}
     for key, value in raw.items():
         if entity in FM_ENTITIES:
@@ -379,8 +385,10 @@ def normalize_input(entity: str, raw: Mapping[str, Any], *, classic: bool) -> di
                 continue
         spec = by_key.get(key.upper() if classic else key)
         if spec is None and not classic and key.startswith("UF_"):
-            spec = CRM_UPPER_MAP[entity].get(key)
-        if spec is None or spec.read_only:
+            spec = cat.upper_map[entity].get(key)
+        if spec is None or spec.read_only or spec.type == "file":
+            # The sandbox stores no files: a `file` field (contact photo, company logo) is accepted and
+            # dropped, as read-only fields are (docs/sandbox-deviations.md).
             continue
         out[spec.name] = _coerce(spec, value, classic=classic)
     return out
@@ -430,10 +438,10 @@ def _link_fields(entity: str, changes: dict[str, Any]) -> None:
             changes["companyIds"] = [changes["companyId"]] if changes["companyId"] else []
 
 
-def blank_crm_row(entity: str, *, user_id: int, now: float) -> dict[str, Any]:
+def blank_crm_row(cat: CrmCatalogue, entity: str, *, user_id: int, now: float) -> dict[str, Any]:
     """A new row with every field present and Bitrix's defaults filled in."""
     row: dict[str, Any] = {}
-    for spec in CRM_FIELDS[entity]:
+    for spec in cat.fields[entity]:
         row[spec.name] = [] if spec.multiple else None
         if spec.type == "boolean":
             row[spec.name] = "N"
@@ -467,12 +475,26 @@ def blank_crm_row(entity: str, *, user_id: int, now: float) -> dict[str, Any]:
     return row
 
 
-def create_crm(state: PortalState, entity: str, changes: dict[str, Any], *, user_id: int) -> dict[str, Any]:
+# object-fields.md: hasPhone / hasEmail / hasImol say whether the item has such a communication (`fm`).
+_FLAG_TYPES = (("hasPhone", "PHONE"), ("hasEmail", "EMAIL"), ("hasImol", "IM"))
+
+
+def derive_flags(cat: CrmCatalogue, entity: str, row: dict[str, Any]) -> None:
+    """Set the catalogue's read-only communication flags from the row's `fm` entries."""
+    fields = cat.field_map[entity]
+    kinds = {x.get("typeId") for x in row.get("fm") or []}
+    for name, fm_type in _FLAG_TYPES:
+        if name in fields:
+            row[name] = "Y" if fm_type in kinds else "N"
+
+
+def create_crm(state: PortalData, entity: str, changes: dict[str, Any], *, user_id: int) -> dict[str, Any]:
     """Validate an add and store it (shared by crm.item.add and crm.<entity>.add)."""
     table = state.table(entity)
-    row = blank_crm_row(entity, user_id=user_id, now=state.now())
-    for spec in CRM_FIELDS[entity]:
+    row = blank_crm_row(state.crm, entity, user_id=user_id, now=state.now())
+    for spec in state.crm.fields[entity]:
         if spec.required and (changes.get(spec.name) in (None, "", [])):
+            # DOCS import/crm-item-batch-import.md lists CRM_FIELD_ERROR_REQUIRED; the text is the sandbox's own.
             raise ApiError("CRM_FIELD_ERROR_REQUIRED", f'Field "{spec.title}" is required')
     _stage_fields(entity, row, changes, adding=True)
     _link_fields(entity, changes)
@@ -481,25 +503,28 @@ def create_crm(state: PortalState, entity: str, changes: dict[str, Any], *, user
     if edits:
         row["fm"] = _apply_fm_edits(row.get("fm") or [], edits)
     state.assign_fm_ids(row)
+    derive_flags(state.crm, entity, row)
     row = table.insert(row)
-    if not row.get("title") and "title" in CRM_FIELD_MAP[entity]:
+    if not row.get("title") and "title" in state.crm.field_map[entity]:
         row["title"] = f"{ENTITY_TITLES[entity]} #{row['id']}"
     return row
 
 
 def update_crm(
-    state: PortalState, entity: str, id_: int, changes: dict[str, Any], *, user_id: int
+    state: PortalData, entity: str, id_: int, changes: dict[str, Any], *, user_id: int
 ) -> dict[str, Any]:
     """Validate an update and store it: `updatedTime`/`updatedBy` always move, `movedTime` on a stage change."""
     table = state.table(entity)
     old = table.get(id_)
     if old is None:
+        # DOCS crm-item-get.md, "Error Handling".
         raise ApiError("NOT_FOUND", "Element not found")
     row = dict(old)
     _stage_fields(entity, row, changes, adding=False)
     _link_fields(entity, changes)
-    for spec in CRM_FIELDS[entity]:
+    for spec in state.crm.fields[entity]:
         if spec.required and spec.name in changes and changes[spec.name] in (None, "", []):
+            # DOCS import/crm-item-batch-import.md lists CRM_FIELD_ERROR_REQUIRED; the text is the sandbox's own.
             raise ApiError("CRM_FIELD_ERROR_REQUIRED", f'Field "{spec.title}" is required')
     stage_moved = "stageId" in changes and changes["stageId"] != old.get("stageId")
     edits = changes.pop("_fm_edits", None)
@@ -513,6 +538,7 @@ def update_crm(
     if entity == "deals":
         row["isNew"] = "N"
     state.assign_fm_ids(row)
+    derive_flags(state.crm, entity, row)
     return table.replace(id_, row)
 
 
@@ -523,6 +549,7 @@ def update_crm(
 def _item_id(params: Mapping[str, Any]) -> int:
     id_ = strict_int(params.get("id"))
     if id_ is None or id_ <= 0:
+        # DOCS crm-item-get.md, "Error Handling".
         raise ApiError("NOT_FOUND", "Element not found")
     return id_
 
@@ -532,71 +559,91 @@ def _fields_param(params: Mapping[str, Any]) -> Mapping[str, Any]:
     return fields if fields is not None else {}
 
 
-def item_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def item_list(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     entity = _entity_from_type_id(params)
-    resolve = _item_resolver(entity)
+    resolve = _item_resolver(state.crm, entity)
     compiled = compile_v2(params.get("filter") or {}, resolve)
     order = v2_order(params.get("order") or {}, resolve, strict=True)
     page, total, nxt, cost = v2_list(state.table(entity), compiled, order, ctx, state.cost_model)
-    names, with_fm = _select_item(entity, params.get("select"))
+    names, with_fm = _select_item(state.crm, entity, params.get("select"))
     original = yn(params.get("useOriginalUfNames", "N")) == "Y"
-    items = [render_item(entity, r, names, with_fm=with_fm, original_uf=original) for r in page]
+    with_type = state.crm.name == "docs" and _selects_all(params.get("select"))
+    items = [
+        render_item(state.crm, entity, r, names, with_fm=with_fm, original_uf=original, with_type=with_type)
+        for r in page
+    ]
     return MethodResult({"items": items}, total=total, next=nxt, cost=cost, rows=len(items))
 
 
-def _full_item(entity: str, row: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+def _selects_all(select: Any) -> bool:
+    # catalogue="docs": rows of a whole-item select carry `entityTypeId` like crm.item.get's item does
+    # (crm-item-get.md response; object-fields.md lists entityTypeId among the common fields). The docs'
+    # list example (an explicit select) has no entityTypeId.
+    names = [str(x) for x in _as_list(select) or []]
+    return not names or "*" in names
+
+
+def _full_item(
+    cat: CrmCatalogue, entity: str, row: Mapping[str, Any], params: Mapping[str, Any]
+) -> dict[str, Any]:
     original = yn(params.get("useOriginalUfNames", "N")) == "Y"
-    names = _select_item(entity, None)[0]
+    names = _select_item(cat, entity, None)[0]
     return render_item(
-        entity, row, names, with_fm=entity in FM_ENTITIES, original_uf=original, with_type=True
+        cat, entity, row, names, with_fm=entity in FM_ENTITIES, original_uf=original, with_type=True
     )
 
 
-def item_get(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def item_get(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     entity = _entity_from_type_id(params)
     row = state.table(entity).get(_item_id(params))
     if row is None:
+        # DOCS crm-item-get.md, "Error Handling".
         raise ApiError("NOT_FOUND", "Element not found")
-    return MethodResult({"item": _full_item(entity, row, params)}, cost=state.cost_model.call_cost())
-
-
-def item_add(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
-    entity = _entity_from_type_id(params)
-    changes = normalize_input(entity, _fields_param(params), classic=False)
-    row = create_crm(state, entity, changes, user_id=ctx.user_id)
     return MethodResult(
-        {"item": _full_item(entity, row, params)}, cost=state.cost_model.call_cost(write=True)
+        {"item": _full_item(state.crm, entity, row, params)}, cost=state.cost_model.call_cost()
     )
 
 
-def item_update(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def item_add(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+    entity = _entity_from_type_id(params)
+    changes = normalize_input(state.crm, entity, _fields_param(params), classic=False)
+    row = create_crm(state, entity, changes, user_id=ctx.user_id)
+    return MethodResult(
+        {"item": _full_item(state.crm, entity, row, params)}, cost=state.cost_model.call_cost(write=True)
+    )
+
+
+def item_update(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     entity = _entity_from_type_id(params)
     id_ = _item_id(params)
     if state.table(entity).get(id_) is None:
+        # DOCS crm-item-get.md, "Error Handling".
         raise ApiError("NOT_FOUND", "Element not found")
-    changes = normalize_input(entity, _fields_param(params), classic=False)
+    changes = normalize_input(state.crm, entity, _fields_param(params), classic=False)
     row = update_crm(state, entity, id_, changes, user_id=ctx.user_id)
     return MethodResult(
-        {"item": _full_item(entity, row, params)}, cost=state.cost_model.call_cost(write=True)
+        {"item": _full_item(state.crm, entity, row, params)}, cost=state.cost_model.call_cost(write=True)
     )
 
 
-def item_delete(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def item_delete(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     entity = _entity_from_type_id(params)
     id_ = _item_id(params)
     table = state.table(entity)
     if table.get(id_) is None:
-        raise ApiError("NOT_FOUND", "Element not found")
+        # DOCS crm-item-delete.md, "Error Handling" (crm.item.get says "Element not found").
+        raise ApiError("NOT_FOUND", "Item not found")
     state.delete_row(entity, id_)
     # §7.2: the result is an empty PHP array, which encodes as [].
     return MethodResult([], cost=state.cost_model.call_cost(write=True))
 
 
-def item_fields(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def item_fields(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     entity = _entity_from_type_id(params)
     original = yn(params.get("useOriginalUfNames", "N")) == "Y"
     return MethodResult(
-        crm_item_fields_payload(entity, original_uf_names=original), cost=state.cost_model.call_cost()
+        crm_item_fields_payload(entity, original_uf_names=original, catalogue=state.crm),
+        cost=state.cost_model.call_cost(),
     )
 
 
@@ -611,6 +658,7 @@ def _classic_error(description: str) -> ApiError:
 def _classic_id(params: Mapping[str, Any]) -> int:
     id_ = strict_int(param(params, "id"))
     if id_ is None or id_ <= 0:
+        # DOCS crm-contact-get.md / crm-contact-delete.md, "Error Handling".
         raise _classic_error("ID is not defined or invalid.")
     return id_
 
@@ -618,6 +666,7 @@ def _classic_id(params: Mapping[str, Any]) -> int:
 def _classic_fields(params: Mapping[str, Any]) -> Mapping[str, Any]:
     fields = _as_mapping(param(params, "fields"))
     if fields is None:
+        # DOCS crm-company-add.md / crm-deal-add.md, "Error Handling".
         raise _classic_error("Parameter 'fields' must be array.")
     return fields
 
@@ -627,54 +676,64 @@ def _reword(err: ApiError) -> ApiError:
 
 
 def _classic(entity: str) -> dict[str, Handler]:
-    def list_(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
-        resolve = _classic_resolver(entity)
+    def list_(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+        resolve = _classic_resolver(state.crm, entity)
+        for name in ("filter", "order"):
+            value = param(params, name)
+            if value not in (None, "") and not isinstance(value, (Mapping, list)):
+                # DOCS crm-deal-list.md, "Possible Error Codes".
+                raise _classic_error(f"Parameter '{name}' must be array.")
         try:
             compiled = compile_v2(param(params, "filter") or {}, resolve)
         except ApiError as err:
             raise _reword(err) from None
         order = v2_order(param(params, "order") or {}, resolve, strict=False)
         page, total, nxt, cost = v2_list(state.table(entity), compiled, order, ctx, state.cost_model)
-        specs, fm_types = classic_selection(entity, param(params, "select"))
+        specs, fm_types = classic_selection(state.crm, entity, param(params, "select"))
         rows = [_classic_row(r, specs, fm_types) for r in page]
         return MethodResult(rows, total=total, next=nxt, cost=cost, rows=len(rows))
 
-    def get(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+    def get(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
         row = state.table(entity).get(_classic_id(params))
         if row is None:
+            # DOCS crm-company-get.md / crm-lead-get.md, "Error Handling".
             raise _classic_error("Not found")
-        return MethodResult(render_classic(entity, row, None, full=True), cost=state.cost_model.call_cost())
+        return MethodResult(
+            render_classic(state.crm, entity, row, None, full=True), cost=state.cost_model.call_cost()
+        )
 
-    def add(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+    def add(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
         fields = _classic_fields(params)
         try:
-            changes = normalize_input(entity, fields, classic=True)
+            changes = normalize_input(state.crm, entity, fields, classic=True)
             row = create_crm(state, entity, changes, user_id=ctx.user_id)
         except ApiError as err:
             raise _reword(err) from None
         return MethodResult(row["id"], cost=state.cost_model.call_cost(write=True))
 
-    def update(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+    def update(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
         id_ = _classic_id(params)
         if state.table(entity).get(id_) is None:
-            raise _classic_error("Not found")
+            # DOCS crm-company-update.md, crm-contact-update.md: "Company is not found", "Contact is not found".
+            raise _classic_error(f"{ENTITY_TITLES[entity]} is not found")
         fields = _classic_fields(params)
         try:
-            changes = normalize_input(entity, fields, classic=True)
+            changes = normalize_input(state.crm, entity, fields, classic=True)
             update_crm(state, entity, id_, changes, user_id=ctx.user_id)
         except ApiError as err:
             raise _reword(err) from None
         return MethodResult(True, cost=state.cost_model.call_cost(write=True))
 
-    def delete(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+    def delete(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
         id_ = _classic_id(params)
         if state.table(entity).get(id_) is None:
+            # DOCS crm-company-get.md / crm-lead-get.md, "Error Handling".
             raise _classic_error("Not found")
         state.delete_row(entity, id_)
         return MethodResult(True, cost=state.cost_model.call_cost(write=True))
 
-    def fields(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
-        return MethodResult(classic_fields_payload(entity), cost=state.cost_model.call_cost())
+    def fields(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+        return MethodResult(classic_fields_payload(entity, state.crm), cost=state.cost_model.call_cost())
 
     return {"list": list_, "get": get, "add": add, "update": update, "delete": delete, "fields": fields}
 
@@ -692,9 +751,11 @@ _PRODUCT_FILTER = {
 _PRODUCT_ORDER = {"id": FieldRef("id", "id"), "sort": FieldRef("sort", "int")}
 
 
-def productrow_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def productrow_list(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     raw = _as_mapping(params.get("filter")) or {}
     if "=ownerType" not in raw or not ({"=ownerId", "@ownerId"} & set(raw)):
+        # DOCS crm-item-productrow-list.md marks =ownerType and =ownerId required; the code and text of the
+        # error are the sandbox's own (docs/sandbox-deviations.md).
         raise ApiError("REQUIRED_ARG_MISSING", "Required fields: =ownerType, =ownerId")
     kept = {}
     for key, value in raw.items():
@@ -712,7 +773,7 @@ def productrow_list(state: PortalState, params: dict[str, Any], ctx: CallContext
     return MethodResult({"productRows": rows}, total=total, next=nxt, cost=cost, rows=len(rows))
 
 
-def productrow_fields(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def productrow_fields(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     return MethodResult(product_row_fields_payload(), cost=state.cost_model.call_cost())
 
 

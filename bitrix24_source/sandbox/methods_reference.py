@@ -13,7 +13,7 @@ crm.item.add/update validate stages against, so every value a row holds is a `ST
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bitrix24_source.sandbox.fields import (
     COMPANY_TYPES,
@@ -31,11 +31,7 @@ from bitrix24_source.sandbox.fields import (
 )
 from bitrix24_source.sandbox.filters import FieldRef, compile_v2, execute, split_v2_key, strict_int, v2_order
 from bitrix24_source.sandbox.methods_crm import param
-from bitrix24_source.sandbox.types import ApiError, CallContext, Handler, MethodResult
-
-if TYPE_CHECKING:
-    from bitrix24_source.sandbox.state import PortalState
-
+from bitrix24_source.sandbox.types import ApiError, CallContext, Handler, MethodResult, PortalData
 
 # Display names of a fresh cloud portal (English locale). Stage names are shared by every pipeline: a new
 # pipeline copies the default one's stages under its `C<id>:` prefix.
@@ -222,13 +218,13 @@ def _status_ref(name: str) -> FieldRef | None:
     return FieldRef(name.upper(), kind) if kind else None
 
 
-def _entity_items(state: PortalState, entity_id: str) -> list[dict[str, Any]]:
+def _entity_items(state: PortalData, entity_id: str) -> list[dict[str, Any]]:
     table = state.table("statuses")
     rows = [table.get(i) for i in table.ids_by("ENTITY_ID", [entity_id])]
     return sorted((r for r in rows if r is not None), key=lambda r: (r["SORT"], int(r["ID"])))
 
 
-def status_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def status_list(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     raw = param(params, "filter")
     # CCrmStatus::GetList skips keys it does not know; `select` and navigation are not supported, so the
     # whole match comes back at once with its `total` (DOCS crm-status-list.md, ru edition).
@@ -246,7 +242,7 @@ def status_list(state: PortalState, params: dict[str, Any], ctx: CallContext) ->
     return MethodResult(out, total=total or 0, cost=cost, rows=len(out))
 
 
-def status_entity_items(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def status_entity_items(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     entity_id = param(params, "entityId")
     items = _entity_items(state, str(entity_id)) if isinstance(entity_id, str) else []
     if not items:
@@ -265,7 +261,7 @@ def _semantic_info(stages: tuple[str, ...], entity: str) -> dict[str, Any]:
     }
 
 
-def status_entity_types(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def status_entity_types(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     # DOCS crm-status-entity-types.md, response example: stage directories carry SEMANTIC_INFO and their
     # pipeline; a non-default pipeline's CATEGORY_ID is a string there, the default one's an int.
     out: list[dict[str, Any]] = [
@@ -307,15 +303,16 @@ _STATUS_FIELDS = {
 }
 
 
-def status_fields(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def status_fields(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     return MethodResult({k: dict(v) for k, v in _STATUS_FIELDS.items()}, cost=state.cost_model.call_cost())
 
 
-def category_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def category_list(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     type_id = strict_int(params.get("entityTypeId"))
     if type_id in _ENTITY_TYPE_NAMES:
         # Leads have no pipelines; contacts and companies are left at that too (their categories are a
-        # separate, rarely used feature the sandbox does not model).
+        # separate, rarely used feature the sandbox does not model). DOCS crm-category-list.md, error table:
+        # "Entity type `{entityTypeName}` is not supported".
         raise ApiError(
             "ENTITY_TYPE_NOT_SUPPORTED", f"Entity type {_ENTITY_TYPE_NAMES[type_id]} is not supported"
         )
@@ -339,7 +336,7 @@ def category_list(state: PortalState, params: dict[str, Any], ctx: CallContext) 
     return MethodResult({"categories": out}, total=len(out), cost=cost, rows=len(out))
 
 
-def dealcategory_stage_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def dealcategory_stage_list(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     # DOCS crm-deal-category-stage-list.md: no id or 0 is the default pipeline; an unknown id gives nothing.
     category = strict_int(param(params, "id")) or 0
     rows = _entity_items(state, deal_stage_entity(category)) if category in DEAL_CATEGORIES else []

@@ -8,8 +8,9 @@ every scalar a string, §2.4).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bitrix24_source.sandbox.fields import (
     RESULT_DEFAULT_SELECT,
@@ -26,6 +27,8 @@ from bitrix24_source.sandbox.fields import (
     SimpleField,
 )
 from bitrix24_source.sandbox.filters import (
+    RESULT_LIST_VALIDATION_MESSAGE,
+    TASK_WRITE_VALIDATION_MESSAGE,
     FieldRef,
     compile_v2,
     compile_v3,
@@ -41,15 +44,13 @@ from bitrix24_source.sandbox.filters import (
     yn,
 )
 from bitrix24_source.sandbox.store import iso
-from bitrix24_source.sandbox.types import ApiError, CallContext, Handler, MethodResult
-
-if TYPE_CHECKING:
-    from bitrix24_source.sandbox.state import PortalState
-
+from bitrix24_source.sandbox.types import ApiError, CallContext, Handler, MethodResult, PortalData
 
 _STATUS_BY_CODE = {v: k for k, v in TASK_STATUS_V2.items()} | {"1": "pending"}
 _PRIORITY_BY_CODE = {v: k for k, v in TASK_PRIORITY_V2.items()}
 _V2_INPUT = {upper: TASK_V2_SOURCE[key] for upper, key in TASK_V2_NAMES.items() if upper != "REAL_STATUS"}
+# DOCS fields-rest-v3.md: "a required field for creating a task".
+_REQUIRED_ON_ADD = ("title", "creatorId", "responsibleId")
 _NOT_EDITABLE_ON_ADD = frozenset(n for n, f in TASK_FIELDS.items() if not f.editable) - {"creatorId"}
 
 
@@ -129,7 +130,7 @@ def _apply_status(row: dict[str, Any], old_status: str | None, user_id: int, sta
         row["closed"], row["closedById"] = None, None
 
 
-def create_task(state: PortalState, values: dict[str, Any], *, user_id: int) -> dict[str, Any]:
+def create_task(state: PortalData, values: dict[str, Any], *, user_id: int) -> dict[str, Any]:
     """Store a new task from canonical values (shared by the v2 and v3 add methods and `add_row`)."""
     row = blank_task(user_id=user_id, now=state.now())
     row.update(values)
@@ -138,7 +139,7 @@ def create_task(state: PortalState, values: dict[str, Any], *, user_id: int) -> 
     return state.table("tasks").insert(row)
 
 
-def update_task(state: PortalState, id_: int, changes: dict[str, Any], *, user_id: int) -> dict[str, Any]:
+def update_task(state: PortalData, id_: int, changes: dict[str, Any], *, user_id: int) -> dict[str, Any]:
     """Apply canonical changes: `changed` moves, and `closed` follows the status (set on completion)."""
     table = state.table("tasks")
     old = table.get(id_)
@@ -156,7 +157,7 @@ def update_task(state: PortalState, id_: int, changes: dict[str, Any], *, user_i
 # v3
 
 
-def _user_dto(state: PortalState, user_id: Any, wanted: list[str]) -> dict[str, Any] | None:
+def _user_dto(state: PortalData, user_id: Any, wanted: list[str]) -> dict[str, Any] | None:
     user = state.table("users").get(user_id) if isinstance(user_id, int) else None
     if user is None:
         return None
@@ -182,12 +183,14 @@ def _parse_select(select: Any, default: tuple[str, ...]) -> tuple[list[str], dic
         head, _, tail = name.partition(".")
         if head in TASK_USER_RELATIONS:
             if tail and tail not in TASK_USER_DTO_FIELDS:
+                # §2.3 table and DOCS rest-v3.md: an unknown related field in select is an error.
                 raise v3_error("UNKNOWNDTOPROPERTYEXCEPTION", f"Unknown field `{tail}` for entity `UserDto`")
             fields = rel.setdefault(head, [])
             for f in [tail] if tail else TASK_USER_DTO_FIELDS:
                 if f not in fields:
                     fields.append(f)
         elif tail:
+            # DOCS tasks-task-get-rest-v3.md, "Possible Error Codes".
             raise v3_error("UNKNOWNDTOPROPERTYEXCEPTION", f"Unknown field `{head}` for entity `TaskDto`")
         elif name in TASK_FIELDS and name not in own:
             own.append(name)
@@ -197,7 +200,7 @@ def _parse_select(select: Any, default: tuple[str, ...]) -> tuple[list[str], dic
 
 
 def _render_v3(
-    state: PortalState, row: Mapping[str, Any], own: list[str], rel: dict[str, list[str]]
+    state: PortalData, row: Mapping[str, Any], own: list[str], rel: dict[str, list[str]]
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in own:
@@ -209,6 +212,7 @@ def _render_v3(
 
 
 def _v3_id(params: Mapping[str, Any]) -> int:
+    # DOCS api-reference/rest-v3.md, error example: "Required field `id` is not specified".
     if "id" not in params or params["id"] in (None, ""):
         raise v3_validation("id", "Required field `id` is not specified")
     id_ = strict_int(params["id"])
@@ -218,23 +222,35 @@ def _v3_id(params: Mapping[str, Any]) -> int:
 
 
 def _not_found(id_: int) -> ApiError:
+    # DOCS tasks-task-get-rest-v3.md, "Data Not Found Errors".
     return v3_error("ENTITYNOTFOUNDEXCEPTION", f"Record with ID = `{id_}` not found")
+
+
+def _no_access() -> ApiError:
+    # DOCS tasks-task-update-rest-v3.md ("No access to the task or the task does not exist") and
+    # tasks-task-delete-rest-v3.md, whose error example is this body: writes to a missing task are denied.
+    return v3_error("ACCESSDENIEDEXCEPTION", "Access denied")
 
 
 def _v3_fields(params: Mapping[str, Any], *, adding: bool) -> dict[str, Any]:
     raw = params.get("fields")
     if not isinstance(raw, Mapping) or not raw:
-        raise v3_validation("fields", "Required field `fields` is not specified")
+        raise v3_validation(
+            "fields", "Required field `fields` is not specified", summary=TASK_WRITE_VALIDATION_MESSAGE
+        )
     out: dict[str, Any] = {}
     for key, value in raw.items():
         spec = TASK_FIELDS.get(str(key))
         if spec is None:
+            # §2.3 table: an unknown field of the DTO.
             raise v3_error("UNKNOWNDTOPROPERTYEXCEPTION", f"Unknown field `{key}` for entity `TaskDto`")
         if (key in _NOT_EDITABLE_ON_ADD) if adding else not spec.editable:
-            # §7.4: "In DTO `TaskDto`, the field `creatorId` requires the presence of the `Editable` attribute".
+            # DOCS tasks-task-update-rest-v3.md, "Error Handling": the documented envelope and text.
             raise v3_validation(
                 str(key),
-                f"In DTO `TaskDto`, the field `{key}` requires the presence of the `Editable` attribute",
+                f"In DTO `TaskDto`, the field `{key}` requires the presence of the `Editable` attribute "
+                "for such a request",
+                summary=TASK_WRITE_VALIDATION_MESSAGE,
             )
         try:
             out[spec.name] = _coerce(spec, value)
@@ -242,24 +258,27 @@ def _v3_fields(params: Mapping[str, Any], *, adding: bool) -> dict[str, Any]:
             raise v3_validation(
                 err.field_name,
                 f"Field `{err.field_name}` requires data type `{err.type_name}` for this request",
+                summary=TASK_WRITE_VALIDATION_MESSAGE,
             ) from None
     if adding:
-        missing = [n for n in ("title", "creatorId", "responsibleId") if out.get(n) in (None, "")]
+        missing = [n for n in _REQUIRED_ON_ADD if out.get(n) in (None, "")]
         if missing:
             raise v3_error(
                 "VALIDATION_REQUESTVALIDATIONEXCEPTION",
-                "Error validating request object",
+                TASK_WRITE_VALIDATION_MESSAGE,
                 validation=[
-                    {"field": n, "message": f"Required field `{n}` is not specified"} for n in missing
+                    {"message": f"Required field `{n}` is not specified", "field": n} for n in missing
                 ],
             )
     return out
 
 
-def v3_task_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def v3_task_list(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+    # DOCS tasks-task-list-rest-v3.md: "If `select` is not specified, the method returns only the `id`".
     own, rel = _parse_select(params.get("select"), ("id",))
     table = state.table("tasks")
     compiled = compile_v3(params.get("filter"), TASK_FIELDS, "TaskDto", indexed=table.indexed)
+    # DOCS tasks-task-list-rest-v3.md: "By default, tasks are sorted by `id` in ascending order".
     order = v3_order(params.get("order"), TASK_FIELDS, "TaskDto") or [("id", False)]
     offset, limit = v3_pagination(params.get("pagination"), state.v3_limit("tasks.task.list"))
     page, _ = execute(table, compiled, order=order, offset=offset, limit=limit, count=False)
@@ -268,7 +287,7 @@ def v3_task_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -
     return MethodResult({"items": items}, cost=cost, rows=len(items))
 
 
-def v3_task_get(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def v3_task_get(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     id_ = _v3_id(params)
     own, rel = _parse_select(params.get("select"), TASK_DEFAULT_GET)
     row = state.table("tasks").get(id_)
@@ -277,31 +296,80 @@ def v3_task_get(state: PortalState, params: dict[str, Any], ctx: CallContext) ->
     return MethodResult({"item": _render_v3(state, row, own, rel)}, cost=state.cost_model.call_cost())
 
 
-def v3_task_add(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def v3_task_add(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     values = _v3_fields(params, adding=True)
     row = create_task(state, values, user_id=ctx.user_id)
-    item = _render_v3(state, row, list(TASK_FIELDS), {})
+    names = list(TASK_FIELDS)
+    if state.crm.name == "docs":
+        names = [n for n in names if n not in _ADD_ANSWER_OMITS]
+    item = _render_v3(state, row, names, {})
     return MethodResult({"item": item}, cost=state.cost_model.call_cost(write=True))
 
 
-def v3_task_update(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+# catalogue="docs": the captured answer of tasks-task-add-rest-v3.md has no user ids, `created`, `groupId`
+# or participant lists (they come as related objects through tasks.task.get's `select`).
+_ADD_ANSWER_OMITS = frozenset(
+    {
+        "creatorId",
+        "responsibleId",
+        "created",
+        "groupId",
+        "changedById",
+        "closedById",
+        "accomplices",
+        "auditors",
+    }
+)
+
+
+def v3_task_update(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     id_ = _v3_id(params)
     if state.table("tasks").get(id_) is None:
-        raise _not_found(id_)
+        raise _no_access()
     changes = _v3_fields(params, adding=False)
+    if changes.get("parentId") == id_:
+        # DOCS tasks-task-update-rest-v3.md, "Request Validation Errors".
+        raise v3_validation("parentId", "Cannot bind a node to itself", summary=TASK_WRITE_VALIDATION_MESSAGE)
     update_task(state, id_, changes, user_id=ctx.user_id)
     return MethodResult({"result": True}, cost=state.cost_model.call_cost(write=True))
 
 
-def v3_task_delete(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def v3_task_delete(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     id_ = _v3_id(params)
     if state.table("tasks").get(id_) is None:
-        raise _not_found(id_)
+        raise _no_access()
     state.delete_row("tasks", id_)
     return MethodResult({"result": True}, cost=state.cost_model.call_cost(write=True))
 
 
-def v3_task_field_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+# DOCS tasks-task-field-list.md: the keys `select` may ask for, in the documented order.
+_FIELD_LIST_KEYS = (
+    "name",
+    "type",
+    "title",
+    "description",
+    "validationRules",
+    "requiredGroups",
+    "filterable",
+    "sortable",
+    "editable",
+    "multiple",
+    "elementType",
+)
+# catalogue="docs": the type word is the PHP type of the TaskDto property, as the documented answer shows
+# ("int" for id/creatorId, "string" for title, "object" for the DateTime `created` and for `creator`,
+# "array" for lists). `bool` is PHP's word for the boolean properties; the documented excerpt has none.
+_PHP_TYPES = {
+    "integer": "int",
+    "string": "string",
+    "datetime": "object",
+    "enum": "string",
+    "boolean": "bool",
+    "array": "array",
+}
+
+
+def _legacy_field_list(state: PortalData) -> MethodResult:
     items = [
         {
             "name": f.name,
@@ -313,6 +381,52 @@ def v3_task_field_list(state: PortalState, params: dict[str, Any], ctx: CallCont
         }
         for f in TASK_FIELDS.values()
     ]
+    return MethodResult({"items": items}, cost=state.cost_model.call_cost())
+
+
+def v3_task_field_list(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+    if state.crm.name == "legacy":
+        return _legacy_field_list(state)
+    select = params.get("select")
+    if select in (None, [], {}):
+        # The keys of the documented answer; what the portal returns without `select` is not documented.
+        keys = ["name", "type", "title", "description", "filterable", "sortable", "multiple"]
+    elif isinstance(select, list) and all(isinstance(x, str) for x in select):
+        keys = []
+        for name in select:
+            if name not in _FIELD_LIST_KEYS:
+                raise v3_error(
+                    "UNKNOWNDTOPROPERTYEXCEPTION", f"Unknown field `{name}` for entity `DtoFieldDto`"
+                )
+            keys.append(name)
+    else:
+        raise v3_error("INVALIDSELECTEXCEPTION", f"Unable to recognize select expression `{select}`")
+    relations = {id_key: rel for rel, id_key in TASK_USER_RELATIONS.items()}
+    entries: list[tuple[str, str, SimpleField]] = []
+    for f in TASK_FIELDS.values():
+        entries.append((f.name, _PHP_TYPES[f.type], f))
+        if f.name in relations:
+            # The documented answer lists the relation (`creator`, `responsible`) after its id, as "object".
+            entries.append(
+                (relations[f.name], "object", SimpleField(relations[f.name], "object", editable=False))
+            )
+    items = []
+    for name, type_, f in entries:
+        full: dict[str, Any] = {
+            "name": name,
+            "type": type_,
+            # The documented answer's title is the field name itself, and its description null.
+            "title": name,
+            "description": None,
+            "validationRules": [],
+            "requiredGroups": [],
+            "filterable": f.filterable,
+            "sortable": f.sortable,
+            "editable": f.editable,
+            "multiple": False,
+            "elementType": None,
+        }
+        items.append({k: full[k] for k in keys})
     return MethodResult({"items": items}, cost=state.cost_model.call_cost())
 
 
@@ -329,25 +443,30 @@ def _has_task_id(filter_: Any) -> bool:
     return False
 
 
-def v3_result_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def v3_result_list(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     filter_ = params.get("filter")
     if filter_ in (None, "", [], {}):
-        raise v3_validation("filter", "The field value cannot be empty")
+        raise v3_validation(
+            "filter", "The field value cannot be empty", summary=RESULT_LIST_VALIDATION_MESSAGE
+        )
     if not _has_task_id(filter_):
-        # DOCS tasks-task-result-list.md: the filter must hold a `taskId` condition.
+        # DOCS tasks-task-result-list-rest-v3.md: the filter must hold a `taskId` condition.
         raise v3_validation(
             "filter.taskId",
             "A filter for the required field `taskId` must be specified",
             code="VALIDATION_REQUESTFILTERVALIDATIONEXCEPTION",
+            summary=RESULT_LIST_VALIDATION_MESSAGE,
         )
     table = state.table("task_results")
     compiled = compile_v3(filter_, RESULT_FIELDS, "ResultDto", indexed=table.indexed)
+    # The default order is not documented; id ascending, like tasks.task.list's documented default.
     order = v3_order(params.get("order"), RESULT_FIELDS, "ResultDto") or [("id", False)]
     offset, limit = v3_pagination(params.get("pagination"), state.v3_limit("tasks.task.result.list"))
     select = params.get("select")
     names = [str(x) for x in (select if isinstance(select, list) and select else RESULT_DEFAULT_SELECT)]
     for name in names:
         if name not in RESULT_FIELDS and name != "author":
+            # §2.3 table: an unknown field of the DTO.
             raise v3_error("UNKNOWNDTOPROPERTYEXCEPTION", f"Unknown field `{name}` for entity `ResultDto`")
     page, _ = execute(table, compiled, order=order, offset=offset, limit=limit, count=False)
     items = []
@@ -374,6 +493,7 @@ def _v2_value(key: str, value: Any) -> Any:
     if key == "priority":
         return TASK_PRIORITY_V2.get(value, value)
     if key == "ufCrmTask":
+        # No CRM links print as `false` (recorded fixture tests/fixtures/real-responses/single_add.json).
         return list(value) if value else False
     if isinstance(value, list):  # ACCOMPLICES / AUDITORS: user ids as strings, like every v2 number (§2.4)
         return [str(v) for v in value]
@@ -399,7 +519,7 @@ def _v2_keys(select: Any) -> list[str]:
 
 
 def _render_v2(
-    state: PortalState, row: Mapping[str, Any], keys: list[str], *, full: bool = False
+    state: PortalData, row: Mapping[str, Any], keys: list[str], *, full: bool = False
 ) -> dict[str, Any]:
     out = {key: _v2_value(key, row.get(TASK_V2_SOURCE[key])) for key in keys}
     if "status" in out:
@@ -410,11 +530,14 @@ def _render_v2(
             dto = _user_dto(state, row.get(id_key), ["id", "name"])
             if dto is not None:
                 uid = str(dto["id"])
+                user = state.table("users").get(dto["id"]) or {}
+                # DOCS tasks-task-get.md, response example: {id, name, link, icon, workPosition}.
                 out[rel] = {
                     "id": uid,
                     "name": dto["name"],
                     "link": f"/company/personal/user/{uid}/",
                     "icon": "/bitrix/images/tasks/default_avatar.png",
+                    "workPosition": user.get("WORK_POSITION"),
                 }
     return out
 
@@ -443,19 +566,37 @@ def _v2_resolve(name: str) -> FieldRef | None:
     return FieldRef(canonical, kind)
 
 
-def _v2_task(state: PortalState, params: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
-    """The id and stored row of the task a v2 call names (`taskId`/`id`); one error for bad and unknown ids."""
+def _v2_task(state: PortalData, params: Mapping[str, Any], *, denied: ApiError) -> tuple[int, dict[str, Any]]:
+    """The id and stored row of the task a v2 call names (`taskId`/`id`).
+
+    DOCS tasks-task-get.md / -update.md / -delete.md, "Possible Error Codes": no `taskId` is "100", a
+    `taskId` of the wrong type "0" "wrong task id". A task the user cannot reach answers `denied`, the
+    method's access error; the pages give no separate answer for a task that does not exist.
+    """
     value = next((v for k, v in params.items() if k.lower() in ("taskid", "id")), None)
+    if value is None or value == "":
+        raise ApiError(
+            "100", "CTaskItem All parameters in the constructor must have real class type (internal error)"
+        )
     id_ = strict_int(value)
-    row = state.table("tasks").get(id_) if id_ is not None and id_ > 0 else None
-    if id_ is None or row is None:
-        raise ApiError("ERROR_CORE", "Task not found or access denied")
+    if id_ is None:
+        raise ApiError("0", "wrong task id")
+    row = state.table("tasks").get(id_) if id_ > 0 else None
+    if row is None:
+        raise denied
     return id_, row
 
 
+# DOCS tasks-task-update.md, "Possible Error Codes" (tasks.task.get documents no access error; it gets the same).
+_UPDATE_DENIED = ApiError("0", "Action on the task is not allowed (internal error)")
+# DOCS tasks-task-delete.md, "Possible Error Codes".
+_DELETE_DENIED = ApiError("1048582", "No access to delete the task")
+
+
 def _v2_input(fields: Any, *, adding: bool) -> dict[str, Any]:
-    if not isinstance(fields, Mapping):
-        raise ApiError("ERROR_CORE", "Task fields are not specified<br>")
+    if not isinstance(fields, Mapping) or not fields:
+        # DOCS tasks-task-add.md and tasks-task-update.md, "Possible Error Codes".
+        raise ApiError("100", "Could not find value for parameter {fields} (internal error)")
     out: dict[str, Any] = {}
     for key, value in fields.items():
         upper = str(key).upper()
@@ -469,6 +610,11 @@ def _v2_input(fields: Any, *, adding: bool) -> dict[str, Any]:
         try:
             out[canonical] = _coerce(TASK_FIELDS[canonical], value)
         except _Invalid:
+            if canonical == "status":
+                # DOCS tasks-task-update.md, "Possible Error Codes".
+                raise ApiError("ERROR_CORE", "Invalid status<br>") from None
+            # Undocumented: the sandbox refuses a value it cannot store in the field's type rather than
+            # guess what the portal would keep (docs/sandbox-deviations.md).
             raise ApiError("ERROR_CORE", f"Invalid value of field {upper}<br>") from None
     if adding and not out.get("title"):
         # §7.4, recorded text of the v2 error.
@@ -476,7 +622,7 @@ def _v2_input(fields: Any, *, adding: bool) -> dict[str, Any]:
     return out
 
 
-def v2_task_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def v2_task_list(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     raw_filter = params.get("filter") or {}
     kept = {}
     if isinstance(raw_filter, Mapping):
@@ -488,6 +634,7 @@ def v2_task_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -
     for key, direction in raw_order.items() if isinstance(raw_order, Mapping) else []:
         ref = _v2_resolve(str(key))
         if ref is None:
+            # DOCS tasks-task-list.md, "Possible Error Codes".
             raise ApiError("0", "Invalid sorting key (internal error)")
         order.append((ref.key, str(direction).upper() == "DESC"))
     page, total, nxt, cost = v2_list(state.table("tasks"), compiled, order, ctx, state.cost_model)
@@ -496,29 +643,32 @@ def v2_task_list(state: PortalState, params: dict[str, Any], ctx: CallContext) -
     return MethodResult({"tasks": tasks}, total=total, next=nxt, cost=cost, rows=len(tasks))
 
 
-def v2_task_get(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
-    _, row = _v2_task(state, params)
+def v2_task_get(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+    _, row = _v2_task(state, params, denied=_UPDATE_DENIED)
     keys = _v2_keys(params.get("select"))
     return MethodResult({"task": _render_v2(state, row, keys, full=True)}, cost=state.cost_model.call_cost())
 
 
-def v2_task_add(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def v2_task_add(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     values = _v2_input(params.get("fields"), adding=True)
     row = create_task(state, values, user_id=ctx.user_id)
     task = _render_v2(state, row, _v2_keys(["*"]), full=True)
     return MethodResult({"task": task}, cost=state.cost_model.call_cost(write=True))
 
 
-def v2_task_update(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
-    id_, _ = _v2_task(state, params)
+def v2_task_update(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+    id_, _ = _v2_task(state, params, denied=_UPDATE_DENIED)
     changes = _v2_input(params.get("fields"), adding=False)
+    if changes.get("parentId") == id_:
+        # DOCS tasks-task-update.md, "Error Handling".
+        raise ApiError("ERROR_CORE", "Cannot bind the node to itself<br>")
     row = update_task(state, id_, changes, user_id=ctx.user_id)
     task = _render_v2(state, row, _v2_keys(["*"]), full=True)
     return MethodResult({"task": task}, cost=state.cost_model.call_cost(write=True))
 
 
-def v2_task_delete(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
-    id_, _ = _v2_task(state, params)
+def v2_task_delete(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+    id_, _ = _v2_task(state, params, denied=_DELETE_DENIED)
     state.delete_row("tasks", id_)
     return MethodResult({"task": True}, cost=state.cost_model.call_cost(write=True))
 
@@ -571,13 +721,61 @@ _GETFIELDS: dict[str, dict[str, Any]] = {
 }
 
 
-def v2_task_getfields(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def v2_task_getfields(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     """`tasks.task.getFields` (the server lowercases method names, §1.1): ``{"fields": {UPPER: {...}}}``."""
     fields = {
         name: {**spec, **({"values": dict(spec["values"])} if "values" in spec else {})}
         for name, spec in _GETFIELDS.items()
     }
     return MethodResult({"fields": fields}, cost=state.cost_model.call_cost())
+
+
+_BB = re.compile(r"\[(B|I|U|S)\](.*?)\[/\1\]", re.I | re.S)
+
+
+def _bb_html(text: str) -> str:
+    """`formattedText`: the result text with BB code as HTML (tasks-task-result-list.md example:
+    ``[B]Monday[/B]`` -> ``<b>Monday</b>``)."""
+    return _BB.sub(lambda m: f"<{m.group(1).lower()}>{m.group(2)}</{m.group(1).lower()}>", text)
+
+
+def v2_result_list(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+    """v2 `tasks.task.result.list` (DOCS api-reference/tasks/result/tasks-task-result-list.md): the results of
+    one task as a bare array, newest first as in the documented answer, no paging."""
+    raw = next((v for k, v in params.items() if k.lower() == "taskid"), None)
+    id_ = strict_int(raw)
+    if id_ is None:
+        # Documented error "100"; the page's text names the parameter `{commentId}`, the sandbox names the
+        # parameter it checks (docs/sandbox-deviations.md).
+        raise ApiError(
+            "100",
+            f"Invalid value {'' if raw is None else raw} to match with parameter {{taskId}}. "
+            "Should be value of type int.",
+        )
+    if state.table("tasks").get(id_) is None:
+        # DOCS tasks-task-result-list.md, "Possible Error Codes": "0", no access to the task or no such task.
+        raise ApiError("0", "Access denied.")
+    results = state.table("task_results")
+    rows = []
+    for rid in sorted(results.ids_by("taskId", [id_]), reverse=True):
+        r = results.get(rid)
+        if r is None:
+            continue
+        rows.append(
+            {
+                "id": r["id"],
+                "taskId": r["taskId"],
+                "commentId": r.get("messageId"),
+                "createdBy": r.get("authorId"),
+                "createdAt": r.get("createdAt"),
+                "updatedAt": r.get("updatedAt"),
+                "status": 1 if r.get("status") == "closed" else 0,
+                "text": r.get("text") or "",
+                "formattedText": _bb_html(r.get("text") or ""),
+                "files": list(r.get("fileIds") or []),
+            }
+        )
+    return MethodResult(rows, cost=state.cost_model.call_cost(), rows=len(rows))
 
 
 METHODS_V2: dict[str, Handler] = {
@@ -587,6 +785,7 @@ METHODS_V2: dict[str, Handler] = {
     "tasks.task.update": v2_task_update,
     "tasks.task.delete": v2_task_delete,
     "tasks.task.getfields": v2_task_getfields,
+    "tasks.task.result.list": v2_result_list,
 }
 METHODS_V3: dict[str, Handler] = {
     "tasks.task.list": v3_task_list,

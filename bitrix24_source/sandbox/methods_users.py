@@ -8,16 +8,12 @@ uses top-level `SORT`/`ORDER` strings instead of an `order` object.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bitrix24_source.sandbox.fields import USER_FIELD_LABELS, USER_TYPES
 from bitrix24_source.sandbox.filters import FieldRef, compile_v2, split_v2_key, v2_list
 from bitrix24_source.sandbox.store import iso
-from bitrix24_source.sandbox.types import ApiError, CallContext, Handler, MethodResult
-
-if TYPE_CHECKING:
-    from bitrix24_source.sandbox.state import PortalState
-
+from bitrix24_source.sandbox.types import ApiError, CallContext, Handler, MethodResult, PortalData
 
 _KINDS = {"id": "id", "bool": "bool", "string": "str", "datetime": "datetime", "list_int": "list_int"}
 # Top-level keys of user.get that are not filter conditions.
@@ -41,7 +37,7 @@ def _user_filter(params: Mapping[str, Any]) -> dict[str, Any]:
     return {str(k): v for k, v in source.items() if _resolve(split_v2_key(str(k))[1]) is not None}
 
 
-def user_get(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def user_get(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     upper = {str(k).upper(): v for k, v in params.items()}
     compiled = compile_v2(_user_filter(params), _resolve)
     sort_ref = _resolve(str(upper.get("SORT") or "ID"))
@@ -59,9 +55,10 @@ def _copy(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, list) else v for k, v in row.items()}
 
 
-def user_current(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def user_current(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     row = state.table("users").get(ctx.user_id)
     if row is None:
+        # §2.2 error table: the webhook user does not exist.
         raise ApiError("NO_AUTH_FOUND", "Wrong authorization data", 401)
     # user.current has no TIMESTAMP_X and prints LAST_ACTIVITY_DATE as "Y-m-d H:i:s" in portal time
     # (DOCS api-reference/user/user-current.md, response example).
@@ -72,11 +69,11 @@ def user_current(state: PortalState, params: dict[str, Any], ctx: CallContext) -
     return MethodResult(out, cost=state.cost_model.call_cost())
 
 
-def user_fields(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def user_fields(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     return MethodResult(dict(USER_FIELD_LABELS), cost=state.cost_model.call_cost())
 
 
-def server_time(state: PortalState, params: dict[str, Any], ctx: CallContext) -> MethodResult:
+def server_time(state: PortalData, params: dict[str, Any], ctx: CallContext) -> MethodResult:
     return MethodResult(iso(state.now()), cost=state.cost_model.call_cost())
 
 

@@ -209,6 +209,9 @@ class Sandbox:
         insufficient_scope_status: HTTP status of a v2 ``insufficient_scope`` error. §9.2: the docs say 403,
             b24pysdk's live-tested classes say 401; 401 is the default.
         state: an already-built portal state to serve instead of generating one.
+        catalogue: field catalogue of the generated portal: ``"legacy"`` (default; serves `xmlId` on every
+            CRM entity and the sandbox's own v3 task type words) or ``"docs"`` (exactly the documented
+            fields and type words; see ``PortalState`` and docs/sandbox-deviations.md).
     """
 
     def __init__(
@@ -234,6 +237,7 @@ class Sandbox:
         scope: Iterable[str] | None = None,
         insufficient_scope_status: int = 401,
         state: PortalStateProtocol | None = None,
+        catalogue: str = "legacy",
     ) -> None:
         if host not in ("127.0.0.1", "localhost"):
             raise ValueError("the sandbox binds to loopback only")
@@ -255,7 +259,9 @@ class Sandbox:
             ):
                 if value is not None:
                     setattr(counts, name, value)
-            state = PortalState(seed=seed, counts=counts, cost_model=self.cost_model, v3_limits=v3_limits)
+            state = PortalState(
+                seed=seed, counts=counts, cost_model=self.cost_model, v3_limits=v3_limits, catalogue=catalogue
+            )
         self.state: PortalStateProtocol = state
         self.scope = frozenset(scope) if scope is not None else None
         granted = ",".join(sorted(self.scope)) if self.scope is not None else SCOPE

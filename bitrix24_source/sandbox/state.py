@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bitrix24_source.sandbox import methods_crm, methods_reference, methods_tasks, methods_users
-from bitrix24_source.sandbox.fields import CRM_ENTITIES, FM_ENTITIES, stage_semantic
+from bitrix24_source.sandbox.fields import CATALOGUES, CRM_ENTITIES, FM_ENTITIES, CrmCatalogue, stage_semantic
 from bitrix24_source.sandbox.generator import generate, product_row
 from bitrix24_source.sandbox.store import Clock, Table, iso
 from bitrix24_source.sandbox.types import (
@@ -45,6 +45,10 @@ _CHANGED_KEY = {
 }
 
 
+# Keys blank_crm_row stamps with the clock; a generated row always has its own.
+_STAMPS = frozenset({"createdTime", "updatedTime", "movedTime"})
+
+
 def _copy_row(row: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in row.items():
@@ -63,6 +67,11 @@ class PortalState:
         counts: how many rows of each entity to generate.
         cost_model: simulated operating cost of each call (§6.1), reported in `MethodResult.cost`.
         v3_limits: per-method caps of v3 `pagination.limit` (§5.2); defaults to 50 for the task lists.
+        catalogue: `"legacy"` (default) keeps the sandbox's historical field set: `xmlId` on every CRM entity,
+            v3 task field-list type words `integer`/`datetime`/`enum`/`boolean`. `"docs"` serves exactly the
+            documented catalogue: CRM fields of object-fields.md (no `xmlId`; `originId`/`originatorId`),
+            `entityTypeId` on whole-item list rows, and the PHP type words of the documented
+            tasks.task.field.list answer. docs/sandbox-deviations.md lists what still differs.
     """
 
     def __init__(
@@ -72,7 +81,11 @@ class PortalState:
         counts: SeedCounts,
         cost_model: CostModel,
         v3_limits: dict[str, int] | None = None,
+        catalogue: str = "legacy",
     ) -> None:
+        if catalogue not in CATALOGUES:
+            raise ValueError(f"unknown catalogue {catalogue!r}; expected one of {', '.join(CATALOGUES)}")
+        self.crm: CrmCatalogue = CATALOGUES[catalogue]
         self.lock = threading.RLock()
         self.seed = seed
         self.counts = counts
@@ -96,6 +109,8 @@ class PortalState:
             self._tables["statuses"].insert(status)
         with self.lock:
             generate(seed, counts, self._tables)
+            if self.crm.name != "legacy":
+                self._conform_rows()
             self._fm_next = 1 + max(
                 (
                     fm["id"]
@@ -112,7 +127,9 @@ class PortalState:
         handler = (_V3 if version == 3 else _V2).get(method)
         if handler is None:
             if version == 3:
+                # §2.3 table (status not documented; 404 like v2).
                 raise ApiError("BITRIX_REST_V3_EXCEPTION_METHODNOTFOUNDEXCEPTION", "Method not found", 404)
+            # §2.2 error table.
             raise ApiError("ERROR_METHOD_NOT_FOUND", "Method not found!", 404)
         with self.lock:
             return handler(self, params if isinstance(params, dict) else {}, ctx)
@@ -131,11 +148,12 @@ class PortalState:
         with self.lock:
             now = self.now()
             if entity in CRM_ENTITIES:
-                row = methods_crm.blank_crm_row(entity, user_id=1, now=now)
+                row = methods_crm.blank_crm_row(self.crm, entity, user_id=1, now=now)
                 row.update(fields)
                 if "stageId" in fields:
                     row["stageSemanticId"] = stage_semantic(entity, row["stageId"])
                 self.assign_fm_ids(row)
+                methods_crm.derive_flags(self.crm, entity, row)
                 out = self.table(entity).insert(row)
                 if "title" in out and not out["title"]:
                     out["title"] = f"{entity[:-1].title()} #{out['id']}"
@@ -164,6 +182,8 @@ class PortalState:
             if key is not None:
                 row[key] = iso(self.now())
             self.assign_fm_ids(row)
+            if entity in CRM_ENTITIES:
+                methods_crm.derive_flags(self.crm, entity, row)
             return _copy_row(table.replace(id, row))
 
     def delete_row(self, entity: str, id: int) -> None:
@@ -212,6 +232,16 @@ class PortalState:
                 if fm.get("id") is None:
                     fm["id"] = self._fm_next
                     self._fm_next += 1
+
+    def _conform_rows(self) -> None:
+        """Give generated CRM rows exactly the catalogue's fields (missing ones as blanks)."""
+        for entity in CRM_ENTITIES:
+            table = self.table(entity)
+            for row in list(table.all()):
+                blank = methods_crm.blank_crm_row(self.crm, entity, user_id=1, now=0.0)
+                kept = {k: (row[k] if k in row else blank[k]) for k in blank if k in row or k not in _STAMPS}
+                methods_crm.derive_flags(self.crm, entity, kept)
+                table.replace(row["id"], kept)
 
     def _mark_results(self, task_id: Any) -> None:
         task = self.table("tasks").get(task_id) if isinstance(task_id, int) else None

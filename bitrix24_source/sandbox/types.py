@@ -1,17 +1,17 @@
 """Values shared by the sandbox's HTTP core and its method implementations.
 
 The sandbox is the other side of the wire: nothing here (or anywhere under sandbox/) imports the client's
-modules, so one misunderstanding of the protocol cannot hide on both sides of a test (STYLE.md rule 12).
+modules, so one misunderstanding of the protocol cannot hide on both sides of a test.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from bitrix24_source.sandbox.state import PortalState
+from bitrix24_source.sandbox.fields import CrmCatalogue
+from bitrix24_source.sandbox.store import Table
 
 
 class ApiError(Exception):
@@ -61,8 +61,26 @@ class MethodResult:
     rows: int = 0  # list rows served (for stats)
 
 
+class PortalData(Protocol):
+    """What a method implementation may use of the portal state (`state.PortalState` provides it).
+
+    Typing the handlers against this instead of `PortalState` keeps the method modules free of imports of
+    `state.py`, which imports them.
+    """
+
+    cost_model: CostModel
+    crm: CrmCatalogue
+
+    def table(self, entity: str) -> Table: ...
+    def now(self) -> float: ...
+    def v3_limit(self, method: str) -> int: ...
+    def new_guid(self) -> str: ...
+    def assign_fm_ids(self, row: dict[str, Any]) -> None: ...
+    def delete_row(self, entity: str, id: int) -> None: ...
+
+
 # A method implementation: (portal state, parameters, call context) -> result, or raises ApiError.
-Handler = Callable[["PortalState", dict[str, Any], CallContext], MethodResult]
+Handler = Callable[[PortalData, dict[str, Any], CallContext], MethodResult]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
-"""dlt configuration specs of the Bitrix24 source: OAuth credentials (the webhook URL is a plain secret),
-and a callback that persists refreshed OAuth tokens to a secrets file.
+"""dlt config specs of the Bitrix24 source, and a token saver (its only I/O: it writes a secrets file).
 
-Resolved only through dlt injection (STYLE.md rule 6): `[sources.bitrix24]` in `.dlt/secrets.toml`, or env
-`SOURCES__BITRIX24__WEBHOOK_URL` / `SOURCES__BITRIX24__OAUTH__CLIENT_ID`, ...
+OAuth credentials are a configspec (the webhook URL is a plain secret); `save_tokens_to_toml` persists
+refreshed OAuth tokens. Both are resolved only through dlt injection, so a pipeline configures them like any
+other dlt source: `[sources.bitrix24]` in `.dlt/secrets.toml`, or env `SOURCES__BITRIX24__WEBHOOK_URL` /
+`SOURCES__BITRIX24__OAUTH__CLIENT_ID`, ...
 """
 
 from __future__ import annotations

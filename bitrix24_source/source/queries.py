@@ -1,6 +1,6 @@
-"""Pure read planning for the source: keyset command chains, page splitting and stop rules.
+"""Pure read planning for the source: keyset command chains, page splitting and stop rules. No I/O.
 
-Nothing here does I/O. `source.py` sends what these functions build through `Bitrix24Client` and hands the
+keyset.py and task_pages.py send what these functions build through a `PortalReader` and hand the
 responses back to them.
 
 CRM and users (v2): one batch holds a chain of up to 50 `start=-1` keyset pages (§3.2); command `p<i>`
@@ -12,6 +12,7 @@ plus a one-row look-ahead for the listing's final task, so the reader knows when
 
 from __future__ import annotations
 
+import datetime as _dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -29,7 +30,11 @@ Cmd = tuple[str, dict[str, Any]]
 
 
 def chain_key(index: int) -> str:
-    """Batch key of the `index`-th page of a keyset chain (non-numeric, STYLE.md rule 4)."""
+    """Batch key of the `index`-th page of a keyset chain.
+
+    Non-numeric: PHP turns numeric keys into ints and the portal then returns the batch sections as lists,
+    so results and errors could no longer be matched to their commands (§2.4).
+    """
     return f"{CHAIN_PREFIX}{index}"
 
 
@@ -103,6 +108,15 @@ def keyset_chain(
             raise ValueError(f"{spec.name}: keyset chains are for crm.item and user.get, not {spec.style}")
         commands[chain_key(i)] = (spec.method, params)
     return commands
+
+
+def format_since(value: Any) -> str | None:
+    """An incremental lower bound as the portal prints datetimes (ISO 8601 with offset), None for none."""
+    if value is None:
+        return None
+    if isinstance(value, _dt.datetime):
+        return value.isoformat(timespec="seconds")
+    return str(value)
 
 
 def rows_of(result: Any, list_key: str | None) -> list[dict[str, Any]]:

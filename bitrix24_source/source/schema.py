@@ -1,9 +1,9 @@
-"""Bitrix24 field metadata -> dlt column hints, and the per-row value mapper that goes with them.
+"""Bitrix24 field metadata -> dlt column hints, and the per-row value mapper that goes with them. No I/O.
 
 Column types come from the portal's own field descriptions (`crm.item.fields`, the v3 task field lists),
 not from whatever the first page of data happened to contain: an empty first page, or a first row whose
 date field is "", must not decide a column's type. Values are then converted to match the declared type
-(`"Y"`/`"N"` -> bool, ISO strings -> datetime/date, money -> Decimal) by a small per-row mapper. No I/O.
+(`"Y"`/`"N"` -> bool, ISO strings -> datetime/date, money -> Decimal) by a small per-row mapper.
 The field model itself (FieldMeta, the parsers, what a type word means) is bitrix24_source/fields.py.
 """
 

@@ -1,7 +1,9 @@
-"""Entity specs of the Bitrix24 source, as data (STYLE.md rule 7: resources are generated from these).
+"""Entity specs and field-type tables of the Bitrix24 source, as data. No I/O.
 
-Nothing here does I/O. `source.py` turns each spec into a dlt resource; `readers.py` turns a spec plus a
-cursor into REST commands.
+The source's `__init__.py` turns each spec into a dlt resource (one generic resource per list style instead
+of a class per REST method); queries.py turns a spec plus a cursor into REST commands. The static field
+tables type the entities whose field-list methods describe no types (users, task results) or may be missing
+(deal product rows).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class EntitySpec:
     Attributes:
         name: dlt resource and table name (plural snake_case).
         method: the list method.
-        style: which request/response dialect the list method speaks (see readers.py).
+        style: which request/response dialect the list method speaks (see queries.py).
         id_field: the id field as the response carries it (`id` for crm.item / v3, `ID` for user.get).
         list_key: the wrapper key of the rows in `result` (`items`, `productRows`), or None for a bare list.
         cursor_field: the modification-time field used for incremental loads, or None (full merge each run).
@@ -112,3 +114,69 @@ clock skew between the portal's app servers (and writes committed late) cannot h
 PRODUCT_ROWS_OWNERS_PER_COMMAND: Final = 20
 """Deals per crm.item.productrow.list command: most deals carry a few product rows, so 20 owners usually fit
 in one 50-row page; a full page is continued with an `>id` keyset follow-up."""
+
+USER_FIELD_TYPES: Final[dict[str, str]] = {
+    "ID": "integer",
+    "ACTIVE": "boolean",
+    "IS_ONLINE": "char",
+    "LAST_LOGIN": "datetime",
+    "DATE_REGISTER": "datetime",
+    "TIMESTAMP_X": "datetime",
+    "LAST_ACTIVITY_DATE": "datetime",
+    "PERSONAL_BIRTHDAY": "date",
+    "UF_EMPLOYMENT_DATE": "date",
+    "UF_DEPARTMENT": "integer",
+}
+"""user.fields returns labels only (recorded: user_fields.json), so user field types are the ones documented
+for user.get (DOCS api-reference/user/user-get.md); fields not listed are left to dlt's inference."""
+
+USER_MULTIPLE_FIELDS: Final = frozenset({"UF_DEPARTMENT"})
+"""User fields that hold a list (the department ids, DOCS api-reference/user/user-get.md)."""
+
+PRODUCT_ROW_FIELDS: Final[dict[str, str]] = {
+    "id": "integer",
+    "ownerId": "integer",
+    "ownerType": "string",
+    "productId": "integer",
+    "productName": "string",
+    "price": "money",
+    "priceAccount": "money",
+    "priceExclusive": "money",
+    "priceNetto": "money",
+    "priceBrutto": "money",
+    "quantity": "double",
+    "discountTypeId": "integer",
+    "discountRate": "double",
+    "discountSum": "money",
+    "taxRate": "double",
+    "taxIncluded": "char",
+    "customized": "char",
+    "measureCode": "integer",
+    "measureName": "string",
+    "sort": "integer",
+    "xmlId": "string",
+    "type": "integer",
+}
+"""crm.item.productrow fields and types (DOCS api-reference/crm/universal/product-rows; recorded:
+crm_item_productrow_list.json): used only when the portal has no `crm.item.productrow.fields`."""
+
+PRODUCT_ROW_UNDESCRIBED: Final = frozenset({"priceAccount", "xmlId"})
+"""Row fields that `crm.item.productrow.fields` does not describe (they cannot be written): typed from the
+table above."""
+
+TASK_RESULT_FIELDS: Final[dict[str, str]] = {
+    "id": "integer",
+    "taskId": "integer",
+    "text": "string",
+    "authorId": "integer",
+    "createdAt": "datetime",
+    "updatedAt": "datetime",
+    "status": "string",
+    "fileIds": "array",
+    "messageId": "integer",
+}
+"""tasks.task.result.list fields (DOCS api-reference/tasks/result; no v3 field-list method for results).
+They are also the `select` sent: v3 rejects unknown fields in `select` of related DTOs (§2.3)."""
+
+TASK_RESULT_MULTIPLE_FIELDS: Final = frozenset({"fileIds"})
+"""Task result fields that hold a list (the attached file ids)."""

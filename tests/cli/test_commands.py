@@ -18,8 +18,8 @@ import pytest
 import requests
 
 from bitrix24_source.sandbox import CostModel, Sandbox
-from tests.cli.conftest import WEBHOOK_CODE, Run, clean_env, run_cli, summary_row
-from tests.source.conftest import assert_rows_equal
+from tests.cli.process import WEBHOOK_CODE, Run, clean_env, run_cli, summary_row
+from tests.source.compare import assert_rows_equal
 
 SUBCOMMANDS = ("sync", "push", "results", "fields", "doctor", "sandbox")
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from bitrix24_source.client import Bitrix24Client, _batch_failure_outcome
+from bitrix24_source.client import Bitrix24Client
 from bitrix24_source.client.commands import CommandResult, ref, ref_array, result_ref
+from bitrix24_source.client.retry import batch_failure_outcome as _batch_failure_outcome
 from bitrix24_source.errors import BatchCommandError, ConfigError, error_from_response
 from bitrix24_source.sandbox import Fault, Sandbox
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import requests
 
-from bitrix24_source.client import Bitrix24Client, _transport_error
+from bitrix24_source.client import Bitrix24Client
+from bitrix24_source.client.transport import transport_error as _transport_error
 from bitrix24_source.errors import ApiError, AuthError, ConfigError
 from bitrix24_source.sandbox import Sandbox
 

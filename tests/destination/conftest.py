@@ -1,4 +1,4 @@
-"""Fixtures for destination tests: a sandbox portal over loopback HTTP, pipelines and their result tables."""
+"""Fixtures for destination tests: a sandbox portal over loopback HTTP, push pipelines and their result tables."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import dlt
-import duckdb
 import pytest
 
 from bitrix24_source import bitrix24_destination
 from bitrix24_source.sandbox import Sandbox
+from tests.helpers import make_pipeline, read_duckdb_table
 
 RESULTS_DATASET = "bitrix24_writes"
 
@@ -29,10 +29,10 @@ def results_db(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_pipeline(tmp_path: Path, results_db: Path) -> Callable[..., Any]:
+def push_pipeline(tmp_path: Path, results_db: Path) -> Callable[..., dlt.Pipeline]:
     """Build a push pipeline against `webhook_url` whose results land in `results_db`."""
 
-    def make(webhook_url: str, name: str = "push", **options: Any) -> Any:
+    def make(webhook_url: str, name: str = "push", **options: Any) -> dlt.Pipeline:
         options.setdefault("rate_limit", None)
         options.setdefault("progress", False)
         destination = bitrix24_destination(
@@ -41,7 +41,7 @@ def make_pipeline(tmp_path: Path, results_db: Path) -> Callable[..., Any]:
             results_dataset_name=RESULTS_DATASET,
             **options,
         )
-        return dlt.pipeline(name, pipelines_dir=str(tmp_path / "pipelines"), destination=destination)
+        return make_pipeline(tmp_path, name, destination)
 
     return make
 
@@ -51,11 +51,6 @@ def read_table(results_db: Path) -> Callable[[str], list[dict[str, Any]]]:
     """All rows of a result table in `results_db`, ordered by load, job and row number."""
 
     def read(table: str) -> list[dict[str, Any]]:
-        with duckdb.connect(str(results_db), read_only=True) as con:
-            cursor = con.execute(
-                f"select * from {RESULTS_DATASET}.{table} order by load_id, job_id, row_number"
-            )
-            names = [d[0] for d in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        return read_duckdb_table(results_db, RESULTS_DATASET, table, order_by="load_id, job_id, row_number")
 
     return read

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bitrix24_source.destination.plan import PLAN_TABLE, RESULTS_TABLE
+from bitrix24_source.destination.results import PLAN_TABLE, RESULTS_TABLE
 from bitrix24_source.sandbox import Sandbox
 
 
@@ -14,7 +14,7 @@ def _deals_in(portal: Sandbox, category: int) -> list[int]:
 
 
 def test_deal_stages_per_pipeline_sources_and_types(
-    portal: Sandbox, make_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
+    portal: Sandbox, push_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
 ) -> None:
     default, wholesale = _deals_in(portal, 0), _deals_in(portal, 1)
     rows: list[dict[str, Any]] = [
@@ -32,7 +32,7 @@ def test_deal_stages_per_pipeline_sources_and_types(
         },  # names -> ids
         {"id": default[4], "TYPE_ID": "CUSTOMER"},  # a company type, not a deal type
     ]
-    make_pipeline(portal.webhook_url, name="directories").run(rows, table_name="deals")
+    push_pipeline(portal.webhook_url, name="directories").run(rows, table_name="deals")
 
     results = read_table(RESULTS_TABLE)
     assert [r["status"] for r in results] == ["ok", "ok", "ok", "error", "error", "error", "ok", "error"]
@@ -55,14 +55,14 @@ def test_deal_stages_per_pipeline_sources_and_types(
 
 
 def test_directories_are_read_in_one_batch_per_load(
-    portal: Sandbox, make_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
+    portal: Sandbox, push_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
 ) -> None:
     lead_ids = sorted(int(r["id"]) for r in portal.rows("leads"))
     rows = [{"id": i, "stageId": "IN_PROCESS", "sourceId": "WEB"} for i in (lead_ids * 3)[:60]]  # 2 chunks
     rows += [{"id": lead_ids[0], "stageId": "WON"}, {"id": lead_ids[1], "SOURCE_ID": "Website"}]
     portal.reset_stats()
     # A dry run sends no writes, so every batch the load makes is a directory read.
-    make_pipeline(portal.webhook_url, name="lead_dirs", dry_run=True).run(rows, table_name="leads")
+    push_pipeline(portal.webhook_url, name="lead_dirs", dry_run=True).run(rows, table_name="leads")
 
     stats = portal.stats()
     assert stats.http_by_method.get("batch") == 1 and "crm.status.list" not in stats.http_by_method
@@ -77,11 +77,11 @@ def test_directories_are_read_in_one_batch_per_load(
 
 
 def test_no_directory_read_without_directory_values(
-    portal: Sandbox, make_pipeline: Callable[..., Any]
+    portal: Sandbox, push_pipeline: Callable[..., Any]
 ) -> None:
     deal_id = _deals_in(portal, 0)[0]
     portal.reset_stats()
-    make_pipeline(portal.webhook_url, name="titles_only").run(
+    push_pipeline(portal.webhook_url, name="titles_only").run(
         [{"id": deal_id, "title": "no stage here"}], table_name="deals"
     )
     assert "crm.status.list" not in portal.stats().by_method

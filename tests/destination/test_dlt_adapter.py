@@ -1,5 +1,4 @@
-"""The one place the destination relies on dlt internals: the load-completion hook (destination.py, section
-"dlt adapter").
+"""The one place the destination relies on dlt internals: the load-completion hook (destination/dlt_adapter.py).
 
 These tests pin what the result flush needs from dlt, so that a dlt upgrade that changes it fails here,
 loudly, instead of silently leaving the write results unflushed.
@@ -16,7 +15,8 @@ from dlt.common.destination.exceptions import DestinationTerminalException
 from dlt.destinations.impl.destination.destination import DestinationClient
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from bitrix24_source.destination import _check_dlt_internals, _completing_destination
+from bitrix24_source.destination.dlt_adapter import check_dlt_internals, completing_destination
+from tests.helpers import make_pipeline
 
 
 class _Recorder:
@@ -45,14 +45,14 @@ def _pipeline(tmp_path: Path, recorder: _Recorder) -> Any:
     def probe(items: Any, table: Any) -> None:  # dlt decorates the callable, so it must be a function
         recorder.sink(items, table)
 
-    destination = _completing_destination(
+    destination = completing_destination(
         probe,
         recorder.hook,
         destination_name="probe",
         batch_size=0,
         loader_parallelism_strategy="sequential",
     )
-    return dlt.pipeline("adapter", pipelines_dir=str(tmp_path), destination=destination)
+    return make_pipeline(tmp_path, "adapter", destination)
 
 
 def _data() -> list[Any]:
@@ -60,16 +60,16 @@ def _data() -> list[Any]:
 
 
 def test_installed_dlt_has_what_the_adapter_overrides() -> None:
-    _check_dlt_internals()
+    check_dlt_internals()
 
 
 def test_a_changed_dlt_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     # Stands for a dlt release in which the member the adapter overrides is something else.
     monkeypatch.setattr(DestinationClient, "complete_load", "no longer a method")
     with pytest.raises(RuntimeError, match=r"DestinationClient\.complete_load"):
-        _check_dlt_internals()
+        check_dlt_internals()
     with pytest.raises(RuntimeError, match="dlt"):
-        _completing_destination(lambda items, table: None, lambda load_id: None, destination_name="x")
+        completing_destination(lambda items, table: None, lambda load_id: None, destination_name="x")
 
 
 def test_hook_runs_once_per_load_after_every_job(tmp_path: Path) -> None:

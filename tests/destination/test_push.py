@@ -12,8 +12,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from bitrix24_source.destination.plan import ERRORS_TABLE, PLAN_TABLE, RESULTS_TABLE
+from bitrix24_source.destination.results import ERRORS_TABLE, PLAN_TABLE, RESULTS_TABLE
 from bitrix24_source.sandbox import Sandbox
+from tests.helpers import make_pipeline
 
 UF_SEGMENT = "ufCrm_1721244707110"  # the deals' enumeration user field in the sandbox (Gold/Silver/Bronze)
 
@@ -23,7 +24,7 @@ def _deal_ids(portal: Sandbox) -> list[int]:
 
 
 def test_bulk_updates_adds_and_bad_rows(
-    make_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
+    push_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
 ) -> None:
     with Sandbox(seed=11, deals=2000, leads=0, contacts=5, companies=3, users=5, tasks=0) as portal:
         ids = _deal_ids(portal)
@@ -41,7 +42,7 @@ def test_bulk_updates_adds_and_bad_rows(
         ]
         rows += bad
         rows.append({"id": deleted, "_delete": True})
-        pipeline = make_pipeline(portal.webhook_url, name="bulk")
+        pipeline = push_pipeline(portal.webhook_url, name="bulk")
         pipeline.run(rows, table_name="deals")
 
         state = {int(r["id"]): r for r in portal.rows("deals")}
@@ -79,7 +80,7 @@ def test_bulk_updates_adds_and_bad_rows(
 
 
 def test_dataframe_with_classic_spellings_and_required_fields(
-    portal: Sandbox, make_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
+    portal: Sandbox, push_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
 ) -> None:
     lead_ids = sorted(int(r["id"]) for r in portal.rows("leads"))[:3]
     df = pd.DataFrame(
@@ -89,7 +90,7 @@ def test_dataframe_with_classic_spellings_and_required_fields(
             "COMMENTS": [None, "only comments", None, None, "no title"],
         }
     )
-    pipeline = make_pipeline(portal.webhook_url, name="leads_df")
+    pipeline = push_pipeline(portal.webhook_url, name="leads_df")
     pipeline.run(df, table_name="leads")
 
     state = {int(r["id"]): r for r in portal.rows("leads")}
@@ -103,18 +104,18 @@ def test_dataframe_with_classic_spellings_and_required_fields(
 
 
 def test_arrow_table_and_entity_option(
-    portal: Sandbox, make_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
+    portal: Sandbox, push_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
 ) -> None:
     contact_id = int(portal.rows("contacts")[0]["id"])
     table = pa.table({"id": [contact_id], "NAME": ["Arrow"], "LAST_NAME": ["Table"]})
-    pipeline = make_pipeline(portal.webhook_url, name="arrow", entity="contacts")
+    pipeline = push_pipeline(portal.webhook_url, name="arrow", entity="contacts")
     pipeline.run(table, table_name="people")
     row = next(r for r in portal.rows("contacts") if int(r["id"]) == contact_id)
     assert (row["name"], row["lastName"]) == ("Arrow", "Table")
     assert [r["table_name"] for r in read_table(RESULTS_TABLE)] == ["people"]
 
 
-def test_values_are_sent_literally(portal: Sandbox, make_pipeline: Callable[..., Any]) -> None:
+def test_values_are_sent_literally(portal: Sandbox, push_pipeline: Callable[..., Any]) -> None:
     deal_id = _deal_ids(portal)[0]
     title = "$result[c0][items][0][id]"
     comments = '{"$ref": "c0.item.id"}'
@@ -122,7 +123,7 @@ def test_values_are_sent_literally(portal: Sandbox, make_pipeline: Callable[...,
         {"id": deal_id, "title": title, "comments": comments},
         {"title": "$next[c0] & $total[c1] = 5", "comments": "[b]bold[/b] a=1&b[]=2"},
     ]
-    make_pipeline(portal.webhook_url, name="literal").run(rows, table_name="deals")
+    push_pipeline(portal.webhook_url, name="literal").run(rows, table_name="deals")
     state = {int(r["id"]): r for r in portal.rows("deals")}
     assert state[deal_id]["title"] == title and state[deal_id]["comments"] == comments
     added = [r for r in state.values() if r["title"] == "$next[c0] & $total[c1] = 5"]
@@ -131,7 +132,7 @@ def test_values_are_sent_literally(portal: Sandbox, make_pipeline: Callable[...,
 
 def test_upsert_by_key(
     portal: Sandbox,
-    make_pipeline: Callable[..., Any],
+    push_pipeline: Callable[..., Any],
     read_table: Callable[[str], list[dict[str, Any]]],
 ) -> None:
     existing = _deal_ids(portal)[:2]
@@ -142,8 +143,8 @@ def test_upsert_by_key(
         {"ORIGIN_ID": "erp-2", "title": "from erp 2"},
         {"originId": "erp-3", "title": "from erp 3"},
     ]
-    make_pipeline(portal.webhook_url, name="upsert", key="originId").run(rows, table_name="deals")
-    make_pipeline(portal.webhook_url, name="upsert", key="originId").run(rows, table_name="deals")
+    push_pipeline(portal.webhook_url, name="upsert", key="originId").run(rows, table_name="deals")
+    push_pipeline(portal.webhook_url, name="upsert", key="originId").run(rows, table_name="deals")
 
     by_origin: dict[str, list[dict[str, Any]]] = {}
     for r in portal.rows("deals"):
@@ -161,13 +162,13 @@ def test_upsert_by_key(
 
 
 def test_dry_run_plans_without_writing(
-    portal: Sandbox, make_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
+    portal: Sandbox, push_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
 ) -> None:
     deal_id = _deal_ids(portal)[0]
     before = {int(r["id"]): dict(r) for r in portal.rows("deals")}
     portal.reset_stats()
     rows = [{"id": deal_id, "title": "would change"}, {"title": "would add"}, {"id": deal_id, "bogus": 1}]
-    make_pipeline(portal.webhook_url, name="dry", dry_run=True).run(rows, table_name="deals")
+    push_pipeline(portal.webhook_url, name="dry", dry_run=True).run(rows, table_name="deals")
 
     assert {int(r["id"]): dict(r) for r in portal.rows("deals")} == before
     methods = portal.stats().by_method
@@ -186,13 +187,13 @@ def test_dry_run_plans_without_writing(
 
 def test_secret_does_not_reach_the_result_tables_or_the_pipeline_files(
     portal: Sandbox,
-    make_pipeline: Callable[..., Any],
+    push_pipeline: Callable[..., Any],
     read_table: Callable[[str], list[dict[str, Any]]],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     code = portal.webhook_url.rstrip("/").rsplit("/", 1)[-1]
-    make_pipeline(portal.webhook_url, name="secret", progress=True).run(
+    push_pipeline(portal.webhook_url, name="secret", progress=True).run(
         [{"id": 99_999_999, "title": "x"}, {"title": "y", "bogus": 1}], table_name="deals"
     )
     dump = json.dumps(read_table(RESULTS_TABLE) + read_table(ERRORS_TABLE), default=str)
@@ -205,15 +206,26 @@ def test_secret_does_not_reach_the_result_tables_or_the_pipeline_files(
     assert "2 rows, 0 ok, 2 errors" in captured.out and code not in captured.out + captured.err
 
 
-def test_unknown_table_fails_terminally(portal: Sandbox, make_pipeline: Callable[..., Any]) -> None:
+def test_summary_line_counts_the_requests_the_push_made(
+    portal: Sandbox, push_pipeline: Callable[..., Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    portal.reset_stats()
+    rows = [{"id": deal_id, "title": "counted"} for deal_id in _deal_ids(portal)[:2]]
+    push_pipeline(portal.webhook_url, name="summary").run(rows, table_name="deals")
+    requests = portal.stats().http_requests
+    assert requests >= 2  # the field metadata, then one batch
+    assert f"deals: 2 rows, 2 ok, 0 errors, {requests} requests," in capsys.readouterr().out
+
+
+def test_unknown_table_fails_terminally(portal: Sandbox, push_pipeline: Callable[..., Any]) -> None:
     from dlt.pipeline.exceptions import PipelineStepFailed
 
     with pytest.raises(PipelineStepFailed, match="cannot write table 'invoices'"):
-        make_pipeline(portal.webhook_url, name="bad_table").run([{"title": "x"}], table_name="invoices")
+        push_pipeline(portal.webhook_url, name="bad_table").run([{"title": "x"}], table_name="invoices")
 
 
 def test_tasks_through_v2_upper_case_fields(
-    portal: Sandbox, make_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
+    portal: Sandbox, push_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
 ) -> None:
     task_ids = sorted(int(r["id"]) for r in portal.rows("tasks"))
     rows: list[dict[str, Any]] = [
@@ -225,7 +237,7 @@ def test_tasks_through_v2_upper_case_fields(
         {"ID": 99_999_999, "TITLE": "ghost task"},  # the portal refuses: no such task
     ]
     portal.reset_stats()
-    make_pipeline(portal.webhook_url, name="tasks").run(rows, table_name="tasks")
+    push_pipeline(portal.webhook_url, name="tasks").run(rows, table_name="tasks")
     assert portal.stats().by_method["tasks.task.getfields"] == 1  # the documented name, read once per load
 
     tasks = {int(r["id"]): r for r in portal.rows("tasks")}
@@ -248,20 +260,20 @@ def test_tasks_through_v2_upper_case_fields(
 
 
 def test_wrong_webhook_fails_the_load_without_leaking_the_code(
-    portal: Sandbox, make_pipeline: Callable[..., Any]
+    portal: Sandbox, push_pipeline: Callable[..., Any]
 ) -> None:
     from dlt.pipeline.exceptions import PipelineStepFailed
 
     wrong = "wrongcode0123456789"
     url = portal.webhook_url.rstrip("/").rsplit("/", 1)[0] + f"/{wrong}/"
     with pytest.raises(PipelineStepFailed) as failed:
-        make_pipeline(url, name="auth").run([{"id": 1, "title": "x"}], table_name="deals")
+        push_pipeline(url, name="auth").run([{"id": 1, "title": "x"}], table_name="deals")
     text = f"{failed.value} {failed.value.__cause__}"
     assert "NO_AUTH_FOUND" in text and wrong not in text
 
 
 def test_two_tables_in_one_run(
-    portal: Sandbox, make_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
+    portal: Sandbox, push_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
 ) -> None:
     import dlt
 
@@ -272,7 +284,7 @@ def test_two_tables_in_one_run(
             [{"id": company_id, "TITLE": "multi company"}, {"TITLE": "added company"}], name="companies"
         ),
     ]
-    make_pipeline(portal.webhook_url, name="multi").run(resources)
+    push_pipeline(portal.webhook_url, name="multi").run(resources)
     assert next(r for r in portal.rows("deals") if int(r["id"]) == deal_id)["title"] == "multi deal"
     titles = [r["title"] for r in portal.rows("companies")]
     assert "multi company" in titles and titles.count("added company") == 1
@@ -293,19 +305,19 @@ def test_webhook_url_from_dlt_config(
         results_destination=dlt.destinations.duckdb(str(results_db)), rate_limit=None, progress=False
     )
     deal_id = _deal_ids(portal)[0]
-    dlt.pipeline("from_config", pipelines_dir=str(tmp_path / "p"), destination=destination).run(
+    make_pipeline(tmp_path, "from_config", destination).run(
         [{"id": deal_id, "title": "configured"}], table_name="deals"
     )
     assert next(r for r in portal.rows("deals") if int(r["id"]) == deal_id)["title"] == "configured"
 
 
 def test_an_empty_list_clears_a_multiple_field(
-    portal: Sandbox, make_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
+    portal: Sandbox, push_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
 ) -> None:
     deal_id = _deal_ids(portal)[0]
     contact_ids = sorted(int(r["id"]) for r in portal.rows("contacts"))[:2]
     portal.update_row("deals", deal_id, {"contactIds": contact_ids})
-    make_pipeline(portal.webhook_url, name="clear").run(
+    push_pipeline(portal.webhook_url, name="clear").run(
         [{"id": deal_id, "contactIds": "[]"}, {"id": deal_id, "title": "still batched"}], table_name="deals"
     )
     row = next(r for r in portal.rows("deals") if int(r["id"]) == deal_id)
@@ -314,14 +326,14 @@ def test_an_empty_list_clears_a_multiple_field(
 
 
 def test_upsert_key_held_by_many_records_is_not_guessed(
-    portal: Sandbox, make_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
+    portal: Sandbox, push_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
 ) -> None:
     ids = _deal_ids(portal)
     for deal_id in ids[:55]:  # more records than one list page (50) hold the same key value
         portal.update_row("deals", deal_id, {"originId": "K0"})
     portal.update_row("deals", ids[55], {"originId": "K1"})
     rows = pd.DataFrame({"originId": ["K0", "K1", "K2"], "title": ["upd K0", "upd K1", "new K2"]})
-    make_pipeline(portal.webhook_url, name="ambiguous", key="ORIGIN_ID").run(rows, table_name="deals")
+    push_pipeline(portal.webhook_url, name="ambiguous", key="ORIGIN_ID").run(rows, table_name="deals")
 
     by_origin = Counter(r.get("originId") for r in portal.rows("deals"))
     assert (by_origin["K0"], by_origin["K1"], by_origin["K2"]) == (55, 1, 1)  # nothing duplicated
@@ -340,12 +352,12 @@ def test_upsert_key_held_by_many_records_is_not_guessed(
 
 
 def test_task_multiple_fields_are_set_and_cleared(
-    portal: Sandbox, make_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
+    portal: Sandbox, push_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
 ) -> None:
     # AUDITORS / ACCOMPLICES are array fields (tasks.task.getfields); "[]" clears one, and an empty array has
     # to reach PHP as an array, so that command cannot travel in a v2 query string (§1.5).
     first, second = sorted(int(r["id"]) for r in portal.rows("tasks"))[:2]
-    make_pipeline(portal.webhook_url, name="auditors").run(
+    push_pipeline(portal.webhook_url, name="auditors").run(
         [{"ID": first, "AUDITORS": [1, 2], "ACCOMPLICES": [3]}, {"ID": second, "AUDITORS": [2]}],
         table_name="tasks",
     )
@@ -356,7 +368,7 @@ def test_task_multiple_fields_are_set_and_cleared(
         [2],
     )
 
-    make_pipeline(portal.webhook_url, name="auditors_clear").run(
+    push_pipeline(portal.webhook_url, name="auditors_clear").run(
         [{"ID": first, "AUDITORS": "[]"}, {"ID": second, "AUDITORS": "[]"}], table_name="tasks"
     )
     tasks = {int(r["id"]): r for r in portal.rows("tasks")}

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bitrix24_source.destination.plan import RESULTS_TABLE
+from bitrix24_source.destination.results import RESULTS_TABLE
 from bitrix24_source.sandbox import Fault, Sandbox
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,14 +47,14 @@ def _assert_written_once(
 
 
 def test_lost_answers_after_commit_are_verified_not_resent(
-    portal: Sandbox, make_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
+    portal: Sandbox, push_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
 ) -> None:
     ids = sorted(int(r["id"]) for r in portal.rows("deals"))[:60]
     rows = _rows(ids, 90, "reset")
     # The 2nd and 3rd write batches are executed, then the connection is dropped with no answer.
     portal.inject(Fault(kind="reset", method="batch", phase="after", after=1, times=2))
     portal.reset_stats()
-    make_pipeline(portal.webhook_url, name="resets").run(rows, table_name="deals")
+    push_pipeline(portal.webhook_url, name="resets").run(rows, table_name="deals")
     _assert_written_once(portal, rows, "reset", read_table)
     stats = portal.stats().by_method
     assert stats["crm.item.add"] == 90  # no add was sent twice: the lost ones were found by their markers
@@ -62,12 +62,12 @@ def test_lost_answers_after_commit_are_verified_not_resent(
 
 
 def test_timeout_on_a_write_batch_does_not_duplicate(
-    portal: Sandbox, make_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
+    portal: Sandbox, push_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
 ) -> None:
     ids = sorted(int(r["id"]) for r in portal.rows("deals"))[:20]
     rows = _rows(ids, 70, "hang")
     portal.inject(Fault(kind="hang", method="batch", phase="after", after=1, delay=3.0))
-    make_pipeline(portal.webhook_url, name="hangs", timeout=1.0).run(rows, table_name="deals")
+    push_pipeline(portal.webhook_url, name="hangs", timeout=1.0).run(rows, table_name="deals")
     _assert_written_once(portal, rows, "hang", read_table)
     assert portal.stats().by_method["crm.item.add"] == 70
 
@@ -92,7 +92,7 @@ _CHILD = textwrap.dedent(
 
 def test_killed_run_resumes_and_writes_each_row_once(
     portal: Sandbox,
-    make_pipeline: Callable[..., Any],
+    push_pipeline: Callable[..., Any],
     tmp_path: Path,
     results_db: Path,
     read_table: Callable[[str], list[dict[str, Any]]],
@@ -135,7 +135,7 @@ def test_killed_run_resumes_and_writes_each_row_once(
     assert added_before == 200  # four batches landed, the run died before recording the fourth
     assert not results_db.exists()  # results are flushed only when the load completes
 
-    pipeline = make_pipeline(portal.webhook_url, name="killed")
+    pipeline = push_pipeline(portal.webhook_url, name="killed")
     assert pipeline.list_normalized_load_packages(), "the killed run left its package pending"
     pipeline.run()
 
@@ -147,7 +147,7 @@ def test_killed_run_resumes_and_writes_each_row_once(
 
 
 def test_unsent_batch_is_verified_then_sent_and_dlt_retries_the_job(
-    portal: Sandbox, make_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
+    portal: Sandbox, push_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
 ) -> None:
     ids = sorted(int(r["id"]) for r in portal.rows("deals"))[:10]
     rows = _rows(ids, 90, "drop")
@@ -155,7 +155,7 @@ def test_unsent_batch_is_verified_then_sent_and_dlt_retries_the_job(
     # the job fail (outcome unknown, markers not found), the job raises a transient error, dlt retries it, and
     # the retried job resumes from its checkpoint: verifies the in-flight rows, then sends them once.
     portal.inject(Fault(kind="reset", method="batch", phase="before", after=1, times=4))
-    make_pipeline(portal.webhook_url, name="drops").run(rows, table_name="deals")
+    push_pipeline(portal.webhook_url, name="drops").run(rows, table_name="deals")
     _assert_written_once(portal, rows, "drop", read_table)
     stats = portal.stats().by_method
     assert stats["crm.item.add"] == 90
@@ -165,7 +165,7 @@ def test_unsent_batch_is_verified_then_sent_and_dlt_retries_the_job(
 
 def test_writes_of_an_aborted_package_get_their_results_at_the_next_load(
     portal: Sandbox,
-    make_pipeline: Callable[..., Any],
+    push_pipeline: Callable[..., Any],
     read_table: Callable[[str], list[dict[str, Any]]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -179,7 +179,7 @@ def test_writes_of_an_aborted_package_get_their_results_at_the_next_load(
         Fault(kind="command_error", method="crm.item.update", after=50, error_code="insufficient_scope")
     )
     monkeypatch.setenv("LOAD__AUTO_ABORT_ON_TERMINAL_ERROR", "true")
-    pipeline = make_pipeline(portal.webhook_url, name="aborted")
+    pipeline = push_pipeline(portal.webhook_url, name="aborted")
     with pytest.raises(PipelineStepFailed, match="insufficient_scope"):
         pipeline.run(rows, table_name="deals")
     titles = {int(r["id"]): r["title"] for r in portal.rows("deals")}

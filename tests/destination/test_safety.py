@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from bitrix24_source.destination.plan import DUPLICATE_MARKER_ON_PORTAL, ERRORS_TABLE, RESULTS_TABLE
+from bitrix24_source.destination.plan import DUPLICATE_MARKER_ON_PORTAL
+from bitrix24_source.destination.results import ERRORS_TABLE, RESULTS_TABLE
 from bitrix24_source.sandbox import Fault, Sandbox
 
 _WRITES = (".add", ".update", ".delete")
@@ -32,7 +33,7 @@ def _deal_ids(portal: Sandbox) -> list[int]:
 )
 def test_unusable_marker_field_or_key_fails_the_load_before_any_row_is_sent(
     portal: Sandbox,
-    make_pipeline: Callable[..., Any],
+    push_pipeline: Callable[..., Any],
     options: dict[str, Any],
     named: str,
     why: str,
@@ -42,7 +43,7 @@ def test_unusable_marker_field_or_key_fails_the_load_before_any_row_is_sent(
     portal.reset_stats()
     rows = [{"id": deal_id, "title": "must not change"}, {"title": "must not be added", "originId": "e-1"}]
     with pytest.raises(PipelineStepFailed) as info:
-        make_pipeline(portal.webhook_url, name="bad_option", **options).run(rows, table_name="deals")
+        push_pipeline(portal.webhook_url, name="bad_option", **options).run(rows, table_name="deals")
     text = str(info.value)
     assert named in text and why in text and "deals" in text
     assert {int(r["id"]): dict(r) for r in portal.rows("deals")} == before
@@ -53,7 +54,7 @@ def test_unusable_marker_field_or_key_fails_the_load_before_any_row_is_sent(
 
 def test_own_marker_already_on_the_portal_is_rejected_not_counted_as_a_lost_add(
     portal: Sandbox,
-    make_pipeline: Callable[..., Any],
+    push_pipeline: Callable[..., Any],
     read_table: Callable[[str], list[dict[str, Any]]],
 ) -> None:
     holders = _deal_ids(portal)[:3]
@@ -68,7 +69,7 @@ def test_own_marker_already_on_the_portal_is_rejected_not_counted_as_a_lost_add(
         {"id": holders[0], "title": "an update by id needs no check", "xmlId": "ext-1"},
     ]
     portal.reset_stats()
-    make_pipeline(portal.webhook_url, name="own_markers").run(rows, table_name="deals")
+    push_pipeline(portal.webhook_url, name="own_markers").run(rows, table_name="deals")
 
     results = read_table(RESULTS_TABLE)
     assert [(r["operation"], r["status"], r["error_code"]) for r in results] == [
@@ -94,7 +95,7 @@ def test_own_marker_already_on_the_portal_is_rejected_not_counted_as_a_lost_add(
     assert stats["crm.item.list"] == 3  # one look-up per own marker value, all in one batch request
 
     # The second run finds ext-2 from the first one: rejected too, instead of being "verified" as added.
-    make_pipeline(portal.webhook_url, name="own_markers").run(rows[:2], table_name="deals")
+    push_pipeline(portal.webhook_url, name="own_markers").run(rows[:2], table_name="deals")
     second = [r for r in read_table(RESULTS_TABLE) if r["load_id"] != results[0]["load_id"]]
     assert [r["error_code"] for r in second] == [DUPLICATE_MARKER_ON_PORTAL, DUPLICATE_MARKER_ON_PORTAL]
     assert Counter(r["xmlId"] for r in portal.rows("deals") if r.get("xmlId"))["ext-2"] == 1
@@ -102,12 +103,12 @@ def test_own_marker_already_on_the_portal_is_rejected_not_counted_as_a_lost_add(
 
 def test_dry_run_reports_markers_already_on_the_portal(
     portal: Sandbox,
-    make_pipeline: Callable[..., Any],
+    push_pipeline: Callable[..., Any],
     read_table: Callable[[str], list[dict[str, Any]]],
 ) -> None:
     portal.update_row("deals", _deal_ids(portal)[0], {"xmlId": "ext-1"})
     rows = [{"title": "taken", "xmlId": "ext-1"}, {"title": "free", "xmlId": "ext-2"}]
-    make_pipeline(portal.webhook_url, name="own_dry", dry_run=True).run(rows, table_name="deals")
+    push_pipeline(portal.webhook_url, name="own_dry", dry_run=True).run(rows, table_name="deals")
     assert [(r["status"], r["error_code"]) for r in read_table(RESULTS_TABLE)] == [
         ("error", DUPLICATE_MARKER_ON_PORTAL),
         ("planned", None),
@@ -116,14 +117,14 @@ def test_dry_run_reports_markers_already_on_the_portal(
 
 def test_own_markers_with_a_lost_answer_are_verified_not_resent(
     portal: Sandbox,
-    make_pipeline: Callable[..., Any],
+    push_pipeline: Callable[..., Any],
     read_table: Callable[[str], list[dict[str, Any]]],
 ) -> None:
     rows = [{"title": f"own {k}", "xmlId": f"own-{k}"} for k in range(70)]
     # Batch requests: look-up 1, write 1 (executed, then the connection drops), verify, look-up 2, write 2.
     portal.inject(Fault(kind="reset", method="batch", phase="after", after=1, times=1))
     portal.reset_stats()
-    make_pipeline(portal.webhook_url, name="own_lost").run(rows, table_name="deals")
+    push_pipeline(portal.webhook_url, name="own_lost").run(rows, table_name="deals")
 
     results = read_table(RESULTS_TABLE)
     assert [r["status"] for r in results] == ["ok"] * 70
@@ -136,7 +137,7 @@ def test_own_markers_with_a_lost_answer_are_verified_not_resent(
 
 def test_dataframe_ids_with_gaps_are_recorded_as_integers(
     portal: Sandbox,
-    make_pipeline: Callable[..., Any],
+    push_pipeline: Callable[..., Any],
     read_table: Callable[[str], list[dict[str, Any]]],
 ) -> None:
     deal_id = _deal_ids(portal)[0]
@@ -147,7 +148,7 @@ def test_dataframe_ids_with_gaps_are_recorded_as_integers(
         }
     )
     assert df["id"].dtype == "float64"  # the gap made pandas widen the ids
-    make_pipeline(portal.webhook_url, name="gaps").run(df, table_name="deals")
+    push_pipeline(portal.webhook_url, name="gaps").run(df, table_name="deals")
 
     results = read_table(RESULTS_TABLE)
     assert [r["status"] for r in results] == ["ok", "ok", "error", "error"]

@@ -398,7 +398,7 @@ def test_delete_returns_an_empty_array(rw: PortalState) -> None:
     result = call(rw, "crm.item.delete", {"entityTypeId": 2, "id": 3})
     assert result.result == []
     assert error(rw, "crm.item.get", {"entityTypeId": 2, "id": 3}).code == "NOT_FOUND"
-    assert error(rw, "crm.item.delete", {"entityTypeId": 2, "id": 3}).description == "Element not found"
+    assert error(rw, "crm.item.delete", {"entityTypeId": 2, "id": 3}).description == "Item not found"
 
 
 def test_item_fields_shape(ro: PortalState) -> None:
@@ -500,7 +500,7 @@ def test_classic_get_matches_the_recorded_row_shape(ro: PortalState) -> None:
         ("crm.lead.get", {}, "ID is not defined or invalid."),
         ("crm.lead.get", {"id": "abc"}, "ID is not defined or invalid."),
         ("crm.deal.get", {"id": 9999}, "Not found"),
-        ("crm.contact.update", {"id": 9999, "fields": {"NAME": "x"}}, "Not found"),
+        ("crm.contact.update", {"id": 9999, "fields": {"NAME": "x"}}, "Contact is not found"),
         ("crm.company.delete", {"id": 0}, "ID is not defined or invalid."),
         ("crm.deal.add", {"fields": "nope"}, "Parameter 'fields' must be array."),
         ("crm.deal.add", {}, "Parameter 'fields' must be array."),

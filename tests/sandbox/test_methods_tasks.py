@@ -233,12 +233,13 @@ def test_add_update_delete(rw: PortalState) -> None:
     assert creator.validation == [
         {
             "field": "creatorId",
-            "message": "In DTO `TaskDto`, the field `creatorId` requires the presence of the `Editable` attribute",
+            "message": "In DTO `TaskDto`, the field `creatorId` requires the presence of the `Editable` attribute "
+            "for such a request",
         }
     ]
     assert (
         v3_error(rw, "tasks.task.update", {"id": 9999, "fields": {"title": "x"}}).code
-        == V3 + "ENTITYNOTFOUNDEXCEPTION"
+        == V3 + "ACCESSDENIEDEXCEPTION"
     )
     with_results = next(r["taskId"] for r in rw.rows("task_results"))
     assert v3(rw, "tasks.task.delete", {"id": with_results}).result == {"result": True}
@@ -266,7 +267,13 @@ def test_add_update_delete(rw: PortalState) -> None:
         ),
         (
             {"title": "x", "creatorId": 1, "responsibleId": 1, "id": 5},
-            [("id", "In DTO `TaskDto`, the field `id` requires the presence of the `Editable` attribute")],
+            [
+                (
+                    "id",
+                    "In DTO `TaskDto`, the field `id` requires the presence of the `Editable` attribute for such "
+                    "a request",
+                )
+            ],
         ),
     ],
 )
@@ -394,7 +401,25 @@ def test_v2_get_add_update_delete(rw: PortalState) -> None:
     updated = v2(rw, "tasks.task.update", {"taskId": 131, "fields": {"STATUS": 5}}).result["task"]
     assert updated["status"] == "5" and updated["closedDate"] is not None
     assert v2(rw, "tasks.task.delete", {"taskId": 131}).result == {"task": True}
-    assert v2_error(rw, "tasks.task.get", {"taskId": 131}).code == "ERROR_CORE"
+    # DOCS tasks-task-update.md / tasks-task-delete.md "Possible Error Codes" (a deleted task is out of reach).
+    assert v2_error(rw, "tasks.task.get", {"taskId": 131}).code == "0"
+    assert v2_error(rw, "tasks.task.update", {"taskId": 131, "fields": {"TITLE": "x"}}).description == (
+        "Action on the task is not allowed (internal error)"
+    )
+    assert v2_error(rw, "tasks.task.delete", {"taskId": 131}).code == "1048582"
+    assert (
+        v2_error(rw, "tasks.task.get", {"taskId": "abc"}).code,
+        v2_error(rw, "tasks.task.get", {}).code,
+    ) == (
+        "0",
+        "100",
+    )
+    assert v2_error(rw, "tasks.task.update", {"taskId": 3, "fields": {}}).description == (
+        "Could not find value for parameter {fields} (internal error)"
+    )
+    assert v2_error(rw, "tasks.task.update", {"taskId": 3, "fields": {"STATUS": 99}}).description == (
+        "Invalid status<br>"
+    )
     no_title = v2_error(rw, "tasks.task.add", {"fields": {"RESPONSIBLE_ID": 1}})
     assert (no_title.code, no_title.description) == ("ERROR_CORE", "Task title is not specified<br>")
 

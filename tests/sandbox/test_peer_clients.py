@@ -81,6 +81,22 @@ def test_fast_bitrix24_crm_item_get_unwraps_item(plain: Sandbox) -> None:
     assert sorted(item["id"] for item in items) == [1, 2, 3, 4, 5]
 
 
+def test_fast_bitrix24_reads_v2_task_results(plain: Sandbox) -> None:
+    # v2 tasks.task.result.list answers a bare array per task (DOCS tasks-task-result-list.md), no paging.
+    client = Bitrix(plain.webhook_url, verbose=False)
+    stored = plain.rows("task_results")
+    task_ids = sorted({r["taskId"] for r in stored})[:3]
+    first = client.get_all("tasks.task.result.list", {"taskId": task_ids[0]})
+    expected_first = sorted((r["id"] for r in stored if r["taskId"] == task_ids[0]), reverse=True)
+    assert [row["id"] for row in first] == expected_first  # newest first, as the documented answer
+    assert {"id", "taskId", "commentId", "createdBy", "createdAt", "updatedAt", "status", "text"} <= set(
+        first[0]
+    )
+    with pytest.warns(UserWarning):  # fast_bitrix24 prefers get_all for *.list methods, but batches call()
+        batched = client.call("tasks.task.result.list", [{"taskId": t} for t in task_ids])
+    assert sorted(row["id"] for row in batched) == sorted(r["id"] for r in stored if r["taskId"] in task_ids)
+
+
 def test_fast_bitrix24_over_tls_with_an_ssl_context(secure: Sandbox) -> None:
     context = ssl.create_default_context(cafile=secure.ca_cert_path)
 

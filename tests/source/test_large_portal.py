@@ -21,7 +21,8 @@ from bitrix24_source import bitrix24_source
 from bitrix24_source.sandbox import Sandbox
 from bitrix24_source.source import resource_stats
 from bitrix24_source.source.settings import ALL_RESOURCES
-from tests.source.conftest import assert_rows_equal, column_types, fetch_table, make_pipeline
+from tests.helpers import column_types, fetch_table, make_pipeline
+from tests.source.compare import assert_rows_equal
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,8 @@ from bitrix24_source import bitrix24_source
 from bitrix24_source.errors import Bitrix24Error, ConfigError
 from bitrix24_source.sandbox import Fault, Sandbox
 from bitrix24_source.source import resource_stats
-from tests.source.conftest import assert_rows_equal, fetch_table, make_pipeline
+from tests.helpers import fetch_table, make_pipeline
+from tests.source.compare import assert_rows_equal
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,8 @@ from bitrix24_source.errors import Bitrix24Error
 from bitrix24_source.sandbox import Fault, Sandbox
 from bitrix24_source.source import resource_stats
 from bitrix24_source.source.credentials import save_tokens_to_toml
-from tests.source.conftest import assert_rows_equal, column_types, fetch_table, make_pipeline
+from tests.helpers import column_types, fetch_table, make_pipeline
+from tests.source.compare import assert_rows_equal
 
 LAG = 300.0
 

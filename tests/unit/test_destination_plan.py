@@ -12,13 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bitrix24_source.destination.coerce import INVALID_ENUM_VALUE, INVALID_TYPE
+from bitrix24_source.destination.directories import needed_directories, parse_directory
 from bitrix24_source.destination.plan import (
     DUPLICATE_KEY,
     DUPLICATE_KEY_ON_PORTAL,
     IMMUTABLE_FIELD,
-    INVALID_ENUM_VALUE,
     INVALID_ID,
-    INVALID_TYPE,
     INVALID_VALUE,
     NOTHING_TO_UPDATE,
     READ_ONLY_FIELD,
@@ -26,17 +26,13 @@ from bitrix24_source.destination.plan import (
     UNKNOWN_FIELD,
     Outcome,
     PlanOptions,
-    added_id,
-    error_row,
     key_value,
     mark_duplicate_keys,
-    needed_directories,
-    parse_directory,
+    plan_chunk,
     plan_row,
-    plan_row_record,
-    result_row,
-    write_target,
 )
+from bitrix24_source.destination.results import error_row, plan_row_record, result_row
+from bitrix24_source.destination.targets import added_id, write_target
 from bitrix24_source.fields import EntityFields, parse_crm_item_fields, parse_task_fields
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "real-responses"
@@ -495,3 +491,45 @@ def test_stage_name_without_category_is_not_guessed() -> None:
     assert _dir_plan(
         {"id": 5, "stageId": "WON"}
     ).is_valid  # a stage id needs no pipeline: its prefix names it
+
+
+class _PortalHolds:
+    """A look-up against a fixed map of field -> value -> ids, recording every question it is asked."""
+
+    def __init__(self, held: dict[str, dict[str, list[int]]]) -> None:
+        self.held = held
+        self.asked: list[tuple[str, list[str]]] = []
+
+    def __call__(self, field_name: str, values: Any) -> dict[str, list[int]]:
+        self.asked.append((field_name, list(values)))
+        return {v: self.held.get(field_name, {})[v] for v in values if v in self.held.get(field_name, {})}
+
+
+def test_a_chunk_is_planned_with_one_key_look_up_and_one_marker_look_up() -> None:
+    portal = _PortalHolds({"originId": {"k1": [70], "k2": [71, 72]}, "xmlId": {"taken": [9]}})
+    rows = {
+        0: {"originId": "k1", "title": "found once"},
+        1: {"originId": "k2", "title": "found twice"},
+        2: {"originId": "k3", "title": "new", "xmlId": "taken"},
+        3: {"id": 5, "originId": "k4", "title": "has an id"},
+    }
+    options = PlanOptions(key="originId", marker_prefix="b24w:L1:F1")
+    planned = plan_chunk(rows, DEALS, FIELDS, options, portal)
+    assert [p.row_number for p in planned] == [0, 1, 2, 3]
+    assert (planned[0].operation, planned[0].bitrix_id) == ("update", 70)
+    assert planned[1].error_code == DUPLICATE_KEY_ON_PORTAL
+    # Row 2 is an add keyed by originId: its marker is the key, so the xmlId value is not a supplied marker.
+    assert planned[2].operation == "add" and planned[2].marker == "k3" and not planned[2].marker_supplied
+    assert (planned[3].operation, planned[3].bitrix_id) == ("update", 5)
+    assert portal.asked == [("originId", ["k1", "k2", "k3"])]
+
+
+def test_a_supplied_marker_already_on_the_portal_rejects_the_add_unless_it_may_have_been_sent() -> None:
+    portal = _PortalHolds({"xmlId": {"taken": [9]}})
+    rows = {0: {"title": "a", "xmlId": "taken"}, 1: {"title": "b", "xmlId": "free"}}
+    planned = plan_chunk(rows, DEALS, FIELDS, OPTS, portal)
+    assert planned[0].error_code == "DUPLICATE_MARKER_ON_PORTAL" and planned[1].is_valid
+    assert portal.asked == [("xmlId", ["taken", "free"])]
+    resumed = plan_chunk(rows, DEALS, FIELDS, OPTS, portal, maybe_sent={0})
+    assert resumed[0].is_valid  # it passed the check before it went in flight; finding it now proves nothing
+    assert portal.asked[1] == ("xmlId", ["free"])

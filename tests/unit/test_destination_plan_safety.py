@@ -14,16 +14,13 @@ from bitrix24_source.destination.plan import (
     INVALID_ID,
     Outcome,
     PlanOptions,
-    WriteOptionError,
-    check_write_options,
-    error_row,
     key_value,
     plan_row,
     plan_row_or_reject,
     reject_existing_markers,
-    result_row,
-    write_target,
 )
+from bitrix24_source.destination.results import error_row, result_row
+from bitrix24_source.destination.targets import WriteOptionError, check_write_options, write_target
 from bitrix24_source.fields import EntityFields, parse_crm_item_fields, parse_task_fields
 
 

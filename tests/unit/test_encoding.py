@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bitrix24_source.client.commands import encodable_v2, has_nested_empty, http_build_query, ref
+from bitrix24_source.client.commands import ref
+from bitrix24_source.client.phpquery import encodable_v2, has_nested_empty, http_build_query
 from bitrix24_source.errors import ConfigError
 from bitrix24_source.sandbox.phpquery import parse_str
 

@@ -1,4 +1,4 @@
-"""The error tree, the response mapping and secret masking (§2.2, §2.3, STYLE.md rule 13)."""
+"""The error tree, the response mapping and secret masking (§2.2, §2.3; the webhook code and tokens never reach a log, an exception text or a repr)."""
 
 from __future__ import annotations
 

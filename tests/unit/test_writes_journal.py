@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bitrix24_source.destination import _fold_variants, _Journal
+from bitrix24_source.destination.dlt_adapter import fold_variants
+from bitrix24_source.destination.journal import Journal
 
 
 def _record(n: int, status: str) -> dict[str, object]:
@@ -12,7 +13,7 @@ def _record(n: int, status: str) -> dict[str, object]:
 
 
 def test_journal_keeps_the_last_record_per_row_and_skips_a_torn_line(tmp_path: Path) -> None:
-    journal = _Journal(tmp_path / "j" / "deals.f1.jsonl")
+    journal = Journal(tmp_path / "j" / "deals.f1.jsonl")
     assert journal.load() == {}
     journal.append([_record(0, "ok"), _record(1, "error")])
     journal.append([_record(1, "ok")])
@@ -27,4 +28,4 @@ def test_journal_keeps_the_last_record_per_row_and_skips_a_torn_line(tmp_path: P
 
 def test_variant_columns_fold_back_to_the_column_the_user_wrote() -> None:
     row = {"id": 2, "opportunity": None, "opportunity▶v_text": "lots", "_dlt_id": "x", "_dlt_load_id": "1"}
-    assert _fold_variants(row) == {"id": 2, "opportunity": "lots"}
+    assert fold_variants(row) == {"id": 2, "opportunity": "lots"}

@@ -15,8 +15,9 @@ from bitrix24_source import bitrix24_destination, bitrix24_source
 from bitrix24_source.sandbox import Sandbox
 from bitrix24_source.source import resource_stats
 from bitrix24_source.source.settings import ALL_RESOURCES
-from tests.cli.conftest import clean_env, run_cli, summary_row
-from tests.source.conftest import assert_rows_equal, fetch_table
+from tests.cli.process import clean_env, run_cli, summary_row
+from tests.helpers import fetch_table
+from tests.source.compare import assert_rows_equal
 
 pytestmark = pytest.mark.postgres
 

@@ -13,7 +13,7 @@ import duckdb
 import pytest
 
 from bitrix24_source.sandbox import Sandbox
-from tests.source.conftest import assert_rows_equal
+from tests.source.compare import assert_rows_equal
 
 PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
 

@@ -1,8 +1,8 @@
-"""Helpers for the source pipeline tests: DuckDB pipelines and an independent row comparison.
+"""Row comparison for the source tests: portal rows vs warehouse rows, each normalised by its own rules.
 
-The comparison does not reuse the source's own value mapper: it normalises the portal's canonical rows and
-the warehouse rows each by their own rules (ISO strings vs timestamps, "Y"/"N" vs booleans, JSON text vs
-lists), so a conversion bug in the source cannot hide on both sides.
+It does not reuse the source's own value mapper: it normalises the portal's canonical rows and the warehouse
+rows each by their own rules (ISO strings vs timestamps, "Y"/"N" vs booleans, JSON text vs lists), so a
+conversion bug in the source cannot hide on both sides.
 """
 
 from __future__ import annotations
@@ -11,37 +11,11 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-import dlt
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 
 _NAMING = NamingConvention()
-
-
-def make_pipeline(path: Path, name: str = "b24_test") -> dlt.Pipeline:
-    return dlt.pipeline(
-        pipeline_name=name,
-        pipelines_dir=str(path / "pipelines"),
-        destination=dlt.destinations.duckdb(str(path / "warehouse.duckdb")),
-        dataset_name="bitrix24",
-        dev_mode=True,
-    )
-
-
-def fetch_table(pipeline: dlt.Pipeline, table: str) -> list[dict[str, Any]]:
-    with pipeline.sql_client() as client:
-        qualified = client.make_qualified_table_name(table)
-        with client.execute_query(f"SELECT * FROM {qualified}") as cursor:
-            names = [d[0] for d in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
-def column_types(pipeline: dlt.Pipeline, table: str) -> dict[str, str]:
-    with pipeline.sql_client() as client:
-        rows = client.execute_sql(f"DESCRIBE {client.make_qualified_table_name(table)}")
-    return {str(r[0]): str(r[1]) for r in rows or []}
 
 
 def _same(portal_value: Any, stored: Any) -> bool:

@@ -1,0 +1,151 @@
+"""The only code touching dlt internals: the load-completion hook, checkpoint commits, reading load job files.
+
+Its only I/O is reading the load job file dlt hands over. Everything else the destination needs from
+dlt is public API (``dlt.current.load_package_state()``, ``dlt.current.destination_state()``,
+``dlt.current.pipeline()``, ``dlt.destinations``, the destination exceptions) and is used where it is needed.
+
+Why internals at all:
+
+* **Completion hook.** The results are flushed when dlt completes a load package, and dlt 1.31 has no public
+  hook for that moment: the @dlt.destination callable sees one job at a time and cannot tell the last one
+  (dlt may retry jobs); trace and collector callbacks (dlt.pipeline.trace.TRACKING_MODULES,
+  Collector.on_end_trace_step) run after the load step and swallow their exceptions (suppress_and_warn), so a
+  failed flush would go unnoticed; a wrapper around pipeline.run() would miss packages that a plain
+  pipeline.run() / pipeline.load() resumes. The loader calls the job client's complete_load(load_id) once per
+  package, after every job completed and before the package is marked loaded; an exception there leaves the
+  package pending, and the next run calls it again. So the flush hooks in there, by subclassing dlt's
+  custom-destination factory and job client (dlt.destinations.impl.destination.*, not public API).
+  :func:`check_dlt_internals` refuses to build the destination if they change, and
+  tests/destination/test_dlt_adapter.py pins the behaviour the flush relies on.
+* **Checkpoints.** ``dlt.current.destination_state()`` is public, but committing it mid-job is not:
+  :func:`commit_destination_state`.
+* **Load job files.** The file name (its file id and format), dlt's typed JSON lines, and the variant columns
+  dlt writes for values whose type differs from their column's: :func:`job_file_id`, :func:`read_rows`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from types import FunctionType
+from typing import Any, ClassVar, Final
+
+import dlt
+from dlt.common.destination import Destination
+from dlt.common.normalizers.naming.direct import NamingConvention as DirectNamingConvention
+from dlt.common.storages import FileStorage
+from dlt.common.storages.load_package import commit_load_package_state
+from dlt.common.storages.load_storage import ParsedLoadJobFileName
+from dlt.destinations.impl.destination.destination import DestinationClient as _CustomDestinationClient
+from dlt.destinations.impl.destination.factory import destination as _CustomDestinationFactory
+
+# --- the completion hook -----------------------------------------------------------------------------------
+
+_DLT_INTERNALS: Final = (
+    (_CustomDestinationFactory, "client_class", property),
+    (_CustomDestinationClient, "complete_load", FunctionType),
+    (_CustomDestinationClient, "__init__", FunctionType),
+)
+
+
+def check_dlt_internals() -> None:
+    """Fail loudly (instead of never flushing the results) when dlt changed what the adapter overrides."""
+    missing = [
+        f"{owner.__module__}.{owner.__qualname__}.{name}"
+        for owner, name, kind in _DLT_INTERNALS
+        if not isinstance(inspect.getattr_static(owner, name, None), kind)
+    ]
+    if missing:
+        raise RuntimeError(
+            f"bitrix24 destination: dlt {dlt.__version__} no longer has {', '.join(missing)}, which the "
+            "destination hooks to record its write results (it was built against dlt 1.31)"
+        )
+
+
+class _CompletingClient(_CustomDestinationClient):
+    """dlt's custom-destination job client that also runs ``on_load_complete(load_id)`` when a load ends."""
+
+    on_load_complete: ClassVar[Callable[[str], None]]
+
+    def complete_load(self, load_id: str) -> None:
+        super().complete_load(load_id)
+        type(self).on_load_complete(load_id)
+
+
+class _CompletingFactory(_CustomDestinationFactory):
+    """dlt's custom-destination factory whose job client runs a completion hook (see the module docstring).
+
+    It keeps the base class's ``__init__``: dlt reads the factory's options from that signature.
+    """
+
+    _client_class: type[_CompletingClient]
+
+    @property
+    def client_class(self) -> type[_CustomDestinationClient]:
+        return self._client_class
+
+
+def completing_destination(
+    destination_callable: Callable[..., None], on_load_complete: Callable[[str], None], **kwargs: Any
+) -> Destination[Any, Any]:
+    """What ``@dlt.destination(**kwargs)`` builds from `destination_callable`, plus a call to
+    ``on_load_complete(load_id)`` when dlt completes a load package."""
+    check_dlt_internals()
+    factory = _CompletingFactory(destination_callable=destination_callable, **kwargs)
+    # A client class per factory: dlt builds the job client from the class alone (Destination.client()).
+    factory._client_class = type(
+        "_Bitrix24JobClient", (_CompletingClient,), {"on_load_complete": staticmethod(on_load_complete)}
+    )
+    return factory
+
+
+# --- checkpoints -------------------------------------------------------------------------------------------
+
+
+def commit_destination_state() -> None:
+    """Persist the load package state (with ``dlt.current.destination_state()``) now, mid-job."""
+    commit_load_package_state()
+
+
+# --- load job files ----------------------------------------------------------------------------------------
+
+
+def job_file_id(path: str) -> str:
+    """The file id dlt gave a load job file: the job's identity within its load."""
+    return ParsedLoadJobFileName.parse(path).file_id
+
+
+def read_rows(path: str) -> list[dict[str, Any]]:
+    """All rows of a load job file, in file order, without dlt's own columns."""
+    parsed = ParsedLoadJobFileName.parse(path)
+    if parsed.file_format == "parquet":
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(path).to_pylist()
+    else:
+        from dlt.common.json import json as dlt_json
+
+        rows = []
+        with FileStorage.open_zipsafe_ro(path) as f:
+            for line in f:
+                if line.strip():
+                    loaded = dlt_json.typed_loads(line)
+                    rows.extend(loaded if isinstance(loaded, list) else [loaded])
+    return [fold_variants(row) for row in rows]
+
+
+# dlt stores a value whose type differs from its column's in a variant column `<name>▶v_<type>` (direct
+# naming convention's path separator); the user wrote `<name>`, so validation must see `<name>`.
+_VARIANT_MARK: Final = f"{DirectNamingConvention.PATH_SEPARATOR}v_"
+
+
+def fold_variants(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row as the user wrote it: variant columns folded back into their column, dlt's columns dropped."""
+    out: dict[str, Any] = {}
+    for column, value in row.items():
+        if column.startswith("_dlt_"):
+            continue
+        base = column.split(_VARIANT_MARK, 1)[0] if _VARIANT_MARK in column else column
+        if base not in out or out[base] is None:
+            out[base] = value
+    return out

@@ -1,0 +1,243 @@
+"""The destination's side of the wire: field metadata, directories, look-ups and sending; I/O through the client.
+
+:class:`Portal` is one entity of one portal as a load job writes it: it reads what planning needs and sends a
+chunk's commands as v2 batches with ``halt=0`` (§4.2) until every row has a known outcome. v3 batches are
+all-or-nothing (§5.6), so they could not report per-row outcomes and are not used. :class:`PortalCache` is
+what the jobs of one destination share: the client (and its limiter), and the metadata read once per load.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence, Set
+from typing import TYPE_CHECKING, Any, Final
+
+from dlt.common.destination.exceptions import DestinationTerminalException, DestinationTransientException
+
+from bitrix24_source.destination.directories import parse_directory
+from bitrix24_source.destination.options import DestinationOptions
+from bitrix24_source.destination.plan import Outcome, PlannedRow
+from bitrix24_source.destination.targets import WriteTarget, added_id, as_id
+from bitrix24_source.errors import Bitrix24Error, mask
+from bitrix24_source.fields import EntityFields, parse_crm_item_fields, parse_task_fields
+
+if TYPE_CHECKING:
+    from bitrix24_source.client import Bitrix24Client
+
+NOT_FOUND_CODES: Final = frozenset({"NOT_FOUND", "ERROR_ENTITY_NOT_FOUND"})
+_REQUEST_LEVEL_CATEGORIES: Final = frozenset({"auth", "rate_limit"})
+
+
+class Portal:
+    """One target entity of one portal, through one client."""
+
+    def __init__(self, client: Bitrix24Client, target: WriteTarget, max_send_attempts: int) -> None:
+        self.client = client
+        self.target = target
+        self.max_send_attempts = max_send_attempts
+
+    def read_fields(self) -> EntityFields:
+        """The entity's field metadata (crm.item.fields / tasks.task.getFields)."""
+        target = self.target
+        try:
+            result = self.client.call(target.fields_method, target.fields_params()).result
+        except Bitrix24Error as exc:
+            raise job_error(exc, f"cannot read the field metadata of {target.entity}") from exc
+        parse = parse_crm_item_fields if target.family == "crm_item" else parse_task_fields
+        return parse(result)
+
+    def read_directories(self, entity_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The crm.status directories (stages, sources, types) named by `entity_ids`.
+
+        All of them come in one v2 batch of ``crm.status.list`` calls, one per ENTITY_ID; the method has no
+        paging (DOCS crm-status-list.md: "select" and navigation are not supported), so one call is the whole
+        directory.
+        """
+        calls = [
+            ("crm.status.list", {"filter": {"ENTITY_ID": entity_id}, "order": {"SORT": "ASC"}})
+            for entity_id in entity_ids
+        ]
+        results = self._read_all(calls, f"cannot read the crm.status directories of {self.target.entity}")
+        return {entity_id: parse_directory(r) for entity_id, r in zip(entity_ids, results, strict=True)}
+
+    def lookup(self, field_name: str, values: Sequence[str]) -> dict[str, list[int]]:
+        """Map each of `values` to the ids of the records whose `field_name` holds it (absent: none).
+
+        One list command per value, batched 50 to a request: a single ``@field`` list call would return one
+        page of 50 rows (§3.1) shared by all values, so values held by many records could crowd others out.
+        """
+        target = self.target
+        found: dict[str, list[int]] = {}
+        unique = sorted(set(values))
+        if not unique:
+            return found
+        calls = [(target.list_method, target.lookup_params(field_name, value)) for value in unique]
+        results = self._read_all(calls, f"cannot look up {field_name} on {target.entity}")
+        for value, result in zip(unique, results, strict=True):
+            ids = {
+                record_id
+                for row in target.lookup_rows(result)
+                if str(_squashed_get(row, field_name)) == value
+                and (record_id := as_id(_squashed_get(row, target.id_field))) is not None
+            }
+            if ids:
+                found[value] = sorted(ids)
+        return found
+
+    def send(self, valid: Sequence[PlannedRow], maybe_sent: Set[int]) -> dict[int, Outcome]:
+        """Send the valid rows of a chunk as v2 batches (halt=0) until every row has a known outcome.
+
+        Rows in `maybe_sent` may have landed in an earlier attempt: their adds are looked up by marker first,
+        and a delete of theirs that answers ``NOT_FOUND`` counts as ok (the lost attempt did it).
+        """
+        outcomes: dict[int, Outcome] = {}
+        uncertain = {p.row_number for p in valid if p.row_number in maybe_sent}
+        self._verify_adds([p for p in valid if p.row_number in uncertain], outcomes)
+        to_send = [p for p in valid if p.row_number not in outcomes]
+        attempt = 0
+        while to_send:
+            attempt += 1
+            retry = self._send_once(to_send, uncertain, outcomes)
+            if retry and attempt >= self.max_send_attempts:
+                raise DestinationTransientException(
+                    f"bitrix24 destination: {len(retry)} writes to {self.target.entity} still have no known "
+                    f"outcome after {attempt} attempts; the job will be retried and will verify them first"
+                )
+            self._verify_adds([p for p in retry if p.row_number in uncertain], outcomes)
+            to_send = [p for p in retry if p.row_number not in outcomes]
+        return outcomes
+
+    def _send_once(
+        self, to_send: Sequence[PlannedRow], uncertain: set[int], outcomes: dict[int, Outcome]
+    ) -> list[PlannedRow]:
+        """One batch request: record the known outcomes, return the rows that have to go round again."""
+        what = f"batch write to {self.target.entity} failed"
+        try:
+            batch = self.client.batch([(p.method, p.params) for p in to_send], halt_on_error=False)
+        except Bitrix24Error as exc:
+            raise job_error(exc, what) from exc
+        retry: list[PlannedRow] = []
+        for p, r in zip(to_send, batch.results, strict=True):
+            if (
+                r.error is not None
+                and r.error.category in _REQUEST_LEVEL_CATEGORIES
+                and r.outcome != "unknown"
+            ):
+                # Auth and rate-limit failures concern the request, not the row: fail (or retry) the job,
+                # the in-flight checkpoint makes the next attempt verify what may have landed.
+                raise job_error(r.error, what)
+            if r.outcome == "ok":
+                new_id = added_id(r.method, r.result) if p.operation == "add" else p.bitrix_id
+                outcomes[p.row_number] = Outcome("ok", new_id)
+            elif r.outcome == "error":
+                code = r.error.code if r.error is not None else ""
+                text = r.error.description if r.error is not None else "unknown error"
+                if p.operation == "delete" and p.row_number in uncertain and code.upper() in NOT_FOUND_CODES:
+                    # The lost attempt deleted it (documented in the README).
+                    outcomes[p.row_number] = Outcome("ok", p.bitrix_id)
+                else:
+                    outcomes[p.row_number] = Outcome("error", None, code, mask(text))
+            else:
+                # "unknown": it may have been applied; "not_executed": it was not. Both go round again,
+                # adds only after their markers were looked up.
+                if r.outcome == "unknown":
+                    uncertain.add(p.row_number)
+                retry.append(p)
+        return retry
+
+    def _verify_adds(self, rows: Sequence[PlannedRow], outcomes: dict[int, Outcome]) -> None:
+        """Look up the markers of adds whose outcome is unknown; record found ones as ok (no resend)."""
+        by_field: dict[str, list[PlannedRow]] = {}
+        for p in rows:
+            if p.operation == "add" and p.marker is not None and p.marker_field is not None:
+                by_field.setdefault(p.marker_field, []).append(p)
+        for field_name, group in by_field.items():
+            found = self.lookup(field_name, [p.marker for p in group if p.marker is not None])
+            for p in group:
+                if p.marker in found:
+                    outcomes[p.row_number] = Outcome("ok", found[p.marker][0])
+
+    def _read_all(self, calls: Sequence[tuple[str, dict[str, Any]]], what: str) -> list[Any]:
+        """The results of read commands, batched 50 to a request; any failed command fails the job."""
+        try:
+            batch = self.client.batch_by_chunk(calls, halt_on_error=False)
+        except Bitrix24Error as exc:
+            raise job_error(exc, what) from exc
+        for r in batch.results:
+            if r.error is not None:
+                raise job_error(r.error, what)
+            if not r.ok:
+                raise DestinationTransientException(
+                    f"bitrix24 destination: {what}: command {r.key} was not run"
+                )
+        return [r.result for r in batch.results]
+
+
+class PortalCache:
+    """What the load jobs of one destination share: the client, and the metadata read once per load."""
+
+    def __init__(self, options: DestinationOptions) -> None:
+        self.options = options
+        self._client: Bitrix24Client | None = None
+        self._client_url: str | None = None
+        self._fields: dict[tuple[str, str], EntityFields] = {}
+        self._directories: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
+        self._lock = threading.Lock()
+
+    def portal(self, webhook_url: str, target: WriteTarget) -> Portal:
+        """`target` on the portal of `webhook_url`, through the one client (and limiter) of this destination."""
+        from bitrix24_source.client import Bitrix24Client
+
+        o = self.options
+        with self._lock:
+            if self._client is None or self._client_url != webhook_url:
+                self._client = Bitrix24Client(
+                    webhook_url=webhook_url,
+                    timeout=o.timeout,
+                    rate_limit=o.rate_limit,
+                    operating_limit=o.operating_limit,
+                    verify=o.verify,
+                )
+                self._client_url = webhook_url
+            return Portal(self._client, target, o.max_send_attempts)
+
+    def fields(self, portal: Portal, load_id: str) -> EntityFields:
+        """The target's field metadata, read once per load."""
+        cache_key = (load_id, portal.target.entity)
+        if cache_key not in self._fields:
+            self._fields[cache_key] = portal.read_fields()
+        return self._fields[cache_key]
+
+    def directories(self, portal: Portal, load_id: str, needed: set[str]) -> dict[str, dict[str, str]]:
+        """The directories `needed` names; a later job of the load only reads those it is the first to need."""
+        cache = self._directories.setdefault((load_id, portal.target.entity), {})
+        missing = sorted(needed - cache.keys())
+        if missing:
+            cache.update(portal.read_directories(missing))
+        return cache
+
+    def forget(self, load_id: str) -> None:
+        """Drop the metadata read for a load that is complete (a long-lived process runs many loads)."""
+        with self._lock:
+            for cache in (self._fields, self._directories):
+                for cache_key in [k for k in cache if k[0] == load_id]:
+                    del cache[cache_key]
+
+
+def job_error(exc: Bitrix24Error, what: str) -> Exception:
+    """dlt retries transient job errors and fails terminal ones; map a client error to the right kind."""
+    text = mask(f"bitrix24 destination: {what}: {exc}")
+    if exc.permanent or exc.category == "auth":
+        return DestinationTerminalException(text)
+    return DestinationTransientException(text)
+
+
+def _squashed_get(row: Mapping[str, Any], name: str) -> Any:
+    """`row[name]`, or the value of the column that spells `name` with other case or underscores."""
+    if name in row:
+        return row[name]
+    wanted = name.replace("_", "").lower()
+    for k, v in row.items():
+        if str(k).replace("_", "").lower() == wanted:
+            return v
+    return None
