@@ -3,22 +3,33 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# The runtime dependencies only (what `make demo` and `pip install bitrix24-dlt` need): no dev tools.
+RUNTIME_STAMP := $(VENV)/.runtime-stamp
 
 .PHONY: install demo test check lint typecheck bench sandbox clean
 
-$(STAMP): pyproject.toml
-	@echo "setting up $(VENV) (first run only; log in $(VENV)/install.log) ..."
+# $(call setup,EXTRAS,WHAT): create .venv if needed and pip-install the package with EXTRAS, quietly.
+define setup
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
 		|| { echo "bitrix24-dlt needs Python 3.10 or newer (PYTHON=$(PYTHON))"; exit 1; }
-	@$(PYTHON) -m venv $(VENV)
-	@( $(BIN)/python -m pip install --upgrade pip && $(BIN)/python -m pip install -e ".[dev]" ) \
+	@echo "installing $(2) into $(VENV) (first run only; log in $(VENV)/install.log) ..."
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@( $(BIN)/python -m pip install --upgrade pip && $(BIN)/python -m pip install -e ".$(1)" ) \
 		> $(VENV)/install.log 2>&1 || { tail -40 $(VENV)/install.log; echo "install failed: see $(VENV)/install.log"; exit 1; }
-	@touch $(STAMP)
+endef
+
+$(STAMP): pyproject.toml
+	$(call setup,[dev],the package with its dev tools)
+	@touch $(STAMP) $(RUNTIME_STAMP)
+
+$(RUNTIME_STAMP): pyproject.toml
+	$(call setup,,the package's runtime dependencies)
+	@touch $(RUNTIME_STAMP)
 
 install: $(STAMP)
 
-## Main job: start the sandbox portal, sync it into bitrix24.duckdb, print what landed.
-demo: $(STAMP)
+## Main job: start the sandbox portal, sync it into ./bitrix24_demo.duckdb (its own file), print what landed.
+demo: $(RUNTIME_STAMP)
 	$(BIN)/python pipelines/bitrix24_pipeline.py demo
 
 ## Lint, format check and type check.
@@ -39,4 +50,4 @@ sandbox: $(STAMP)
 	$(BIN)/python -m bitrix24_source sandbox --port 8024
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bitrix24.duckdb
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bitrix24_demo.duckdb

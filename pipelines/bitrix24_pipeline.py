@@ -1,6 +1,6 @@
 """Runnable scenarios of the `bitrix24` source, one function per scenario.
 
-    python pipelines/bitrix24_pipeline.py demo                    # sandbox portal -> ./bitrix24.duckdb + summary
+    python pipelines/bitrix24_pipeline.py demo                    # sandbox portal -> ./bitrix24_demo.duckdb + summary
     python pipelines/bitrix24_pipeline.py full [--sandbox]        # every resource, full/incremental merge
     python pipelines/bitrix24_pipeline.py selected [--sandbox]    # only deals + deal_products
     python pipelines/bitrix24_pipeline.py incremental [--sandbox] # run twice: the second run reads changes only
@@ -24,10 +24,16 @@ from typing import Any
 import dlt
 
 from bitrix24_source import bitrix24_source
-from bitrix24_source.source import resource_stats
+from bitrix24_source.cli import sync as cli_sync
+from bitrix24_source.cli.output import Output
 from bitrix24_source.source.settings import ALL_RESOURCES
 
-DEMO_DB = Path("bitrix24.duckdb")
+SCENARIO_DB = Path("bitrix24.duckdb")
+DEMO_DB = Path("bitrix24_demo.duckdb")
+DEMO_PIPELINE = "bitrix24_demo"
+DEMO_DATASET = (
+    "bitrix24"  # not the file's name: DuckDB names the catalog after the file and the two would clash
+)
 
 
 def _pipeline(
@@ -59,37 +65,12 @@ def _source(webhook_url: str | None, **kwargs: Any) -> Any:
 
 def print_summary(pipeline: dlt.Pipeline, seconds: float) -> None:
     """Print rows in the warehouse, HTTP requests and seconds per table of the last run."""
-    stats = resource_stats(pipeline)
-    counts: dict[str, int] = {}
-    # only tables that ever received rows exist in the warehouse (a resource not selected has none)
-    loaded = set(pipeline.default_schema.data_table_names(seen_data_only=True))
-    with pipeline.sql_client() as client:
-        for table in ALL_RESOURCES:
-            if table not in loaded:
-                continue
-            with client.execute_query(
-                f"SELECT count(*) FROM {client.make_qualified_table_name(table)}"
-            ) as cur:
-                counts[table] = int(cur.fetchone()[0])
-    print(f"\n{'table':<18}{'rows in db':>12}{'rows read':>12}{'requests':>10}{'seconds':>10}")
-    total_requests = 0
-    for table in ALL_RESOURCES:
-        if table not in counts and table not in stats:
-            continue
-        s = stats.get(table, {})
-        total_requests += int(s.get("requests", 0))
-        print(
-            f"{table:<18}{counts.get(table, 0):>12}{s.get('rows', '-'):>12}{s.get('requests', '-'):>10}"
-            f"{s.get('seconds', '-'):>10}"
-        )
-    print(f"{'total':<18}{sum(counts.values()):>12}{'':>12}{total_requests:>10}")
-    print(
-        f"\nrun took {seconds:.1f} s wall time (the per-table seconds are time spent in that table's requests,"
-        " client-side rate limiting included; the rest is dlt normalizing and loading)"
-    )
+    cli_sync.print_summary(Output(), pipeline, seconds)
 
 
-def full_load(webhook_url: str | None, db_path: Path | str = DEMO_DB, *, fresh: bool = False) -> dlt.Pipeline:
+def full_load(
+    webhook_url: str | None, db_path: Path | str = SCENARIO_DB, *, fresh: bool = False
+) -> dlt.Pipeline:
     """Every resource; the first run is a full load, later runs merge changes (incremental CRM and tasks)."""
     pipeline = _pipeline("bitrix24_full", db_path, progress="log", fresh=fresh)
     started = time.monotonic()
@@ -100,7 +81,7 @@ def full_load(webhook_url: str | None, db_path: Path | str = DEMO_DB, *, fresh: 
 
 
 def selected_resources(
-    webhook_url: str | None, db_path: Path | str = DEMO_DB, *, fresh: bool = False
+    webhook_url: str | None, db_path: Path | str = SCENARIO_DB, *, fresh: bool = False
 ) -> dlt.Pipeline:
     """Only deals and their product rows."""
     pipeline = _pipeline("bitrix24_selected", db_path, fresh=fresh)
@@ -126,7 +107,7 @@ def _two_runs(
 
 def incremental_run(
     webhook_url: str | None,
-    db_path: Path | str = DEMO_DB,
+    db_path: Path | str = SCENARIO_DB,
     between_runs: Callable[[], None] | None = None,
     *,
     fresh: bool = False,
@@ -142,7 +123,7 @@ def incremental_run(
 
 def deletes_detection(
     webhook_url: str | None,
-    db_path: Path | str = DEMO_DB,
+    db_path: Path | str = SCENARIO_DB,
     between_runs: Callable[[], None] | None = None,
     *,
     fresh: bool = False,
@@ -175,28 +156,63 @@ def sandbox_portal(*, deals: int = 2000, rate_limited: bool = False) -> Iterator
         yield portal
 
 
+def _made_by_demo(path: Path) -> bool:
+    """Whether `path` holds only what an earlier demo wrote: its one dataset, loaded by its pipeline."""
+    import duckdb
+
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            schemas = {
+                row[0]
+                for row in con.execute(
+                    "select schema_name from information_schema.schemata where catalog_name = current_database()"
+                ).fetchall()
+            }
+            loaded_by = con.execute(
+                f"select distinct pipeline_name from {DEMO_DATASET}._dlt_pipeline_state"
+            ).fetchall()
+    except duckdb.Error:
+        return False
+    # dlt's merge loads through a `<dataset>_staging` schema next to the dataset
+    return schemas <= {"main", DEMO_DATASET, f"{DEMO_DATASET}_staging"} and loaded_by == [(DEMO_PIPELINE,)]
+
+
 def demo(db_path: Path | str = DEMO_DB) -> None:
     """`make demo`: a sandbox with 20,000 deals (+ leads, contacts, companies, products, users, tasks) and
-    the cloud's default rate limit (burst 50, 2 requests/s) switched ON, synced into ./bitrix24.duckdb.
+    the cloud's default rate limit (burst 50, 2 requests/s) switched ON, synced into ./bitrix24_demo.duckdb.
 
     The limiter stays on because the whole sync needs only about a hundred HTTP requests (2,500 rows per
     request): reading takes ~20 s even at 2 requests/s, and the whole demo about a minute on a 2-core
-    machine, most of it dlt normalizing and loading ~64k rows into DuckDB.
+    machine, most of it dlt normalizing and loading ~64k rows into DuckDB. The demo replaces its own file
+    from an earlier run, and refuses to touch a file of that name that something else wrote.
     """
-    path = Path(db_path)
+    out = Output()
+    path = Path(db_path).resolve()
     if path.exists():
+        if not _made_by_demo(path):
+            raise SystemExit(f"{path} exists and was not written by the demo: move it away or pass --db")
         path.unlink()
-    print("starting the sandbox portal (20,000 deals, rate limit 50 burst / 2 per s) ...")
-    with sandbox_portal(deals=20_000, rate_limited=True) as portal:
+    with contextlib.ExitStack() as stack:
+        with out.step("seeding the sandbox portal (20,000 deals, rate limit 50 burst / 2 per s)"):
+            portal = stack.enter_context(sandbox_portal(deals=20_000, rate_limited=True))
         # A fresh portal every time: drop the local state (incremental cursors, pending packages) that a
         # previous demo left behind, as the warehouse file was deleted above.
-        pipeline = _pipeline("bitrix24_demo", path).drop()
+        destination = dlt.destinations.duckdb(str(path))
+        dlt.pipeline(DEMO_PIPELINE, destination=destination, dataset_name=DEMO_DATASET).drop()
+        pipeline = dlt.pipeline(
+            DEMO_PIPELINE,
+            destination=destination,
+            dataset_name=DEMO_DATASET,
+            progress=cli_sync.progress(out),
+        )
         started = time.monotonic()
-        load_info = pipeline.run(_source(portal.webhook_url).with_resources(*ALL_RESOURCES))
+        with out.step("reading field metadata"):
+            source = _source(portal.webhook_url).with_resources(*ALL_RESOURCES)
+        load_info = cli_sync.run_steps(out, pipeline, source)
         seconds = time.monotonic() - started
-        print(load_info)
-        print_summary(pipeline, seconds)
-        print(f"\nportal saw {portal.stats().http_requests} HTTP requests; warehouse: {path.resolve()}")
+        out.line(str(load_info))
+        cli_sync.print_summary(out, pipeline, seconds)
+        out.line(f"portal saw {portal.stats().http_requests} HTTP requests; warehouse: {path}")
 
 
 def _changes(portal: Any) -> Callable[[], None]:
@@ -217,11 +233,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("scenario", choices=["demo", "full", "selected", "incremental", "deletes"])
     parser.add_argument("--sandbox", action="store_true", help="run against a local sandbox portal")
-    parser.add_argument("--db", default=str(DEMO_DB), help="DuckDB file (default: ./bitrix24.duckdb)")
+    parser.add_argument(
+        "--db",
+        default=None,
+        help="DuckDB file (default: ./bitrix24_demo.duckdb for demo, else ./bitrix24.duckdb)",
+    )
     args = parser.parse_args(argv)
     if args.scenario == "demo":
-        demo(args.db)
+        demo(args.db or DEMO_DB)
         return 0
+    args.db = args.db or str(SCENARIO_DB)
     with contextlib.ExitStack() as stack:
         portal = stack.enter_context(sandbox_portal()) if args.sandbox else None
         url = portal.webhook_url if portal is not None else None

@@ -1,15 +1,25 @@
-"""Command line: ``python -m bitrix24_source sandbox …`` (also installed as ``bitrix24-dlt``).
-
-Sub-commands:
-    sandbox   run the local Bitrix24 sandbox portal on 127.0.0.1 until Ctrl-C
-"""
+"""`bitrix24-dlt sandbox`: run the local Bitrix24 sandbox portal on 127.0.0.1 until Ctrl-C (or SIGTERM)."""
 
 from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
-from collections.abc import Sequence
+from typing import Any
+
+from bitrix24_source.cli.output import Output
+
+EXAMPLES = """\
+examples:
+  bitrix24-dlt sandbox                                   # http://127.0.0.1:8024, seeded data, no limits
+  bitrix24-dlt sandbox --deals 20000 --rate-limit 50/2 --operating-limit 480   # like a cloud portal
+  bitrix24-dlt sandbox --port 0 --webhook-code s3cret --tls                    # any free port, https
+
+  # then, in another terminal, with the webhook URL it prints:
+  export SOURCES__BITRIX24__WEBHOOK_URL=http://127.0.0.1:8024/rest/1/<code>/
+  bitrix24-dlt doctor && bitrix24-dlt sync --resources all
+"""
 
 _ENTITIES = ("leads", "deals", "contacts", "companies", "users", "tasks")
 
@@ -25,13 +35,13 @@ def _rate_limit(text: str) -> tuple[int, float]:
         raise argparse.ArgumentTypeError(f"expected BURST/DRAIN such as 50/2, got {text!r}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bitrix24_source", description="bitrix24-dlt tools")
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_parser(commands: Any) -> None:
     sandbox = commands.add_parser(
         "sandbox",
         help="run the local Bitrix24 sandbox portal",
         description="Serve a generated Bitrix24 portal (REST v2 and v3, webhook and OAuth) on 127.0.0.1.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sandbox.add_argument("--port", type=int, default=8024, help="TCP port (0 picks a free one); default 8024")
     sandbox.add_argument("--seed", type=int, default=1, help="data generator seed; default 1")
@@ -55,10 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--tls", action="store_true", help="serve https with a self-signed CA (needs trustme)"
     )
     sandbox.add_argument("--webhook-code", default=None, help="webhook secret (random by default)")
-    return parser
+    sandbox.set_defaults(run=run)
 
 
-def _serve_sandbox(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, out: Output) -> int:
     from bitrix24_source.sandbox import RateLimit, Sandbox
 
     counts = {entity: getattr(args, entity) for entity in _ENTITIES}
@@ -89,16 +99,10 @@ def _serve_sandbox(args: argparse.Namespace) -> int:
             print(f"  CA certificate: {portal.ca_cert_path}")
         print(f"  stats:          {portal.base_url}/_sandbox/stats")
         print(f"  rate limit:     {rate_limit or 'off'}; operating limit: {args.operating_limit or 'off'}")
+        # The sandbox's own, throw-away secrets are printed on purpose; flushed for a parent reading a pipe.
+        sys.stdout.flush()
         try:
             stop.wait()
         except KeyboardInterrupt:
             print("stopping")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m bitrix24_source`` and the ``bitrix24-dlt`` script."""
-    args = build_parser().parse_args(argv)
-    if args.command == "sandbox":
-        return _serve_sandbox(args)
-    raise AssertionError(f"unhandled command {args.command!r}")
