@@ -21,7 +21,19 @@ examples:
   bitrix24-dlt doctor && bitrix24-dlt sync --resources all
 """
 
-_ENTITIES = ("leads", "deals", "contacts", "companies", "users", "tasks")
+_ENTITIES = (
+    "leads",
+    "deals",
+    "contacts",
+    "companies",
+    "users",
+    "tasks",
+    "spa_items",
+    "quotes",
+    "invoices",
+    "activities",
+    "departments",
+)
 
 
 def _rate_limit(text: str) -> tuple[int, float]:
@@ -46,7 +58,9 @@ def add_parser(commands: Any) -> None:
     sandbox.add_argument("--port", type=int, default=8024, help="TCP port (0 picks a free one); default 8024")
     sandbox.add_argument("--seed", type=int, default=1, help="data generator seed; default 1")
     for entity in _ENTITIES:
-        sandbox.add_argument(f"--{entity}", type=int, default=None, help=f"number of {entity} to generate")
+        sandbox.add_argument(
+            f"--{entity.replace('_', '-')}", type=int, default=None, help=f"number of {entity} to generate"
+        )
     sandbox.add_argument(
         "--rate-limit",
         type=_rate_limit,
@@ -65,13 +79,26 @@ def add_parser(commands: Any) -> None:
         "--tls", action="store_true", help="serve https with a self-signed CA (needs trustme)"
     )
     sandbox.add_argument("--webhook-code", default=None, help="webhook secret (random by default)")
+    sandbox.add_argument(
+        "--catalogue",
+        choices=("docs", "legacy"),
+        default=None,
+        help="CRM field catalogue: docs = exactly the documented fields (the default), legacy = the sandbox's "
+        "older set with xmlId on every CRM entity",
+    )
     sandbox.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
     from bitrix24_source.sandbox import RateLimit, Sandbox
 
-    counts = {entity: getattr(args, entity) for entity in _ENTITIES}
+    counts = {
+        entity: value
+        for entity in _ENTITIES
+        if (value := getattr(args, entity.replace("-", "_"))) is not None
+    }
+    if args.catalogue is not None:
+        counts["catalogue"] = args.catalogue
     rate_limit = RateLimit(*args.rate_limit) if args.rate_limit else None
     portal = Sandbox(
         seed=args.seed,

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 
+from bitrix24_source import Bitrix24Client
 from bitrix24_source.sandbox import CostModel, Sandbox
 from tests.cli.process import WEBHOOK_CODE, Run, clean_env, run_cli, summary_row
 from tests.source.compare import assert_rows_equal
@@ -294,6 +295,10 @@ def test_sandbox_serves_until_sigterm(tmp_path: Path) -> None:
             "5",
             "--webhook-code",
             WEBHOOK_CODE,
+            "--catalogue",
+            "docs",
+            "--quotes",
+            "3",
         ],
         cwd=tmp_path,
         env=clean_env(),
@@ -311,6 +316,11 @@ def test_sandbox_serves_until_sigterm(tmp_path: Path) -> None:
         assert url.startswith("http://127.0.0.1:") and url.endswith(f"/rest/1/{WEBHOOK_CODE}/")
         doctor = run_cli("doctor", "--webhook-url", url, cwd=tmp_path)
         assert doctor.returncode == 0, doctor.output
+        client = Bitrix24Client(url)
+        deal_fields = client.call("crm.item.fields", {"entityTypeId": 2}).result["fields"]
+        assert "originId" in deal_fields and "xmlId" not in deal_fields  # the documented catalogue
+        quotes = client.call("crm.item.list", {"entityTypeId": 7}).result["items"]
+        assert len(quotes) == 3
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
     finally:
