@@ -54,7 +54,7 @@ from bitrix24_source.client.commands import (
     iter_refs,
     iter_result_refs,
 )
-from bitrix24_source.client.limits import PortalLimiter, RateLimit, limiter_for
+from bitrix24_source.client.limits import BATCH_METHOD, PortalLimiter, RateLimit, limiter_for
 from bitrix24_source.client.paging import KeysetPagerV2, KeysetPagerV3
 from bitrix24_source.client.result import BatchResult, CallResult, ClientStats, StatsCounter
 from bitrix24_source.client.retry import (
@@ -574,8 +574,14 @@ class _BatchRunner:
         else:
             body = build_v3_batch_body(segment, all_commands=all_commands)
         try:
+            # OperatingBudget: a portal may bill the batch to `batch` or to the methods inside it.
             response = self.sender.request(
-                version, "batch", body, methods=methods, idempotent=idem, request_id=request_id
+                version,
+                BATCH_METHOD,
+                body,
+                methods=[BATCH_METHOD, *methods],
+                idempotent=idem,
+                request_id=request_id,
             )
         except ConfigError:
             raise
@@ -600,6 +606,8 @@ class _BatchRunner:
             request_id=request_id,
             idempotent=idem,
         )
+        if time is not None:
+            self.sender.limiter.observe(BATCH_METHOD, time.operating, time.operating_reset_at)
         if version == 2:
             for r in results:
                 # §6.1: nested calls are charged to their own methods; each result_time feeds its method.

@@ -13,23 +13,31 @@ a request would be refused, so the portal never sees an over-limit request:
   (§6.2 pre-check: ``operating >= limit - 5 s``); above ``heavy_fraction`` of the limit it adds a small adaptive
   delay, as b24jssdk does.
 
+A wait longer than :data:`WAIT_WARNING_SECONDS` is logged as a WARNING naming the method, its budget and the
+reset time, and a long wait is slept in slices with an INFO line per slice, so a sync held up by another
+client's use of a method's budget is never silent.
+
 Nothing here touches the network: the limiter only computes waits and sleeps them. Clocks and sleep are
 injectable, so the limiter math is tested with a fake clock.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 import math
 import threading
 import time as _time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Final
 
 from bitrix24_source.errors import ConfigError, MaskingFilter
 
 __all__ = [
+    "BATCH_METHOD",
     "ENTERPRISE",
+    "BudgetWait",
     "LeakyBucket",
     "OperatingBudget",
     "PortalLimiter",
@@ -43,6 +51,15 @@ logger.addFilter(MaskingFilter())
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
+
+BATCH_METHOD: Final = "batch"
+"""The method a batch request calls; some portals bill a batch's operating time to it (see OperatingBudget)."""
+
+WAIT_WARNING_SECONDS: Final = 5.0
+"""Waits for the operating budget longer than this are logged as a WARNING (shorter ones at DEBUG)."""
+
+PROGRESS_SECONDS: Final = 60.0
+"""A long wait is slept in slices of this length, each followed by an INFO line with the time left."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,13 +178,54 @@ class _MethodBudget:
     reset_at: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class BudgetWait:
+    """Why and how long a request waits for an operating budget.
+
+    Attributes:
+        seconds: the wait.
+        method: the method whose budget is the reason.
+        operating: its last known operating seconds in the 10-minute window.
+        limit: the budget's limit (seconds per 10 minutes).
+        reset_at: when its oldest basket expires (epoch seconds), if the portal said.
+    """
+
+    seconds: float
+    method: str
+    operating: float
+    limit: float
+    reset_at: float | None
+
+    def describe(self) -> str:
+        """``tasks.task.list used 478.0 of 480 s operating time, resets at 12:40:05 UTC`` (for log lines)."""
+        reset = (
+            _dt.datetime.fromtimestamp(self.reset_at, _dt.timezone.utc).strftime("%H:%M:%S UTC")
+            if self.reset_at is not None
+            else "an unknown time"
+        )
+        return (
+            f"{self.method} used {self.operating:.1f} of {self.limit:g} s operating time per 10 minutes, "
+            f"resets at {reset}"
+        )
+
+
 class OperatingBudget:
     """Per-method operating-time budget driven by each response's ``time`` (§6.1).
+
+    Which method a portal bills for a batch is not settled. The docs say the outer batch is not charged and
+    each nested call is charged to its own method (§6.1); b24jssdk measured portals that bill the whole batch
+    to the method ``batch`` and leave the nested methods at 0 (their PR #539, which also found that the
+    nested ``result_time`` of a v2 batch carries the request-wide sum, not the method's). The budget assumes
+    neither: it records every figure under the method the answer reports it for (a batch envelope's
+    ``time`` under ``batch``, a v2 command's ``result_time`` under its method), and a batch request waits
+    for the worst of ``batch`` and the methods inside it (:data:`BATCH_METHOD` is among the methods the
+    client asks about). Whichever the portal bills, the budget that runs out is one the request waits for.
 
     Args:
         limit: seconds of execution per method per 10 minutes (480 in the cloud's documented example).
         margin: start waiting when ``operating >= limit - margin`` (default: 5 s, or 1 % of small limits).
         heavy_fraction: above this fraction of the limit, add ``min((reset_at - now) * 0.01, 7 s)``.
+        warn_after: waits longer than this (seconds) are logged as a WARNING.
         wall: wall clock (epoch seconds), the clock ``operating_reset_at`` is expressed in.
         sleep: sleep function.
     """
@@ -179,6 +237,7 @@ class OperatingBudget:
         margin: float | None = None,
         heavy_fraction: float = 0.8,
         fallback_wait: float = 5.0,
+        warn_after: float = WAIT_WARNING_SECONDS,
         wall: Clock = _time.time,
         sleep: Sleep = _time.sleep,
     ) -> None:
@@ -189,6 +248,7 @@ class OperatingBudget:
         self.margin = margin if margin is not None else min(5.0, limit * 0.01)
         self.heavy_fraction = heavy_fraction
         self.fallback_wait = fallback_wait
+        self.warn_after = warn_after
         self._wall = wall
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -208,10 +268,15 @@ class OperatingBudget:
 
     def wait_time(self, methods: Iterable[str]) -> float:
         """Seconds to wait before calling all of ``methods`` without being blocked."""
+        pending = self.next_wait(methods)
+        return 0.0 if pending is None else pending.seconds
+
+    def next_wait(self, methods: Iterable[str]) -> BudgetWait | None:
+        """The longest wait before calling all of ``methods``, with its reason; None when none must wait."""
         now = self._wall()
-        worst = 0.0
+        worst: BudgetWait | None = None
         with self._lock:
-            for method in {m.lower() for m in methods}:
+            for method in sorted({m.lower() for m in methods}):
                 entry = self._methods.get(method)
                 if entry is None:
                     continue
@@ -226,7 +291,8 @@ class OperatingBudget:
                     wait = min((entry.reset_at - now) * 0.01, 7.0) if entry.reset_at is not None else 0.0
                 else:
                     wait = 0.0
-                worst = max(worst, wait)
+                if wait > 0 and (worst is None or wait > worst.seconds):
+                    worst = BudgetWait(wait, method, entry.operating, self.limit, entry.reset_at)
         return worst
 
     def blocked_wait(self, method: str, *, minimum: float) -> float:
@@ -238,9 +304,19 @@ class OperatingBudget:
         with self._lock:
             entry = self._methods.get(method.lower())
             reset_at = None if entry is None else entry.reset_at
+            used = self.limit if entry is None else entry.operating
             wait = minimum if reset_at is None or reset_at <= now else max(minimum, reset_at - now + 1.0)
             # Expires exactly when the wait ends, so the caller's own retry is not held up a second time.
             self._methods[method.lower()] = _MethodBudget(self.limit, now + wait - 1.0)
+        if wait > self.warn_after:
+            reason = BudgetWait(wait, method.lower(), used, self.limit, now + wait - 1.0)
+            logger.warning(
+                "portal refused %s: operating-time limit reached (429 OPERATION_TIME_LIMIT); "
+                "waiting %.0f s: %s",
+                method,
+                wait,
+                reason.describe(),
+            )
         return wait
 
 
@@ -274,16 +350,28 @@ class PortalLimiter:
         """Wait until a request calling ``methods`` can be sent; returns the seconds waited."""
         waited = 0.0
         if self.budget is not None:
-            wait = self.budget.wait_time(methods)
-            if wait > 0:
-                logger.info(
-                    "operating budget nearly used: waiting %.1f s before %s", wait, sorted(set(methods))
+            pending = self.budget.next_wait(methods)
+            if pending is not None:
+                logger.log(
+                    logging.WARNING if pending.seconds > self.budget.warn_after else logging.DEBUG,
+                    "operating budget nearly used: waiting %.0f s before calling %s: %s",
+                    pending.seconds,
+                    ", ".join(sorted(set(methods))),
+                    pending.describe(),
                 )
-                self._sleep(wait)
-                waited += wait
+                self._sleep_in_slices(pending)
+                waited += pending.seconds
         if self.bucket is not None:
             waited += self.bucket.acquire()
         return waited
+
+    def _sleep_in_slices(self, pending: BudgetWait) -> None:
+        left = pending.seconds
+        while left > PROGRESS_SECONDS:
+            self._sleep(PROGRESS_SECONDS)
+            left -= PROGRESS_SECONDS
+            logger.info("still waiting %.0f s for the operating budget of %s", left, pending.method)
+        self._sleep(left)
 
     def observe(self, method: str, operating: float | None, reset_at: float | None) -> None:
         if self.budget is not None:

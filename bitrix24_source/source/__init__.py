@@ -6,7 +6,7 @@ How it reads:
   (keyset.py; the commands are built in queries.py).
 * Deal product rows: a transformer over each page of deals, `crm.item.productrow.list` per group of deal
   ids, batched, `>id` continuation for full pages (keyset.py).
-* Tasks and task results: one v3 batch per page of tasks with the results of those tasks in the same
+* Tasks and task results: several pages of tasks per v3 batch with the results of those tasks in the same
   request (`$refArray`, §5.6), paged by id or newest-first (task_pages.py).
 * Incremental: `updatedTime` (CRM) and `changed` (tasks) through `dlt.sources.incremental` with a lag window,
   merged on `id`, the cursor capped at the scan's start (reader.py). `detect_deletes=True` adds an id-only

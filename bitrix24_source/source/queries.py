@@ -5,9 +5,10 @@ responses back to them.
 
 CRM and users (v2): one batch holds a chain of up to 50 `start=-1` keyset pages (§3.2); command `p<i>`
 continues from the last id of `p<i-1>` through a `$result[...]` reference (§4.3), so one HTTP request
-returns up to 2,500 rows. Tasks (v3): one batch per page, `tasks.task.list` aliased `tasks` plus
-`tasks.task.result.list` filtered by `{"$refArray": "tasks.id"}` (§5.6), so results arrive with their tasks,
-plus a one-row look-ahead for the listing's final task, so the reader knows when a full page was the last one.
+returns up to 2,500 rows. Tasks (v3): one batch holds several keyset pages of `tasks.task.list` (aliased
+`t<j>`), the results of each page as overlapping offset pages of `tasks.task.result.list` filtered by
+`{"$refArray": "t<j>.id"}` (§5.6), one-id probes that tell where the next batch's pages start, and a one-row
+look-ahead for the listing's final task, so the reader knows when a full page was the last one.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from bitrix24_source.client.commands import CommandResult, Ref, ref_array, result_ref
+from bitrix24_source.client.commands import CommandResult, Ref, result_ref
 from bitrix24_source.errors import ApiError, Bitrix24Error
 from bitrix24_source.source.settings import BATCH_LIMIT, PAGE_SIZE, EntitySpec
 
@@ -191,18 +192,33 @@ def split_chain(results: Sequence[CommandResult], spec: EntitySpec) -> ChainPage
 
 # --- tasks (REST v3) -------------------------------------------------------------------------------------
 
-TASKS_ALIAS: Final = "tasks"
-RESULTS_ALIAS: Final = "results"
 LAST_ALIAS: Final = "last"
+TASK_PAGE_PREFIX: Final = "t"
+PROBE_PREFIX: Final = "n"
 
 
-def _last_task_command(flt: list[Any] | None, order: Mapping[str, str]) -> Cmd:
+def task_page_alias(index: int) -> str:
+    """Batch alias (`as`) of the `index`-th task page of a v3 batch; `$refArray` paths start with it (§5.6)."""
+    return f"{TASK_PAGE_PREFIX}{index}"
+
+
+def result_page_alias(owner: str, index: int) -> str:
+    """Alias of the `index`-th result page of a result window (`owner`: a task page alias or `f<n>`)."""
+    return f"r{owner}_{index}"
+
+
+def probe_alias(index: int) -> str:
+    """Alias of the look-ahead probe for the `index`-th task page of the next batch."""
+    return f"{PROBE_PREFIX}{index}"
+
+
+def last_task_command(flt: list[Any] | None, order: Mapping[str, str]) -> Cmd:
     """The final task of a listing: the same filter, the order reversed, one row, id only.
 
-    Sent in the same v3 batch as a page, so a page that ends exactly on the page cap is known to be the last
-    one. Without it the next batch would carry an empty tasks page, its `{"$refArray": "tasks.id"}` would
-    resolve to `in []`, and the portal would reject the whole batch (§5.4: `in` needs a non-empty array;
-    §5.6: all-or-nothing).
+    Sent in every v3 batch of tasks, so a page holding that task is known to be the last one, and a page
+    shorter than asked that does not hold it shows that the portal clamps the page size (§5.2). Without it the
+    next batch could carry an empty tasks page, its `{"$refArray": ...}` would resolve to `in []`, and the
+    portal would reject the whole batch (§5.4: `in` needs a non-empty array; §5.6: all-or-nothing).
     """
     reverse = {field: "ASC" if direction.upper() == "DESC" else "DESC" for field, direction in order.items()}
     params: dict[str, Any] = {"select": ["id"], "order": reverse, "pagination": {"limit": 1}}
@@ -215,85 +231,110 @@ def reaches_last_task(tasks: Sequence[Mapping[str, Any]], last: Sequence[Mapping
     """Whether a page of tasks ends the listing: it is empty, or it holds the look-ahead's final task.
 
     Args:
-        tasks: the page's rows (`tasks` command).
+        tasks: the page's rows.
         last: the rows of the `last` look-ahead command (at most one).
     """
     if not tasks or not last:
         return True
-    return int(tasks[-1]["id"]) == int(last[0]["id"])
+    return any(int(t["id"]) == int(last[0]["id"]) for t in tasks)
 
 
-def v3_tasks_page(
-    after: int,
-    *,
-    limit: int,
-    select: Sequence[str],
-    results_select: Sequence[str] | None,
-    since: str | None = None,
-    with_results: bool = True,
-) -> dict[str, Cmd]:
-    """One v3 batch: a keyset page of tasks and the results of exactly those tasks (§5.2, §5.6).
-
-    Args:
-        after: the last task id read.
-        limit: requested page size (the server clamps it to the method's cap, §5.2).
-        select: task fields to return (v3 list returns only `id` without a select, §5.1).
-        results_select: task result fields, or None for the method's default set.
-        since: incremental lower bound for `changed` (ISO datetime), or None.
-        with_results: add the `tasks.task.result.list` command.
-
-    Returns:
-        Named commands: `tasks`, (optionally) `results`, and `last` (the listing's final task, see
-        `reaches_last_task`), for `Bitrix24Client.batch(..., version=3)`.
-    """
+def keyset_task_filter(after: int, since: str | None) -> list[Any]:
+    """The filter of a keyset page of tasks: `id > after`, and `changed >= since` when incremental (§5.4)."""
     flt: list[Any] = [["id", ">", after]]
     if since is not None:
         flt.append(["changed", ">=", since])
-    order = {"id": "ASC"}
-    commands: dict[str, Cmd] = {
-        TASKS_ALIAS: (
-            "tasks.task.list",
-            {"select": list(select), "filter": flt, "order": order, "pagination": {"limit": limit}},
-        )
-    }
-    if with_results:
-        commands[RESULTS_ALIAS] = (
-            "tasks.task.result.list",
-            results_params(ref_array(f"{TASKS_ALIAS}.id"), after=None, limit=limit, select=results_select),
-        )
-    commands[LAST_ALIAS] = _last_task_command(flt, order)
-    return commands
+    return flt
 
 
-def v3_tasks_recent_page(
-    offset: int,
+KEYSET_ORDER: Final = {"id": "ASC"}
+NEWEST_FIRST_ORDER: Final = {"changed": "DESC", "id": "DESC"}
+
+
+def v3_task_pages(
+    bounds: Sequence[int],
     *,
     limit: int,
     select: Sequence[str],
-    results_select: Sequence[str] | None,
-    with_results: bool = True,
+    since: str | None,
+    probes: int,
+    blind: int = 0,
 ) -> dict[str, Cmd]:
-    """One v3 batch of the most recently changed tasks (`order changed DESC, id DESC`, offset paging).
+    """The task side of one keyset v3 batch: a window of task pages, look-ahead probes and the final task.
+
+    Page `t<j>` holds the first `limit` tasks with `id > bounds[j]` (§5.2); the bounds come from the previous
+    batch's probes, so every page is known to hold a task and its `$refArray` is never `in []` (§5.4).
+    When only the first bound is known (the first batch), `blind` offset pages follow `t0` inside its
+    window instead, each starting on the previous page's last task (the seam the reader checks); nothing
+    refers to them, so an empty one is harmless, and their results are read in the next batch.
+
+    Probe `n<k>` (k >= 1) reads the two tasks right after the last task of the next batch's page k-1, so
+    its first id is the bound of page k and the second shows that page k holds a task. Offsets are only used
+    for these one-id probes and the blind pages: every other page is a keyset page, so a task deleted or added
+    between two batches cannot shift a page past a row.
+
+    Args:
+        bounds: the last task id before each page (`bounds[0]`: the last id read so far).
+        limit: page size (the method's cap as learnt, §5.2).
+        select: task fields to return (v3 list returns only `id` without a select, §5.1).
+        since: incremental lower bound for `changed` (ISO datetime), or None.
+        probes: pages the next batch may carry (probes `n1`..`n<probes-1>` are added).
+        blind: offset pages after `t0` (only with a single bound).
+
+    Returns:
+        Named commands `t0..`, `n1..` and `last`, for `Bitrix24Client.batch(..., version=3)`.
+    """
+    if blind and len(bounds) != 1:
+        raise ValueError("blind pages follow a single keyset page")
+
+    def page(after: int, offset: int) -> Cmd:
+        pagination = {"limit": limit, "offset": offset} if offset else {"limit": limit}
+        return (
+            "tasks.task.list",
+            {
+                "select": list(select),
+                "filter": keyset_task_filter(after, since),
+                "order": dict(KEYSET_ORDER),
+                "pagination": pagination,
+            },
+        )
+
+    commands: dict[str, Cmd] = {task_page_alias(j): page(bound, 0) for j, bound in enumerate(bounds)}
+    for j in range(1, blind + 1):
+        commands[task_page_alias(j)] = page(bounds[0], j * (limit - 1))
+    # The offset, in the window of the last page, of the last task this batch reads.
+    end = (blind + 1) * (limit - 1) if blind else limit - 1
+    for k in range(1, probes):
+        commands[probe_alias(k)] = (
+            "tasks.task.list",
+            {
+                "select": ["id"],
+                "filter": keyset_task_filter(bounds[-1], since),
+                "order": dict(KEYSET_ORDER),
+                "pagination": {"limit": 2, "offset": end + k * limit},
+            },
+        )
+    commands[LAST_ALIAS] = last_task_command(keyset_task_filter(bounds[0], since), KEYSET_ORDER)
+    return commands
+
+
+def v3_tasks_recent_page(offset: int, *, limit: int, select: Sequence[str]) -> dict[str, Cmd]:
+    """The task side of one v3 batch of the most recently changed tasks (`order changed DESC, id DESC`).
 
     For incremental loads on portals where `changed` is not filterable (§5.4: v3 tasks filter by `id`
     only); the caller stops at the first task changed before its lower bound.
     """
-    order = {"changed": "DESC", "id": "DESC"}
-    commands: dict[str, Cmd] = {
-        TASKS_ALIAS: (
+    return {
+        task_page_alias(0): (
             "tasks.task.list",
-            {"select": list(select), "order": order, "pagination": {"limit": limit, "offset": offset}},
-        )
+            {
+                "select": list(select),
+                "order": dict(NEWEST_FIRST_ORDER),
+                "pagination": {"limit": limit, "offset": offset},
+            },
+        ),
+        LAST_ALIAS: last_task_command(None, NEWEST_FIRST_ORDER),
     }
-    if with_results:
-        commands[RESULTS_ALIAS] = (
-            "tasks.task.result.list",
-            results_params(
-                ref_array(f"{TASKS_ALIAS}.id"), after=None, limit=PAGE_SIZE, select=results_select
-            ),
-        )
-    commands[LAST_ALIAS] = _last_task_command(None, order)
-    return commands
 
 
 def results_params(
@@ -302,29 +343,86 @@ def results_params(
     after: int | None,
     limit: int,
     select: Sequence[str] | None,
+    offset: int = 0,
 ) -> dict[str, Any]:
-    """Params of one tasks.task.result.list page for a set of tasks, keyset on result `id`."""
+    """Params of one tasks.task.result.list page for a set of tasks, in result id order after `after`."""
     ids: Any = task_ids if isinstance(task_ids, Ref) else list(task_ids)
     flt: list[Any] = [["taskId", "in", ids]]
     if after is not None:
         flt.append(["id", ">", after])
-    params: dict[str, Any] = {"filter": flt, "order": {"id": "ASC"}, "pagination": {"limit": limit}}
+    pagination: dict[str, int] = {"limit": limit}
+    if offset:
+        pagination["offset"] = offset
+    params: dict[str, Any] = {"filter": flt, "order": {"id": "ASC"}, "pagination": pagination}
     if select:
         params["select"] = list(select)
     return params
 
 
-def results_followups(
-    pending: Mapping[tuple[int, ...], int | None], *, limit: int, select: Sequence[str] | None
+def result_window(
+    owner: str,
+    task_ids: Ref | Sequence[int],
+    *,
+    after: int | None,
+    pages: int,
+    limit: int,
+    select: Sequence[str] | None,
 ) -> dict[str, Cmd]:
-    """A v3 batch continuing result pages that came back full: one command per (task ids, last result id)."""
-    commands: dict[str, Cmd] = {}
-    for n, (ids, after) in enumerate(pending.items()):
-        commands[f"r{n}"] = (
+    """`pages` offset pages of the results of a set of tasks, each overlapping the previous one by one row.
+
+    Page k starts at offset `k * (limit - 1)`: its first row must be the previous page's last one
+    (`stitch_result_pages` checks the seam), so a result deleted or added while the batch runs cannot shift a
+    row out of sight unnoticed.
+
+    Args:
+        owner: the window's name (a task page alias, or `f<n>` for a follow-up window).
+        task_ids: the tasks: `{"$refArray": "t<j>.id"}` of a task page in the same batch, or their ids.
+        after: continue after this result id (a follow-up window), or None.
+        pages: offset pages to send.
+        limit: page size (the method's cap as learnt, §5.2).
+        select: task result fields, or None for the method's default set.
+    """
+    return {
+        result_page_alias(owner, k): (
             "tasks.task.result.list",
-            results_params(ids, after=after, limit=limit, select=select),
+            results_params(task_ids, after=after, limit=limit, select=select, offset=k * (limit - 1)),
         )
-    return commands
+        for k in range(pages)
+    }
+
+
+def stitch_result_pages(
+    pages: Sequence[Sequence[dict[str, Any]]], *, limit: int, cap: PageCap
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Join the overlapping offset pages of one `result_window`: (rows in id order, where to continue).
+
+    The second value is None when the window is read to its end, else the last result id of the rows that
+    are known to be contiguous: a follow-up window continues after it (keyset, so nothing is skipped) when
+    the last page came back full, a seam row is missing, or the page cap is not known yet (a page shorter
+    than asked may be a clamped full page, §5.2).
+    """
+    for page in pages:
+        cap.observe(len(page))
+    rows: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for k, page in enumerate(pages):
+        if k:
+            previous = pages[k - 1]
+            if not cap.maybe_full(len(previous), limit):
+                return rows, None
+            if not page or int(page[0]["id"]) != int(previous[-1]["id"]):
+                # An empty page or a seam row out of place: rows moved, or the portal clamps the page size.
+                if page and len(previous) < limit:
+                    cap.clamp(len(previous))
+                return rows, int(previous[-1]["id"])
+        for row in page:
+            if int(row["id"]) not in seen:
+                seen.add(int(row["id"]))
+                rows.append(row)
+    last = pages[-1] if pages else []
+    if last and cap.maybe_full(len(last), limit):
+        return rows, int(last[-1]["id"])
+    return rows, None
 
 
 def chunked(values: Sequence[int], size: int) -> list[tuple[int, ...]]:
@@ -336,28 +434,34 @@ class PageCap:
     """Learns a v3 list method's real page cap: the docs say 1000, tasks.task.list clamps to 50 (§5.2).
 
     A page shorter than the largest page seen so far means the end, as b24jssdk's keyset paginator does.
+    `limit` is the page size to ask for: `requested` until the portal is seen clamping pages below it.
     """
 
-    __slots__ = ("largest",)
+    __slots__ = ("largest", "limit")
 
-    def __init__(self) -> None:
+    def __init__(self, requested: int = PAGE_SIZE) -> None:
         self.largest = 0
+        self.limit = requested
+
+    def observe(self, page_len: int) -> None:
+        """Record a page's length."""
+        self.largest = max(self.largest, page_len)
 
     def is_last(self, page_len: int) -> bool:
         """Record a page's length and tell whether it ends the listing."""
         if page_len == 0:
             return True
-        self.largest = max(self.largest, page_len)
+        self.observe(page_len)
         return page_len < self.largest
 
-    def may_continue(self, page_len: int, requested: int) -> bool:
-        """Whether more rows may follow a page: it is as long as requested, or as the largest page seen
-        (the server may clamp `limit` below what we asked for)."""
-        if page_len == 0:
-            return False
-        full = page_len >= requested or page_len >= self.largest
-        self.largest = max(self.largest, page_len)
-        return full
+    def maybe_full(self, page_len: int, requested: int) -> bool:
+        """Whether more rows may follow a page: it is as long as requested, or as the largest page seen (the
+        server may clamp `limit` below what we asked for)."""
+        return page_len > 0 and (page_len >= requested or page_len >= self.largest)
+
+    def clamp(self, page_len: int) -> None:
+        """The portal served `page_len` rows for a larger `limit` while more rows followed: ask for that."""
+        self.limit = min(self.limit, max(1, page_len))
 
 
 # --- deal product rows -----------------------------------------------------------------------------------

@@ -3,17 +3,21 @@ refused, shared by threads; without it the portal refuses."""
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import requests
 
 from bitrix24_source.client import Bitrix24Client, RetryPolicy
 from bitrix24_source.client.commands import result_ref
-from bitrix24_source.client.limits import PortalLimiter, RateLimit, limiter_for
+from bitrix24_source.client.limits import BATCH_METHOD, PortalLimiter, RateLimit, limiter_for
 from bitrix24_source.sandbox import CostModel, Sandbox
 from bitrix24_source.sandbox import RateLimit as SandboxRateLimit
+from tests.unit.test_limiter import FakeClock
 
 
 def _tiny(**limits: Any) -> Sandbox:
@@ -137,3 +141,98 @@ def test_clients_of_one_portal_share_its_bucket_whatever_their_user_or_budget(po
     assert a.limiter.bucket is not None and a.limiter.bucket is b.limiter.bucket is c.limiter.bucket
     assert a.limiter.budget is not None and b.limiter.budget is not None
     assert a.limiter.budget is not b.limiter.budget and c.limiter.budget is None
+
+
+class _BatchBilledToBatch(requests.adapters.BaseAdapter):
+    """A portal that bills a batch's operating time to the method `batch` (b24jssdk PR #539 measured this;
+    the sandbox follows the docs, §6.1, and bills the methods inside). Every answer is a v3 list answer."""
+
+    def __init__(self, clock: Any, batch_operating: float) -> None:
+        super().__init__()
+        self.clock = clock
+        self.batch_operating = batch_operating
+        self.paths: list[str] = []
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        path = str(request.path_url)
+        self.paths.append(path)
+        is_batch = path.split("?")[0].rstrip("/").endswith("/batch")
+        time = {
+            "start": self.clock.now,
+            "finish": self.clock.now,
+            "duration": 0.01,
+            "operating": self.batch_operating if is_batch else 0.0,
+            "operating_reset_at": self.clock.now + 100,
+        }
+        result: Any = [{"items": []}] if is_batch else {"items": []}
+        response = requests.Response()
+        response.status_code = 200
+        response._content = json.dumps({"result": result, "time": time}).encode()
+        response.headers["Content-Type"] = "application/json"
+        response.url = str(request.url)
+        response.request = request
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_batch_billed_to_the_method_batch_holds_the_next_batch(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock(1_700_000_000.0)
+    adapter = _BatchBilledToBatch(clock, batch_operating=479.0)
+    session = requests.Session()
+    session.mount("http://127.0.0.1:9/", adapter)
+    limiter = PortalLimiter(None, 480.0, clock=clock, wall=clock, sleep=clock.sleep)
+    c = Bitrix24Client("http://127.0.0.1:9/rest/1/code/", session=session, limiter=limiter, sleep=clock.sleep)
+    calls = {"t0": ("tasks.task.list", {"select": ["id"]})}
+    c.batch(calls, version=3)
+    assert limiter.budget is not None and limiter.budget.operating(BATCH_METHOD) == 479.0
+    # a single call of the method inside is not held up: the portal billed `batch`, not it
+    c.call("tasks.task.list", {"select": ["id"]}, version=3)
+    assert clock.slept == []
+    with caplog.at_level(logging.WARNING, logger="bitrix24_source.client.limits"):
+        c.batch(calls, version=3)
+    assert sum(clock.slept) == pytest.approx(101.0) and c.stats.waited_seconds == pytest.approx(101.0)
+    assert len(adapter.paths) == 3
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "bitrix24_source.client.limits"]
+    assert "waiting 101 s before calling batch, tasks.task.list" in warning
+    assert "batch used 479.0 of 480 s operating time" in warning
+
+
+def test_a_budget_used_up_by_another_client_makes_a_visible_wait(
+    make_client: Callable[..., Bitrix24Client], caplog: pytest.LogCaptureFixture
+) -> None:
+    with _metered() as metered:
+        limiter = PortalLimiter(None, 0.5)
+        assert limiter.budget is not None
+        limiter.budget.warn_after = 0.0  # the sandbox's window is 1 s: every wait counts here
+        c = make_client(
+            webhook_url=metered.webhook_url,
+            limiter=limiter,
+            retry=RetryPolicy(max_attempts=3, min_wait_429=0.2, max_wait_429=2.0),
+        )
+        c.call("user.current")
+        # another client of the same webhook, without a budget, uses up the method's operating time
+        other = make_client(webhook_url=metered.webhook_url, limiter=PortalLimiter(None, None))
+        other.call("user.current")
+        other.call("user.current")
+        with caplog.at_level(logging.WARNING, logger="bitrix24_source.client.limits"):
+            c.call("user.current")
+        assert metered.stats().rejected_429 >= 1 and c.stats.rejected_429 >= 1
+        warnings = [r.getMessage() for r in caplog.records if r.name == "bitrix24_source.client.limits"]
+        assert warnings and all("user.current" in w and "resets at" in w for w in warnings)
+        assert any("429 OPERATION_TIME_LIMIT" in w for w in warnings)
+
+
+def test_a_batch_waits_for_the_budget_of_the_methods_inside_it(
+    make_client: Callable[..., Bitrix24Client],
+) -> None:
+    # the sandbox bills as the docs say (§6.1): the methods inside the batch, not `batch`
+    with _metered() as metered:
+        limiter = PortalLimiter(None, 0.5)
+        c = make_client(webhook_url=metered.webhook_url, limiter=limiter)
+        for _ in range(4):
+            result = c.batch([("user.current", {})], halt_on_error=True)
+            assert result.is_success, result.error_messages
+        assert limiter.budget is not None and limiter.budget.operating(BATCH_METHOD) == 0.0
+        assert metered.stats().rejected_429 == 0 and c.stats.waited_seconds > 0

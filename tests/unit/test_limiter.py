@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import threading
 
 import pytest
 
 from bitrix24_source.client.limits import (
+    BATCH_METHOD,
     ENTERPRISE,
     LeakyBucket,
     OperatingBudget,
@@ -201,3 +204,72 @@ def test_headroom_is_derived_from_jitter() -> None:
     bucket = LeakyBucket(RateLimit(50, 2.0))
     bucket.reconfigure(RateLimit(50, 100.0))
     assert bucket.headroom == 10
+
+
+def _utc_clock_text(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%H:%M:%S UTC")
+
+
+def test_a_long_budget_wait_is_a_warning_with_method_budget_and_reset(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock(1_700_000_000.0)
+    limiter = PortalLimiter(None, 480.0, clock=clock, wall=clock, sleep=clock.sleep)
+    reset_at = clock.now + 250
+    limiter.observe("tasks.task.list", 478.0, reset_at)
+    with caplog.at_level(logging.INFO, logger="bitrix24_source.client.limits"):
+        waited = limiter.before_request([BATCH_METHOD, "tasks.task.list"])
+    assert waited == pytest.approx(251.0)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "operating budget nearly used: waiting 251 s before calling batch, tasks.task.list: "
+        f"tasks.task.list used 478.0 of 480 s operating time per 10 minutes, resets at {_utc_clock_text(reset_at)}"
+    ]
+    # slept in slices, each followed by a line with the time left: a long wait is never silent
+    assert clock.slept == pytest.approx([60.0, 60.0, 60.0, 60.0, 11.0])
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert infos[0] == "still waiting 191 s for the operating budget of tasks.task.list"
+    assert len(infos) == 4
+
+
+def test_a_short_adaptive_delay_is_not_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock(1_700_000_000.0)
+    limiter = PortalLimiter(None, 480.0, clock=clock, wall=clock, sleep=clock.sleep)
+    limiter.observe("crm.item.list", 400.0, clock.now + 300)  # above 80 %: a 3 s adaptive delay
+    with caplog.at_level(logging.DEBUG, logger="bitrix24_source.client.limits"):
+        assert limiter.before_request(["crm.item.list"]) == pytest.approx(3.0)
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG]
+
+
+def test_a_batch_billed_to_the_method_batch_holds_the_next_batch_only() -> None:
+    # b24jssdk PR #539: the portal billed the batch to `batch`; the methods inside it stayed at 0
+    clock = FakeClock(1_700_000_000.0)
+    limiter = PortalLimiter(None, 480.0, clock=clock, wall=clock, sleep=clock.sleep)
+    limiter.observe(BATCH_METHOD, 479.0, clock.now + 100)
+    limiter.observe("tasks.task.list", 0.0, clock.now + 100)
+    assert limiter.before_request(["tasks.task.list"]) == 0.0  # a single call is not held up
+    assert limiter.before_request([BATCH_METHOD, "tasks.task.list"]) == pytest.approx(101.0)
+
+
+def test_a_batch_billed_to_the_methods_inside_it_holds_the_next_batch() -> None:
+    # the docs (§6.1): the outer batch is not charged, its nested calls are charged to their own methods
+    clock = FakeClock(1_700_000_000.0)
+    limiter = PortalLimiter(None, 480.0, clock=clock, wall=clock, sleep=clock.sleep)
+    limiter.observe(BATCH_METHOD, 0.0, clock.now + 100)
+    limiter.observe("crm.item.list", 479.0, clock.now + 100)
+    assert limiter.before_request([BATCH_METHOD, "crm.item.list"]) == pytest.approx(101.0)
+    clock.now += 1
+    assert limiter.before_request([BATCH_METHOD, "user.get"]) == 0.0
+
+
+def test_a_refusal_warns_with_the_method_and_its_reset(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock(1_700_000_000.0)
+    budget = OperatingBudget(480.0, wall=clock, sleep=clock.sleep)
+    budget.observe("crm.deal.list", 470.0, clock.now + 120)
+    with caplog.at_level(logging.WARNING, logger="bitrix24_source.client.limits"):
+        assert budget.blocked_wait("crm.deal.list", minimum=10.0) == pytest.approx(121.0)
+        assert budget.blocked_wait("user.get", minimum=3.0) == 3.0  # short: no warning
+    assert [r.getMessage() for r in caplog.records] == [
+        "portal refused crm.deal.list: operating-time limit reached (429 OPERATION_TIME_LIMIT); waiting 121 s: "
+        f"crm.deal.list used 470.0 of 480 s operating time per 10 minutes, resets at {_utc_clock_text(clock.now + 120)}"
+    ]

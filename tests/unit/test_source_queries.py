@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bitrix24_source.client.commands import CommandResult, Ref, ResultRef
+from bitrix24_source.client.commands import CommandResult, ResultRef, ref_array
 from bitrix24_source.errors import ApiError, BatchCommandError
 from bitrix24_source.source import queries
 from bitrix24_source.source.settings import DEALS, USERS
@@ -111,40 +111,46 @@ def test_rows_of_rejects_non_list() -> None:
     assert queries.rows_of({"items": None}, "items") == []
 
 
-def test_v3_tasks_page_batch() -> None:
-    commands = queries.v3_tasks_page(
-        300,
+def test_v3_task_pages_batch() -> None:
+    commands = queries.v3_task_pages(
+        [300, 420],
         limit=50,
         select=["id", "title", "changed"],
-        results_select=["id", "taskId"],
         since="2026-01-01T00:00:00+03:00",
+        probes=3,
     )
-    assert list(commands) == ["tasks", "results", "last"]
-    method, query = commands["tasks"]
+    assert list(commands) == ["t0", "t1", "n1", "n2", "last"]
+    method, query = commands["t1"]
     assert method == "tasks.task.list"
-    assert query["filter"] == [["id", ">", 300], ["changed", ">=", "2026-01-01T00:00:00+03:00"]]
+    assert query["filter"] == [["id", ">", 420], ["changed", ">=", "2026-01-01T00:00:00+03:00"]]
     assert query["order"] == {"id": "ASC"} and query["pagination"] == {"limit": 50}
-    method, query = commands["results"]
-    assert method == "tasks.task.result.list"
-    marker = query["filter"][0][2]
-    assert query["filter"][0][:2] == ["taskId", "in"]
-    assert isinstance(marker, Ref) and marker.to_wire() == {"$refArray": "tasks.id"}
-    assert query["select"] == ["id", "taskId"]
+    # probes: two ids right after the last task of the next batch's page k-1, in the last page's window
+    _, probe = commands["n2"]
+    assert probe["select"] == ["id"] and probe["filter"][0] == ["id", ">", 420]
+    assert probe["pagination"] == {"limit": 2, "offset": 149}
     # the look-ahead: the same listing reversed, one row: the final task
-    method, query = commands["last"]
-    assert method == "tasks.task.list"
-    assert query == {
-        "select": ["id"],
-        "filter": [["id", ">", 300], ["changed", ">=", "2026-01-01T00:00:00+03:00"]],
-        "order": {"id": "DESC"},
-        "pagination": {"limit": 1},
-    }
+    assert commands["last"] == (
+        "tasks.task.list",
+        {
+            "select": ["id"],
+            "filter": [["id", ">", 300], ["changed", ">=", "2026-01-01T00:00:00+03:00"]],
+            "order": {"id": "DESC"},
+            "pagination": {"limit": 1},
+        },
+    )
 
 
-def test_v3_tasks_page_without_results() -> None:
-    commands = queries.v3_tasks_page(0, limit=50, select=["id"], results_select=None, with_results=False)
-    assert list(commands) == ["tasks", "last"]
-    assert commands["tasks"][1]["filter"] == [["id", ">", 0]]
+def test_v3_task_pages_blind_pages_overlap_one_task_and_move_the_probes() -> None:
+    commands = queries.v3_task_pages([0], limit=50, select=["id"], since=None, probes=2, blind=2)
+    assert [commands[f"t{j}"][1]["pagination"] for j in range(3)] == [
+        {"limit": 50},
+        {"limit": 50, "offset": 49},
+        {"limit": 50, "offset": 98},
+    ]
+    # the batch reads offsets 0..147; the next batch's page 1 starts after offset 147 + 50
+    assert commands["n1"][1]["pagination"] == {"limit": 2, "offset": 197}
+    with pytest.raises(ValueError):
+        queries.v3_task_pages([0, 5], limit=50, select=["id"], since=None, probes=1, blind=1)
 
 
 @pytest.mark.parametrize(
@@ -161,11 +167,55 @@ def test_reaches_last_task(page: list[dict[str, Any]], last: list[dict[str, Any]
     assert queries.reaches_last_task(page, last) is expected
 
 
-def test_results_followups() -> None:
-    commands = queries.results_followups({(1, 2): None, (3,): 77}, limit=50, select=None)
-    assert commands["r0"][1]["filter"] == [["taskId", "in", [1, 2]]]
-    assert commands["r1"][1]["filter"] == [["taskId", "in", [3]], ["id", ">", 77]]
-    assert "select" not in commands["r0"][1]
+def test_result_window_pages_overlap_one_row() -> None:
+    commands = queries.result_window("t3", ref_array("t3.id"), after=None, pages=3, limit=50, select=None)
+    assert list(commands) == ["rt3_0", "rt3_1", "rt3_2"]
+    method, first = commands["rt3_0"]
+    assert method == "tasks.task.result.list"
+    assert first["filter"][0][2].to_wire() == {"$refArray": "t3.id"}
+    assert first["pagination"] == {"limit": 50} and "select" not in first
+    assert commands["rt3_2"][1]["pagination"] == {"limit": 50, "offset": 98}
+    follow = queries.result_window("f0", [1, 2], after=77, pages=1, limit=50, select=["id"])
+    assert follow["rf0_0"][1]["filter"] == [["taskId", "in", [1, 2]], ["id", ">", 77]]
+    assert follow["rf0_0"][1]["select"] == ["id"]
+
+
+def _results(ids: range | list[int]) -> list[dict[str, Any]]:
+    return [{"id": i, "taskId": 1} for i in ids]
+
+
+def test_stitch_result_pages_joins_the_seams_and_stops_at_a_short_page() -> None:
+    cap = queries.PageCap()
+    rows, after = queries.stitch_result_pages(
+        [_results(range(1, 51)), _results(range(50, 71)), []], limit=50, cap=cap
+    )
+    assert [r["id"] for r in rows] == list(range(1, 71))
+    assert after is None
+
+
+def test_stitch_result_pages_continues_after_a_full_last_page() -> None:
+    rows, after = queries.stitch_result_pages(
+        [_results(range(1, 51)), _results(range(50, 100))], limit=50, cap=queries.PageCap()
+    )
+    assert len(rows) == 99 and after == 99
+
+
+def test_stitch_result_pages_continues_after_a_moved_seam() -> None:
+    # result 50 was deleted while the batch ran: page 2 starts one row late, so row 51 might be unseen
+    rows, after = queries.stitch_result_pages(
+        [_results(range(1, 51)), _results(range(52, 60))], limit=50, cap=queries.PageCap()
+    )
+    assert [r["id"] for r in rows] == list(range(1, 51)) and after == 50
+
+
+def test_stitch_result_pages_learns_a_clamped_page_size() -> None:
+    cap = queries.PageCap()
+    # the portal serves 20 rows for limit 50: the second page (offset 49) does not start on row 20
+    rows, after = queries.stitch_result_pages(
+        [_results(range(1, 21)), _results(range(50, 70))], limit=50, cap=cap
+    )
+    assert [r["id"] for r in rows] == list(range(1, 21)) and after == 20
+    assert cap.limit == 20
 
 
 def test_page_cap_learns_clamped_limit() -> None:
@@ -174,6 +224,18 @@ def test_page_cap_learns_clamped_limit() -> None:
     assert not cap.is_last(20)
     assert cap.is_last(3)
     assert queries.PageCap().is_last(0)
+
+
+def test_page_cap_maybe_full() -> None:
+    cap = queries.PageCap()
+    assert cap.maybe_full(50, 50)
+    assert not cap.maybe_full(0, 50)
+    clamped = queries.PageCap()
+    clamped.observe(20)
+    assert clamped.maybe_full(20, 50)  # could be a clamped full page
+    assert not clamped.maybe_full(7, 50)
+    clamped.clamp(20)
+    assert clamped.limit == 20
 
 
 def test_product_rows_commands() -> None:
@@ -190,23 +252,10 @@ def test_chunked() -> None:
 
 
 def test_v3_recent_page_orders_newest_first() -> None:
-    commands = queries.v3_tasks_recent_page(20, limit=10, select=["id", "changed"], results_select=None)
-    _, query = commands["tasks"]
+    commands = queries.v3_tasks_recent_page(20, limit=10, select=["id", "changed"])
+    _, query = commands["t0"]
     assert query["order"] == {"changed": "DESC", "id": "DESC"}
     assert query["pagination"] == {"limit": 10, "offset": 20}
     assert "filter" not in query
-    _, results = commands["results"]
-    assert results["pagination"] == {"limit": 50}
-    assert results["filter"][0][2].to_wire() == {"$refArray": "tasks.id"}
     _, last = commands["last"]
     assert last == {"select": ["id"], "order": {"changed": "ASC", "id": "ASC"}, "pagination": {"limit": 1}}
-
-
-def test_page_cap_may_continue() -> None:
-    cap = queries.PageCap()
-    assert cap.may_continue(50, 50)
-    assert not cap.may_continue(0, 50)
-    clamped = queries.PageCap()
-    assert clamped.may_continue(20, 50)  # first sight: could be a clamped full page
-    assert clamped.may_continue(20, 50)
-    assert not clamped.may_continue(7, 50)

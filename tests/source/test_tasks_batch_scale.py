@@ -1,0 +1,136 @@
+"""Tasks at batch scale: several task pages and their result pages per v3 batch, against sandbox portals.
+
+Every test compares every task and result row with the portal's own; the request counts are those of the
+`tasks` resource (the field metadata is counted apart).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bitrix24_source import bitrix24_source
+from bitrix24_source.sandbox import CostModel, Sandbox, SeedCounts
+from bitrix24_source.sandbox.state import PortalState
+from bitrix24_source.source import resource_stats
+from bitrix24_source.source.reader import PortalReader
+from bitrix24_source.source.task_pages import KeysetTaskPager
+from tests.helpers import fetch_table, make_pipeline
+from tests.source.compare import assert_rows_equal
+
+TASKS = 1_000
+
+
+@pytest.fixture(scope="module")
+def portal() -> Iterator[Sandbox]:
+    # 2-4 results per task, as in the benchmark (bench/bench_compare.py)
+    counts = SeedCounts(
+        deals=5, leads=3, contacts=3, companies=3, users=5, tasks=TASKS, results_per_task=(2, 4)
+    )
+    with Sandbox(state=PortalState(seed=11, counts=counts, cost_model=CostModel())) as p:
+        yield p
+
+
+def _sync(portal: Sandbox, tmp_path: Path) -> Any:
+    pipeline = make_pipeline(tmp_path)
+    pipeline.run(
+        bitrix24_source(webhook_url=portal.webhook_url, rate_limit=None).with_resources(
+            "tasks", "task_results"
+        )
+    )
+    assert_rows_equal(portal.rows("tasks"), fetch_table(pipeline, "tasks"))
+    assert_rows_equal(portal.rows("task_results"), fetch_table(pipeline, "task_results"))
+    return pipeline
+
+
+def _after_first_tasks_batch(monkeypatch: pytest.MonkeyPatch, change: Any) -> None:
+    """Run `change()` once, right after the first batch of the `tasks` resource came back."""
+    original = PortalReader.batch
+    calls: list[int] = []
+
+    def batch(self: PortalReader, resource: str, calls_: Any, *, version: int = 2) -> Any:
+        answer = original(self, resource, calls_, version=version)
+        if resource == "tasks":
+            calls.append(1)
+            if len(calls) == 1:
+                change()
+        return answer
+
+    monkeypatch.setattr(PortalReader, "batch", batch)
+
+
+def test_a_thousand_tasks_with_their_results_take_three_requests(portal: Sandbox, tmp_path: Path) -> None:
+    portal.reset_stats()
+    pipeline = _sync(portal, tmp_path)
+    # ~3,000 results: 20 task pages and ~80 result pages do not fit in fewer than three 50-command batches
+    assert resource_stats(pipeline)["tasks"]["requests"] == 3
+    # no batch was rejected for an empty tasks page (that would cost a plain tasks.task.list call)
+    assert "tasks.task.list" not in portal.stats().http_by_method
+
+
+def test_tasks_deleted_between_batches_leave_no_gap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Sandbox(seed=12, deals=3, leads=3, contacts=3, companies=3, users=3, tasks=1_200) as p:
+        ids = sorted(int(t["id"]) for t in p.rows("tasks"))
+
+        def delete_some() -> None:
+            # inside the second batch's window: its pages start later than the probes said
+            for task_id in ids[700:760]:
+                p.delete_row("tasks", task_id)
+
+        _after_first_tasks_batch(monkeypatch, delete_some)
+        with caplog.at_level(logging.WARNING, logger="bitrix24_source"):
+            _sync(p, tmp_path)
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_page_emptied_between_batches_narrows_the_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Sandbox(seed=13, deals=3, leads=3, contacts=3, companies=3, users=3, tasks=1_000) as p:
+        ids = sorted(int(t["id"]) for t in p.rows("tasks"))
+
+        def delete_the_tail() -> None:
+            # the probes promised pages up to the last task: the last pages now hold none, so their
+            # `in []` result filters make the portal reject the batch (§5.4, §5.6)
+            for task_id in ids[800:]:
+                p.delete_row("tasks", task_id)
+
+        _after_first_tasks_batch(monkeypatch, delete_the_tail)
+        narrowed: list[bool] = []
+        original = KeysetTaskPager.narrow
+
+        def narrow(self: KeysetTaskPager) -> bool:
+            narrowed.append(original(self))
+            return narrowed[-1]
+
+        monkeypatch.setattr(KeysetTaskPager, "narrow", narrow)
+        pipeline = _sync(p, tmp_path)
+        assert resource_stats(pipeline)["tasks"]["rows"] == 800
+        assert narrowed == [True]
+
+
+def test_tasks_added_during_the_run_are_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with Sandbox(seed=14, deals=3, leads=3, contacts=3, companies=3, users=3, tasks=700) as p:
+
+        def add_tasks() -> None:
+            for n in range(30):
+                task = p.add_row("tasks", {"title": f"added {n}", "creatorId": 1, "responsibleId": 1})
+                p.add_row("task_results", {"taskId": task["id"], "text": f"result {n}", "authorId": 1})
+
+        _after_first_tasks_batch(monkeypatch, add_tasks)
+        pipeline = _sync(p, tmp_path)
+        assert resource_stats(pipeline)["tasks"]["rows"] == 730
+
+
+def test_tasks_without_results_fill_the_batch_with_pages(portal: Sandbox, tmp_path: Path) -> None:
+    pipeline = make_pipeline(tmp_path)
+    pipeline.run(bitrix24_source(webhook_url=portal.webhook_url, rate_limit=None).with_resources("tasks"))
+    assert_rows_equal(portal.rows("tasks"), fetch_table(pipeline, "tasks"))
+    # no result pages: 1,000 tasks in the first batch's keyset page and offset pages after it, the rest next
+    assert resource_stats(pipeline)["tasks"]["requests"] <= 2
