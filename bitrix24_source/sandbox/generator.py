@@ -120,6 +120,12 @@ def product_row(
 
 
 class _Gen:
+    """One pass of the seeded generator over every table, in a fixed order.
+
+    It is long because each table's generator must draw from the same stream in the same order (a method per
+    table); splitting it would let the order, and so every seeded portal, change by accident.
+    """
+
     def __init__(self, seed: int, counts: SeedCounts, tables: dict[str, Table]) -> None:
         self.rng = random.Random(seed)
         self.counts = counts

@@ -189,6 +189,8 @@ class Sandbox:
     """A local Bitrix24 portal over real HTTP on 127.0.0.1: webhook and OAuth, v2 and v3, limits, faults.
 
     Use it as a context manager (or call :meth:`start`/:meth:`stop`); the server runs in a background thread.
+    The class is long because it is the sandbox's whole public surface (start/stop, inspection, faults, direct
+    state changes for tests), each with its documentation; the request path itself lives in the handler below.
 
     Args:
         seed: generator seed for the portal's data.
