@@ -34,7 +34,7 @@ def child(webhook_url: str, mode: str, workdir: str) -> None:
         pipeline_name="bench_memory",
         pipelines_dir=workdir,
         destination=dlt.destinations.duckdb(str(Path(workdir) / "bench.duckdb")),
-        dataset_name="bench",
+        dataset_name="bitrix24",
     )
     source = bitrix24_source(webhook_url=webhook_url, rate_limit=None, operating_limit=None).with_resources(
         "deals"
@@ -80,7 +80,10 @@ def run_size(deals: int, mode: str) -> dict[str, float]:
             "--workdir",
             workdir,
         ]
-        out = subprocess.run(command, check=True, capture_output=True, text=True)
+        out = subprocess.run(command, capture_output=True, text=True)
+        if out.returncode != 0:
+            # the child's own traceback, not just its exit status
+            raise SystemExit(f"child failed ({out.returncode}):\n{out.stderr[-3000:]}")
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 

@@ -180,6 +180,7 @@ def bitrix24_source(
     stats = RunStats()
     reader = PortalReader(client, stats)
     run = _Run(reader, stats, lag_seconds, detect_deletes, partitions, FieldStore())
+    _quiet_json_notice()
     resources = [_crm_resource(spec, run) for spec in CRM_ENTITIES]
     deals = resources[CRM_ENTITIES.index(DEALS)]
     resources.append(_deal_products_resource(deals, run))
@@ -255,6 +256,30 @@ class _Tables:
 
     def _mark(self, table: Any) -> Any:
         return dlt.mark.with_hints(table, dlt.mark.make_hints(columns=self._hints)) if self._hints else table
+
+
+_ARROW_RESOURCES = frozenset({*(spec.name for spec in CRM_ENTITIES), DEAL_PRODUCTS.name, USERS.name})
+
+
+class _JsonAsTextNotice(logging.Filter):
+    """Drops dlt's per-table WARNING that an Arrow column hinted `json` is `string` in the table.
+
+    dlt carries json as Arrow `string` itself (dlt/common/libs/pyarrow.py `get_py_arrow_datatype`), keeps the
+    `json` hint and loads the text as JSON; every other column's Arrow type is built from its hint
+    (schema.arrow_type), so for these resources the notice says nothing and would repeat for every page.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "when merging arrow schema with dlt schema" not in message:
+            return True
+        return not any(message.startswith(f"In resource: {name},") for name in _ARROW_RESOURCES)
+
+
+def _quiet_json_notice() -> None:
+    dlt_logger = logging.getLogger("dlt")
+    if not any(isinstance(f, _JsonAsTextNotice) for f in dlt_logger.filters):
+        dlt_logger.addFilter(_JsonAsTextNotice())
 
 
 def _crm_resource(spec: EntitySpec, run: _Run) -> DltResource:
