@@ -198,7 +198,8 @@ def _fetch_ours(info: dict[str, Any]) -> dict[str, Any]:
 
     def work() -> dict[str, Any]:
         source = bitrix24_source(webhook_url=info["webhook_url"], rate_limit=None, operating_limit=None)
-        ids = {row["id"] for row in source.with_resources("deals")}
+        # the source yields one Arrow table per HTTP request
+        ids = {id_ for table in source.with_resources("deals") for id_ in table.column("id").to_pylist()}
         return {"rows": len(ids)}
 
     return _timed(work)

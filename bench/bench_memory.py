@@ -7,15 +7,18 @@ on disk as they arrive) from the portal. The child reports its own peak RSS (`Vm
 for a small and a large table, so the two peaks can be compared: streaming means the peak does not grow
 with the table (the source holds at most one 2,500-row chain at a time).
 
-    .venv/bin/python bench/bench_memory.py [--sizes 50000 500000] [--mode extract|run]
+    .venv/bin/python bench/bench_memory.py [--sizes 50000 500000] [--mode extract|run] \
+        [--duckdb-memory-limit 150MB]
 
-`--mode run` also normalizes and loads into DuckDB (slower; measures the whole pipeline).
+`--mode run` also normalizes and loads into DuckDB (slower; measures the whole pipeline); DuckDB's buffer
+pool then grows with the table unless `--duckdb-memory-limit` caps it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -34,7 +37,7 @@ def child(webhook_url: str, mode: str, workdir: str) -> None:
         pipeline_name="bench_memory",
         pipelines_dir=workdir,
         destination=dlt.destinations.duckdb(str(Path(workdir) / "bench.duckdb")),
-        dataset_name="bench",
+        dataset_name="bitrix24",
     )
     source = bitrix24_source(webhook_url=webhook_url, rate_limit=None, operating_limit=None).with_resources(
         "deals"
@@ -80,7 +83,10 @@ def run_size(deals: int, mode: str) -> dict[str, float]:
             "--workdir",
             workdir,
         ]
-        out = subprocess.run(command, check=True, capture_output=True, text=True)
+        out = subprocess.run(command, capture_output=True, text=True)
+        if out.returncode != 0:
+            # the child's own traceback, not just its exit status
+            raise SystemExit(f"child failed ({out.returncode}):\n{out.stderr[-3000:]}")
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
@@ -91,12 +97,22 @@ def main() -> None:
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[50_000, 500_000])
     parser.add_argument("--mode", choices=["extract", "run"], default="extract")
+    parser.add_argument(
+        "--duckdb-memory-limit",
+        help="`--mode run`: DuckDB's memory_limit (e.g. 150MB) and one DuckDB thread; its buffer pool is most of "
+        "the load step's memory",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.mode, args.workdir)
         return
+    if args.duckdb_memory_limit:
+        # dlt's config from the environment, inherited by the child process
+        os.environ["DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"] = json.dumps(
+            {"memory_limit": args.duckdb_memory_limit, "threads": 1}
+        )
     print(f"{'deals':>10} | {'peak RSS MB':>12} | {'seconds':>8} | mode={args.mode}")
     for size in args.sizes:
         r = run_size(size, args.mode)

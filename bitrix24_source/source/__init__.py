@@ -3,9 +3,12 @@
 How it reads:
 
 * CRM entities and users: ID-keyset pages chained 50 to a v2 batch, up to 2,500 rows per HTTP request
-  (keyset.py; the commands are built in queries.py).
+  (keyset.py; the commands are built in queries.py). The first batch also carries the entity's field list
+  and a one-row `order id DESC` command (the last id: no batch of empty pages after a full last chain).
 * Deal product rows: a transformer over each page of deals, `crm.item.productrow.list` per group of deal
   ids, batched, `>id` continuation for full pages (keyset.py).
+* CRM, users and product rows leave as one pyarrow table per HTTP request, typed column by column
+  (schema.ArrowPages), and are loaded from parquet files.
 * Tasks and task results: several pages of tasks per v3 batch with the results of those tasks in the same
   request (`$refArray`, §5.6), paged by id or newest-first (task_pages.py).
 * Incremental: `updatedTime` (CRM) and `changed` (tasks) through `dlt.sources.incremental` with a lag window,
@@ -13,8 +16,8 @@ How it reads:
   keyset scan and hard-deletes rows the portal no longer has, and the product rows of deals it no longer
   has (deletes.py).
 
-Column types come from the portal's field lists (metadata.py, schema.py). `resource_stats` reads what each
-resource cost from the pipeline state.
+Column types come from the portal's field lists (metadata.py, schema.py), read only for the selected
+resources. `resource_stats` reads what each resource cost from the pipeline state.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ import datetime as _dt
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import dlt
+import pyarrow as pa
 from dlt.common.exceptions import (
     PipelineStateNotAvailable,
     ResourceNameNotAvailable,
@@ -42,12 +47,17 @@ from bitrix24_source.errors import ConfigError
 from bitrix24_source.fields import FieldMeta
 from bitrix24_source.source.credentials import Bitrix24OAuthCredentials
 from bitrix24_source.source.deletes import DealIds, product_row_tombstones, scan_deletes, tombstone_pages
-from bitrix24_source.source.keyset import keyset_pages, partitioned_pages, product_row_pages
-from bitrix24_source.source.metadata import fetch_metadata
+from bitrix24_source.source.keyset import (
+    ProductRowReader,
+    keyset_pages,
+    partitioned_pages,
+)
+from bitrix24_source.source.metadata import ENTITY_ORDER, FieldStore
 from bitrix24_source.source.queries import format_since
 from bitrix24_source.source.reader import PortalReader, ResourceStats, RunStats
 from bitrix24_source.source.schema import (
     FIELD_DEFINITION_COLUMNS,
+    ArrowPages,
     RowMapper,
     column_hints,
     field_definition_rows,
@@ -169,14 +179,14 @@ def bitrix24_source(
     )
     stats = RunStats()
     reader = PortalReader(client, stats)
-    run = _Run(reader, stats, lag_seconds, detect_deletes, partitions)
-    meta = fetch_metadata(reader)
-    resources = [_crm_resource(spec, run, meta[spec.name]) for spec in CRM_ENTITIES]
+    run = _Run(reader, stats, lag_seconds, detect_deletes, partitions, FieldStore())
+    _quiet_json_notice()
+    resources = [_crm_resource(spec, run) for spec in CRM_ENTITIES]
     deals = resources[CRM_ENTITIES.index(DEALS)]
-    resources.append(_deal_products_resource(deals, run, meta[DEAL_PRODUCTS.name]))
-    resources.append(_users_resource(run, meta[USERS.name]))
-    resources += _task_resources(reader, meta, lag_seconds, stats)
-    resources.append(_field_definitions_resource(meta, stats))
+    resources.append(_deal_products_resource(deals, run))
+    resources.append(_users_resource(run))
+    resources += _task_resources(reader, run.fields, lag_seconds, stats)
+    resources.append(_field_definitions_resource(run))
     return resources
 
 
@@ -189,15 +199,94 @@ class _Run:
     lag_seconds: float
     detect_deletes: bool
     partitions: int
+    fields: FieldStore
     deal_ids: DealIds = field(default_factory=DealIds)
 
 
-def _crm_resource(spec: EntitySpec, run: _Run, fields: Mapping[str, FieldMeta]) -> DltResource:
-    columns = _hints(fields, detect_deletes=run.detect_deletes)
-    mapper = RowMapper(columns)
+class _Tables:
+    """Turns one resource's pages into typed Arrow tables once its field metadata is known.
+
+    Each table carries the column hints (`dlt.mark.with_hints`): the hints come from metadata read inside the
+    resource's first batch, after dlt created the resource.
+    """
+
+    __slots__ = ("_adjust", "_build", "_cursor", "_detect_deletes", "_hints")
+
+    def __init__(
+        self,
+        detect_deletes: bool,
+        adjust: Callable[[dict[str, TColumnSchema]], None] | None = None,
+        cursor: str | None = None,
+    ) -> None:
+        self._detect_deletes = detect_deletes
+        self._cursor = cursor
+        self._adjust = adjust
+        self._build: ArrowPages | None = None
+        self._hints: dict[str, TColumnSchema] = {}
+
+    def set_fields(self, fields: Mapping[str, FieldMeta]) -> None:
+        self._hints = _hints(fields, detect_deletes=self._detect_deletes)
+        if self._adjust is not None:
+            self._adjust(self._hints)
+        self._build = ArrowPages(self._hints)
+
+    def page(self, rows: Sequence[Mapping[str, Any]]) -> Any:
+        assert self._build is not None, "field metadata arrives before the first page"
+        table = self._build(rows)
+        if self._build.found.keys() - self._hints.keys():
+            self._hints = {**self._hints, **self._build.found}
+        return self._mark(table)
+
+    def tombstones(self, pages: Iterator[list[dict[str, Any]]]) -> Iterator[Any]:
+        for page in pages:
+            # an empty page is the deals' hand-over signal to deal_products (deletes.DealIds)
+            if not page:
+                yield []
+                continue
+            table = ArrowPages.tombstones([int(r["id"]) for r in page], DELETED_COLUMN)
+            if self._cursor is not None:
+                # dlt's incremental needs the cursor column in an Arrow table; a NULL cursor is kept
+                # (`on_cursor_value_missing="include"`)
+                cursor_type = pa.timestamp("us", tz="UTC")
+                table = table.append_column(self._cursor, pa.nulls(table.num_rows, cursor_type))
+            yield self._mark(table)
+
+    def unset(self) -> bool:
+        return self._build is None
+
+    def _mark(self, table: Any) -> Any:
+        return dlt.mark.with_hints(table, dlt.mark.make_hints(columns=self._hints)) if self._hints else table
+
+
+_ARROW_RESOURCES = frozenset({*(spec.name for spec in CRM_ENTITIES), DEAL_PRODUCTS.name, USERS.name})
+
+
+class _JsonAsTextNotice(logging.Filter):
+    """Drops dlt's per-table WARNING that an Arrow column hinted `json` is `string` in the table.
+
+    dlt carries json as Arrow `string` itself (dlt/common/libs/pyarrow.py `get_py_arrow_datatype`), keeps the
+    `json` hint and loads the text as JSON; every other column's Arrow type is built from its hint
+    (schema.arrow_type), so for these resources the notice says nothing and would repeat for every page.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "when merging arrow schema with dlt schema" not in message:
+            return True
+        return not any(message.startswith(f"In resource: {name},") for name in _ARROW_RESOURCES)
+
+
+def _quiet_json_notice() -> None:
+    dlt_logger = logging.getLogger("dlt")
+    if not any(isinstance(f, _JsonAsTextNotice) for f in dlt_logger.filters):
+        dlt_logger.addFilter(_JsonAsTextNotice())
+
+
+def _crm_resource(spec: EntitySpec, run: _Run) -> DltResource:
     reader, stats = run.reader, run.stats
     assert spec.cursor_field is not None
     cursor = spec.cursor_field
+    tables = _Tables(run.detect_deletes, cursor=cursor)
 
     def rows(
         updated: dlt.sources.incremental[Any] = dlt.sources.incremental(  # noqa: B008
@@ -207,7 +296,7 @@ def _crm_resource(spec: EntitySpec, run: _Run, fields: Mapping[str, FieldMeta]) 
             on_cursor_value_missing="include",
             primary_key=_NO_BOUNDARY_DEDUP,
         ),
-    ) -> Iterator[list[dict[str, Any]]]:
+    ) -> Iterator[Any]:
         own = stats.reset(spec.name)
         reader.begin_scan(spec.name)
         if spec is DEALS:
@@ -215,9 +304,16 @@ def _crm_resource(spec: EntitySpec, run: _Run, fields: Mapping[str, FieldMeta]) 
             run.deal_ids.put(None)
         since = format_since(updated.start_value)
         extra = {f">={spec.cursor_field}": since} if since is not None else None
+        head = run.fields.command(spec.name)
+
+        def on_head(results: Mapping[str, Any]) -> None:
+            tables.set_fields(run.fields.accept(spec.name, results))
+
         try:
             if run.partitions > 1:
-                pages = partitioned_pages(reader, spec.name, spec, run.partitions, extra)
+                pages = partitioned_pages(
+                    reader, spec.name, spec, run.partitions, extra, head=head, on_head=on_head
+                )
             else:
                 pages = keyset_pages(
                     reader,
@@ -225,17 +321,22 @@ def _crm_resource(spec: EntitySpec, run: _Run, fields: Mapping[str, FieldMeta]) 
                     spec,
                     extra_filter=extra,
                     first_length=1 if since is not None else BATCH_LIMIT,
+                    head=head,
+                    on_head=on_head,
                 )
             for page in pages:
                 own.rows += len(page)
                 kept = [row for row in page if not reader.after_scan_start(spec.name, row.get(cursor))]
                 if kept:
-                    yield [mapper(row) for row in kept]
+                    yield tables.page(kept)
+            if spec is DEALS:
+                # the end of the deals: deal_products reads what it left for later pages of deals (_Pending)
+                yield []
             if run.detect_deletes:
                 portal_ids, gone = scan_deletes(reader, spec)
                 if spec is DEALS:
                     run.deal_ids.put(portal_ids)
-                yield from tombstone_pages(gone, final_page=spec is DEALS)
+                yield from tables.tombstones(tombstone_pages(gone, final_page=spec is DEALS))
         finally:
             _publish(spec.name, own)
 
@@ -244,26 +345,53 @@ def _crm_resource(spec: EntitySpec, run: _Run, fields: Mapping[str, FieldMeta]) 
         name=spec.name,
         primary_key="id",
         write_disposition="merge",
-        columns=columns,
+        file_format="parquet",
         selected=spec.default,
     )
 
 
-def _deal_products_resource(deals: DltResource, run: _Run, fields: Mapping[str, FieldMeta]) -> DltResource:
-    columns = _hints(fields, detect_deletes=run.detect_deletes)
-    mapper = RowMapper(columns)
-    name = DEAL_PRODUCTS.name
+def _deal_ids(deal_page: Any) -> list[int]:
+    """The ids of a deals item (an Arrow table, or an empty list), tombstones left out."""
+    if not isinstance(deal_page, pa.Table) or deal_page.num_rows == 0:
+        return []
+    ids = deal_page.column("id").to_pylist()
+    if DELETED_COLUMN not in deal_page.column_names:
+        return [int(i) for i in ids]
+    deleted = deal_page.column(DELETED_COLUMN).to_pylist()
+    return [int(i) for i, gone in zip(ids, deleted, strict=True) if not gone]
 
-    def product_rows(deal_page: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+
+def _deal_products_resource(deals: DltResource, run: _Run) -> DltResource:
+    name = DEAL_PRODUCTS.name
+    tables = _Tables(run.detect_deletes)
+    product_reader = ProductRowReader(run.reader, name)
+    pending = _Pending()
+
+    def product_rows(deal_page: Any) -> Iterator[Any]:
+        with pending.call(is_end=isinstance(deal_page, list)):
+            yield from _product_rows(deal_page)
+
+    def _product_rows(deal_page: Any) -> Iterator[Any]:
         own = run.stats.get(name)
-        owner_ids = [int(d["id"]) for d in deal_page if not d.get(DELETED_COLUMN)]
+        owner_ids = _deal_ids(deal_page)
         read_ids: set[int] = set()
-        for page in product_row_pages(run.reader, name, owner_ids):
+        head = run.fields.command(name)
+
+        def on_head(results: Mapping[str, Any]) -> None:
+            tables.set_fields(run.fields.accept(name, results))
+
+        if not head and tables.unset():
+            on_head({})
+        # Without delete detection, commands may wait for the next page of deals until the deals are read.
+        may_defer = None if run.detect_deletes else pending.may_defer
+        for page in product_reader.pages(owner_ids, may_defer=may_defer, head=head, on_head=on_head):
             own.rows += len(page)
             read_ids.update(int(row["id"]) for row in page)
-            yield [mapper(row) for row in page]
+            yield tables.page(page)
         if run.detect_deletes:
-            yield from product_row_tombstones(owner_ids, read_ids, run.deal_ids.take())
+            if tables.unset():
+                tables.set_fields(run.fields.fetch(run.reader, name, [name])[name])
+            yield from tables.tombstones(product_row_tombstones(owner_ids, read_ids, run.deal_ids.take()))
         _save_state(name, own)
 
     return dlt.transformer(
@@ -272,34 +400,71 @@ def _deal_products_resource(deals: DltResource, run: _Run, fields: Mapping[str, 
         name=name,
         primary_key="id",
         write_disposition="merge",
-        columns=columns,
+        file_format="parquet",
         selected=DEAL_PRODUCTS.default,
     )
 
 
-def _users_resource(run: _Run, fields: Mapping[str, FieldMeta]) -> DltResource:
-    columns = _hints(fields, detect_deletes=run.detect_deletes)
-    columns.pop("ID", None)
-    columns["id"] = {"name": "id", "data_type": "bigint", "nullable": False}
-    mapper = RowMapper(columns)
+class _Pending:
+    """When deal_products may leave commands for a later call: until the deals' end (an empty list) came
+    and no other call is still running. dlt interleaves the generators of a transformer's calls, so the
+    last call to finish after the end reads what is left."""
 
-    def users() -> Iterator[list[dict[str, Any]]]:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+        self._end_seen = False
+
+    @contextmanager
+    def call(self, *, is_end: bool) -> Iterator[None]:
+        with self._lock:
+            self._active += 1
+            self._end_seen = self._end_seen or is_end
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
+
+    def may_defer(self) -> bool:
+        with self._lock:
+            return not (self._end_seen and self._active == 1)
+
+
+def _users_resource(run: _Run) -> DltResource:
+    def id_column(columns: dict[str, TColumnSchema]) -> None:
+        columns.pop("ID", None)
+        columns["id"] = {"name": "id", "data_type": "bigint", "nullable": False}
+
+    tables = _Tables(run.detect_deletes, id_column)
+
+    def users() -> Iterator[Any]:
         # No incremental cursor for users: user.get documents no modification time to filter on. Its filter
         # takes the user.add fields (TIMESTAMP_X is not one), and its documented answer carries
         # `"TIMESTAMP_X": {}`, an unserialised object (DOCS api-reference/user/user-get.md, §7.5). Users are
         # few, so every run reads them all (2,500 per request) and merges on id.
         own = run.stats.reset(USERS.name)
+
+        def on_head(results: Mapping[str, Any]) -> None:
+            tables.set_fields(run.fields.accept(USERS.name, results))
+
         try:
-            for page in keyset_pages(run.reader, USERS.name, USERS):
+            head = run.fields.command(USERS.name)
+            for page in keyset_pages(run.reader, USERS.name, USERS, head=head, on_head=on_head):
                 own.rows += len(page)
-                yield [mapper(_lower_id(row)) for row in page]
+                yield tables.page([_lower_id(row) for row in page])
             if run.detect_deletes:
-                yield from tombstone_pages(scan_deletes(run.reader, USERS)[1])
+                yield from tables.tombstones(tombstone_pages(scan_deletes(run.reader, USERS)[1]))
         finally:
             _publish(USERS.name, own)
 
     return dlt.resource(
-        users, name=USERS.name, primary_key="id", write_disposition="merge", columns=columns, selected=False
+        users,
+        name=USERS.name,
+        primary_key="id",
+        write_disposition="merge",
+        file_format="parquet",
+        selected=False,
     )
 
 
@@ -348,19 +513,15 @@ def _selected(name: str) -> bool:
 
 def _task_resources(
     reader: PortalReader,
-    meta: Mapping[str, Mapping[str, FieldMeta]],
+    store: FieldStore,
     lag_seconds: float,
     stats: RunStats,
 ) -> tuple[DltResource, DltResource]:
-    task_columns = column_hints(meta[TASKS.name])
-    result_columns = column_hints(meta[TASK_RESULTS.name])
-    task_mapper = RowMapper(task_columns)
+    # The task tables still convert per row; their field lists are read when `tasks` starts (one v3 call).
+    result_columns = column_hints(store.fetch(reader, TASKS.name, [TASK_RESULTS.name])[TASK_RESULTS.name])
     result_mapper = RowMapper(result_columns)
     stash = _ResultStash()
-    select = _task_select(meta[TASKS.name])
-    changed_meta = meta[TASKS.name].get(TASKS.cursor_field or "changed")
-    changed_filterable = bool(changed_meta is not None and changed_meta.filterable)
-    results_select = list(meta[TASK_RESULTS.name]) or None
+    results_select = list(result_columns) or None
     assert TASKS.cursor_field is not None
     cursor = TASKS.cursor_field
 
@@ -368,12 +529,18 @@ def _task_resources(
         changed: dlt.sources.incremental[Any] = dlt.sources.incremental(  # noqa: B008
             TASKS.cursor_field, initial_value=None, lag=lag_seconds, primary_key=_NO_BOUNDARY_DEDUP
         ),
-    ) -> Iterator[list[dict[str, Any]]]:
+    ) -> Iterator[Any]:
         own = stats.reset(TASKS.name)
         stats.reset(TASK_RESULTS.name)
         reader.begin_scan(TASKS.name)
         want_results = _selected(TASK_RESULTS.name)
         try:
+            task_fields = store.fetch(reader, TASKS.name, [TASKS.name])[TASKS.name]
+            task_columns = column_hints(task_fields)
+            task_mapper = RowMapper(task_columns)
+            select = _task_select(task_fields)
+            changed_meta = task_fields.get(cursor)
+            changed_filterable = bool(changed_meta is not None and changed_meta.filterable)
             pager = task_pager(
                 select=select,
                 results_select=results_select,
@@ -391,7 +558,8 @@ def _task_resources(
                 if want_results:
                     kept_ids = {int(t["id"]) for t in kept}
                     stash.put(kept, [result_mapper(r) for r in result_page if int(r["taskId"]) in kept_ids])
-                yield [task_mapper(t) for t in kept]
+                rows = [task_mapper(t) for t in kept]
+                yield dlt.mark.with_hints(rows, dlt.mark.make_hints(columns=task_columns))
         finally:
             _publish(TASKS.name, own)
 
@@ -400,7 +568,6 @@ def _task_resources(
         name=TASKS.name,
         primary_key="id",
         write_disposition="merge",
-        columns=task_columns,
         selected=False,
     )
 
@@ -425,12 +592,14 @@ def _task_resources(
     return tasks_resource, results_resource
 
 
-def _field_definitions_resource(meta: Mapping[str, Mapping[str, FieldMeta]], stats: RunStats) -> DltResource:
+def _field_definitions_resource(run: _Run) -> DltResource:
     def field_definitions() -> Iterator[list[dict[str, Any]]]:
-        # The metadata was read once when the source was created (its requests are counted here).
-        own = stats.get(FIELD_DEFINITIONS_TABLE)
+        # The entities of the selected resources (all of them when none is selected); their field lists were
+        # read by their own first batches, or are read here (the requests are counted here).
+        own = run.stats.get(FIELD_DEFINITIONS_TABLE)
         own.rows = 0
-        for entity, fields in meta.items():
+        chosen = [e for e in ENTITY_ORDER if _selected(e)] or list(ENTITY_ORDER)
+        for entity, fields in run.fields.fetch(run.reader, FIELD_DEFINITIONS_TABLE, chosen).items():
             rows = field_definition_rows(entity, fields)
             own.rows += len(rows)
             yield rows

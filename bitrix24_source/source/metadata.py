@@ -1,14 +1,19 @@
-"""Field metadata of every entity, read once per source object (I/O: one v2 batch and three calls).
+"""Field metadata of the selected entities, read when first needed (I/O through a PortalReader).
 
 Column types come from the portal's own field lists (`crm.item.fields`, `tasks.task.field.list`, ...),
 parsed by bitrix24_source/fields.py; where a list describes no types (users, task results) or is missing
 (deal product rows on some portals), the static tables of settings.py fill in.
+
+Only the entities a run selects are described, so a webhook with the CRM scope alone can sync CRM tables.
+A v2 entity's field list rides in the first batch of its own data (`FieldStore.command` / `FieldStore.accept`);
+the `field_definitions` resource and the v3 tasks ask `FieldStore.fetch` for what is not known yet.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping
 
 from bitrix24_source.client.commands import CommandResult
 from bitrix24_source.errors import ApiError
@@ -18,9 +23,9 @@ from bitrix24_source.source.reader import PortalReader
 from bitrix24_source.source.settings import (
     CRM_ENTITIES,
     DEAL_PRODUCTS,
-    FIELD_DEFINITIONS_TABLE,
     PRODUCT_ROW_FIELDS,
     PRODUCT_ROW_UNDESCRIBED,
+    SPECS_BY_NAME,
     TASK_RESULT_FIELDS,
     TASK_RESULT_MULTIPLE_FIELDS,
     TASK_RESULTS,
@@ -32,37 +37,88 @@ from bitrix24_source.source.settings import (
 
 logger = logging.getLogger(__name__)
 
+FIELDS_KEY = "fields"
+"""Batch key of the field-list command riding in an entity's first data batch."""
 
-def fetch_metadata(reader: PortalReader) -> dict[str, dict[str, FieldMeta]]:
-    """Field metadata of every entity: the four crm.item.fields calls in one v2 batch, task fields via v3.
 
-    The requests are counted for the `field_definitions` resource.
-    """
-    resource = FIELD_DEFINITIONS_TABLE
-    meta: dict[str, dict[str, FieldMeta]] = {}
-    commands: dict[str, queries.Cmd] = {
-        spec.name: ("crm.item.fields", {"entityTypeId": spec.entity_type_id}) for spec in CRM_ENTITIES
-    }
-    assert DEAL_PRODUCTS.fields_method is not None
-    # Last in the batch: if the portal lacks the method, the halt stops nothing after it.
-    commands[DEAL_PRODUCTS.name] = (DEAL_PRODUCTS.fields_method, {})
-    results = reader.batch(resource, commands)
-    crm_results, product_result = results[: len(CRM_ENTITIES)], results[len(CRM_ENTITIES)]
-    queries.raise_first_error(crm_results)
-    for spec, res in zip(CRM_ENTITIES, crm_results, strict=True):
-        meta[spec.name] = parse_field_map(res.result)
-    meta[DEAL_PRODUCTS.name] = _product_row_fields(product_result)
-    assert USERS.fields_method is not None
-    meta[USERS.name] = _user_fields(parse_field_map(reader.call(resource, USERS.fields_method, {})))
-    assert TASKS.fields_method is not None
-    # tasks.task.field.list answers with PHP property types ("object" for a DateTime): the documented
-    # task object decides those fields' types (fields.TASK_V3_DOCUMENTED).
-    meta[TASKS.name] = with_documented_types(
-        parse_field_map(reader.call(resource, TASKS.fields_method, {}, version=TASKS.api_version)),
-        TASK_V3_DOCUMENTED,
-    )
-    meta[TASK_RESULTS.name] = static_fields(TASK_RESULT_FIELDS, TASK_RESULT_MULTIPLE_FIELDS)
-    return meta
+class FieldStore:
+    """Field metadata by entity name, read once per source object; shared by threads."""
+
+    def __init__(self) -> None:
+        self._meta: dict[str, dict[str, FieldMeta]] = {}
+        self._lock = threading.Lock()
+
+    def known(self, entity: str) -> dict[str, FieldMeta] | None:
+        """The entity's fields if they were read already."""
+        with self._lock:
+            return self._meta.get(entity)
+
+    def command(self, entity: str) -> dict[str, queries.Cmd]:
+        """`{FIELDS_KEY: <field-list command>}` for a v2 batch, or `{}` when the fields are known."""
+        if self.known(entity) is not None:
+            return {}
+        spec = SPECS_BY_NAME[entity]
+        assert spec.fields_method is not None and spec.api_version == 2, entity
+        params = {"entityTypeId": spec.entity_type_id} if spec.entity_type_id is not None else {}
+        return {FIELDS_KEY: (spec.fields_method, params)}
+
+    def accept(self, entity: str, results: Mapping[str, CommandResult]) -> dict[str, FieldMeta]:
+        """Take the answer of `command(entity)` from a batch's results; the entity's fields."""
+        res = results.get(FIELDS_KEY)
+        if res is not None:
+            self._put(entity, _parse(entity, res))
+        fields = self.known(entity)
+        assert fields is not None, f"{entity}: fields neither known nor in the batch"
+        return fields
+
+    def fetch(
+        self, reader: PortalReader, resource: str, entities: Iterable[str]
+    ) -> dict[str, dict[str, FieldMeta]]:
+        """The fields of `entities`, reading the ones not known yet (v2 lists in one batch, tasks via v3).
+
+        The requests are counted for `resource`.
+        """
+        wanted = list(dict.fromkeys(entities))
+        missing = [e for e in wanted if self.known(e) is None]
+        if TASK_RESULTS.name in missing:
+            self._put(TASK_RESULTS.name, static_fields(TASK_RESULT_FIELDS, TASK_RESULT_MULTIPLE_FIELDS))
+        if TASKS.name in missing:
+            assert TASKS.fields_method is not None
+            # tasks.task.field.list answers with PHP property types ("object" for a DateTime): the documented
+            # task object decides those fields' types (fields.TASK_V3_DOCUMENTED).
+            answer = reader.call(resource, TASKS.fields_method, {}, version=TASKS.api_version)
+            self._put(TASKS.name, with_documented_types(parse_field_map(answer), TASK_V3_DOCUMENTED))
+        v2 = [e for e in missing if e not in (TASKS.name, TASK_RESULTS.name)]
+        # Product rows last: if the portal lacks the method, the halt stops nothing after it.
+        v2.sort(key=lambda e: e == DEAL_PRODUCTS.name)
+        if v2:
+            commands = {e: self.command(e)[FIELDS_KEY] for e in v2}
+            for entity, res in zip(v2, reader.batch(resource, commands), strict=True):
+                self._put(entity, _parse(entity, res))
+        return {e: self.known(e) or {} for e in wanted}
+
+    def _put(self, entity: str, fields: dict[str, FieldMeta]) -> None:
+        with self._lock:
+            self._meta.setdefault(entity, fields)
+
+
+def _parse(entity: str, res: CommandResult) -> dict[str, FieldMeta]:
+    if entity == DEAL_PRODUCTS.name:
+        return _product_row_fields(res)
+    if not res.ok:
+        raise res.error or ApiError(f"{res.method}: command {res.key} was not executed", code="NOT_EXECUTED")
+    fields = parse_field_map(res.result)
+    return _user_fields(fields) if entity == USERS.name else fields
+
+
+ENTITY_ORDER = (
+    *(spec.name for spec in CRM_ENTITIES),
+    DEAL_PRODUCTS.name,
+    USERS.name,
+    TASKS.name,
+    TASK_RESULTS.name,
+)
+"""Entities with field metadata, in the order `field_definitions` lists them."""
 
 
 def static_fields(types: Mapping[str, str], multiple: frozenset[str] = frozenset()) -> dict[str, FieldMeta]:

@@ -111,6 +111,37 @@ def keyset_chain(
     return commands
 
 
+LAST_ID_KEY: Final = "last"
+"""Batch key of a keyset walk's one-row `order id DESC` command (`last_id_command`)."""
+
+
+def last_id_command(spec: EntitySpec, extra_filter: Mapping[str, Any] | None = None) -> Cmd:
+    """The table's last id under the walk's filter: one page ordered by id DESC (id only for crm.item).
+
+    Sent in a walk's first batch, it tells which chain holds the last row, so a chain ending exactly on a
+    full page needs no further batch to learn that the table ended (§3.2).
+    """
+    if spec.style == "user":
+        params = user_page_params(0, extra_filter=extra_filter)
+        params["ORDER"] = "DESC"
+        return (spec.method, params)
+    params = crm_page_params(spec, 0, select=("id",), extra_filter=extra_filter)
+    params["order"] = {"id": "DESC"}
+    return (spec.method, params)
+
+
+def last_id_of(res: CommandResult, spec: EntitySpec) -> int:
+    """The id `last_id_command` answered, 0 for an empty table.
+
+    Raises:
+        Bitrix24Error: the command failed.
+    """
+    if not res.ok:
+        raise res.error or ApiError(f"{spec.method}: command {res.key} was not executed", code="NOT_EXECUTED")
+    rows = rows_of(res.result, spec.list_key)
+    return _int_id(rows[0], spec.id_field) if rows else 0
+
+
 def format_since(value: Any) -> str | None:
     """An incremental lower bound as the portal prints datetimes (ISO 8601 with offset), None for none."""
     if value is None:

@@ -41,6 +41,16 @@ def _same(portal_value: Any, stored: Any) -> bool:
     return bool(str(portal_value) == str(stored))
 
 
+RAW_SUFFIX = "_raw"
+
+
+def _same_raw(portal_value: Any, raw: str) -> bool:
+    """Whether the text kept for a value that did not fit its column is that value as sent."""
+    if isinstance(portal_value, str):
+        return portal_value == raw
+    return bool(json.loads(raw) == portal_value)
+
+
 def assert_rows_equal(
     portal_rows: Iterable[Mapping[str, Any]],
     stored_rows: Iterable[Mapping[str, Any]],
@@ -65,6 +75,13 @@ def assert_rows_equal(
                 if value in (None, "", []):
                     continue  # an all-empty field may have no column; a value must have one
                 mismatches.append(f"id {id_}: column {column!r} missing (portal {value!r})")
+                continue
+            if stored[column] is None and stored.get(column + RAW_SUFFIX) is not None:
+                # a value that did not fit its column: kept as sent in `<column>_raw` (schema.py)
+                if not _same_raw(value, stored[column + RAW_SUFFIX]):
+                    mismatches.append(
+                        f"id {id_}: {key}={value!r} stored raw as {stored[column + RAW_SUFFIX]!r}"
+                    )
                 continue
             if not _same(value, stored[column]):
                 mismatches.append(f"id {id_}: {key}={value!r} stored as {stored[column]!r}")

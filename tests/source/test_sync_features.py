@@ -12,6 +12,7 @@ from typing import Any
 import dlt
 import pytest
 import tomllib
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from bitrix24_source import bitrix24_source
 from bitrix24_source.client import OAuthTokens
@@ -196,12 +197,25 @@ def portal_errors() -> Iterator[Sandbox]:
         yield portal
 
 
-def test_product_row_metadata_errors_are_raised(portal_errors: Sandbox) -> None:
+def test_product_row_metadata_errors_are_raised(portal_errors: Sandbox, tmp_path: Path) -> None:
     portal_errors.inject(
         Fault("command_error", method="crm.item.productrow.fields", error_code="ACCESS_DENIED")
     )
-    with pytest.raises(Bitrix24Error, match="ACCESS_DENIED"):
-        bitrix24_source(webhook_url=portal_errors.webhook_url, rate_limit=None)
+    # the field list rides in deal_products' first batch: its error fails the run there
+    source = bitrix24_source(webhook_url=portal_errors.webhook_url, rate_limit=None)
+    with pytest.raises(PipelineStepFailed) as info:
+        make_pipeline(tmp_path).run(source.with_resources("deals", "deal_products"))
+    errors = [e for e in _causes(info.value) if isinstance(e, Bitrix24Error)]
+    assert errors and "ACCESS_DENIED" in str(errors[0])
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(out) < 20:
+        out.append(current)
+        current = current.__cause__ or current.__context__
+    return out
 
 
 # --- OAuth: refreshed tokens are handed to on_token_refresh and can be persisted -------------------------

@@ -259,3 +259,21 @@ def test_v3_recent_page_orders_newest_first() -> None:
     assert "filter" not in query
     _, last = commands["last"]
     assert last == {"select": ["id"], "order": {"changed": "ASC", "id": "ASC"}, "pagination": {"limit": 1}}
+
+
+def test_last_id_command_reverses_the_walk_with_its_filter() -> None:
+    method, params = queries.last_id_command(DEALS, {">=updatedTime": "2024-01-01T00:00:00+00:00"})
+    assert method == "crm.item.list"
+    assert params["order"] == {"id": "DESC"} and params["select"] == ["id"] and params["start"] == -1
+    assert params["filter"] == {">=updatedTime": "2024-01-01T00:00:00+00:00", ">id": 0}
+    method, params = queries.last_id_command(USERS)
+    assert (method, params["SORT"], params["ORDER"]) == ("user.get", "ID", "DESC")
+
+
+def test_last_id_of_reads_the_first_row_or_zero() -> None:
+    rows = {"items": [{"id": 907}, {"id": 906}]}
+    assert queries.last_id_of(_ok("l0", rows), DEALS) == 907
+    assert queries.last_id_of(_ok("l0", {"items": []}), DEALS) == 0
+    assert queries.last_id_of(_ok("l0", [{"ID": "12"}]), USERS) == 12
+    with pytest.raises(BatchCommandError):
+        queries.last_id_of(_err("l0"), DEALS)

@@ -8,10 +8,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from bitrix24_source.fields import FieldMeta, parse_field_map
 from bitrix24_source.source.schema import (
+    RAW_SUFFIX,
+    ArrowPages,
     RowMapper,
     column_hints,
     data_type_of,
@@ -255,3 +258,84 @@ def test_computed_product_row_amounts_keep_their_decimals() -> None:
         assert hints[name]["scale"] == 6, name
     row = RowMapper(hints)({"priceExclusive": 84.745763, "price": 100.0})
     assert row["priceExclusive"] == Decimal("84.745763")
+
+
+# --- Arrow pages -----------------------------------------------------------------------------------------
+
+
+def _arrow(columns: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> pa.Table:
+    hints = {name: {"name": name, **column} for name, column in columns.items()}
+    return ArrowPages(hints)(rows)  # type: ignore[arg-type]
+
+
+def test_arrow_page_types_every_hinted_column() -> None:
+    table = _arrow(
+        {
+            "id": {"data_type": "bigint"},
+            "amount": {"data_type": "decimal", "precision": 18, "scale": 2},
+            "closed": {"data_type": "bool"},
+            "updatedTime": {"data_type": "timestamp", "timezone": True},
+            "begindate": {"data_type": "date"},
+            "contactIds": {"data_type": "json"},
+            "title": {"data_type": "text"},
+        },
+        [
+            {
+                "id": "7",
+                "amount": "24900.50",
+                "closed": "Y",
+                "updatedTime": "2024-07-14T12:30:00+03:00",
+                "begindate": "2024-07-14T00:00:00+03:00",
+                "contactIds": [3, 4],
+                "title": 5,
+            },
+            {"id": 8, "amount": 0.1, "closed": "N", "updatedTime": "", "begindate": None, "contactIds": []},
+        ],
+    )
+    assert table.schema.field("id").type == pa.int64()
+    assert table.schema.field("amount").type == pa.decimal128(18, 2)
+    assert table.schema.field("updatedTime").type == pa.timestamp("us", tz="UTC")
+    rows = table.to_pylist()
+    assert rows[0]["amount"] == Decimal("24900.50") and rows[1]["amount"] == Decimal("0.10")
+    assert [r["closed"] for r in rows] == [True, False]
+    assert rows[0]["updatedTime"] == dt.datetime(2024, 7, 14, 9, 30, tzinfo=dt.timezone.utc)
+    assert rows[1]["updatedTime"] is None
+    assert rows[0]["begindate"] == dt.date(2024, 7, 14)
+    assert [r["contactIds"] for r in rows] == ["[3,4]", "[]"]
+    assert [r["title"] for r in rows] == ["5", None]
+    assert "id_raw" not in table.column_names
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ({"data_type": "decimal", "precision": 18, "scale": 2}, "12,5"),
+        ({"data_type": "decimal", "precision": 18, "scale": 2}, "10.125"),  # never rounded
+        ({"data_type": "bigint"}, "12abc"),
+        ({"data_type": "bigint"}, 7.5),
+        ({"data_type": "bool"}, "maybe"),
+        ({"data_type": "timestamp", "timezone": True}, "yesterday"),
+        ({"data_type": "timestamp", "timezone": True}, {"date": "2024-07-14"}),
+    ],
+)
+def test_a_value_that_does_not_fit_goes_to_the_raw_column(column: dict[str, Any], value: Any) -> None:
+    build = ArrowPages({"c": {"name": "c", **column}})  # type: ignore[typeddict-item]
+    table = build([{"c": value}, {"c": None}])
+    assert table.column("c").to_pylist() == [None, None]
+    sent = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    assert table.column("c" + RAW_SUFFIX).to_pylist() == [sent, None]
+    assert build.found == {"c_raw": {"name": "c_raw", "data_type": "text", "nullable": True}}
+
+
+def test_unhinted_columns_are_inferred_or_json_text() -> None:
+    build = ArrowPages({})
+    table = build([{"n": 1, "fm": [{"VALUE": "a@b.c"}], "empty": None}, {"n": 2, "fm": None, "empty": None}])
+    assert table.schema.field("n").type == pa.int64()
+    assert table.column("fm").to_pylist() == ['[{"VALUE":"a@b.c"}]', None]
+    assert "empty" not in table.column_names
+    assert build.found == {"fm": {"name": "fm", "data_type": "json", "nullable": True}}
+
+
+def test_tombstones_are_an_id_and_deleted_table() -> None:
+    table = ArrowPages.tombstones([3, 5], "_deleted")
+    assert table.to_pylist() == [{"id": 3, "_deleted": True}, {"id": 5, "_deleted": True}]
