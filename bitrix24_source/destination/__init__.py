@@ -46,9 +46,10 @@ from bitrix24_source.destination.dlt_adapter import completing_destination
 from bitrix24_source.destination.job import LoadJob
 from bitrix24_source.destination.options import DestinationOptions
 from bitrix24_source.destination.portal import PortalCache
-from bitrix24_source.destination.results import Tallies, flush
+from bitrix24_source.destination.results import PushResults, Tallies, flush, last_results
+from bitrix24_source.destination.rows import bitrix24_rows
 
-__all__ = ["bitrix24_destination"]
+__all__ = ["PushResults", "bitrix24_destination", "bitrix24_rows", "last_results"]
 
 
 def bitrix24_destination(
@@ -58,6 +59,7 @@ def bitrix24_destination(
     results_dataset_name: str = "bitrix24_writes",
     entity: str | None = None,
     key: str | None = None,
+    allow_duplicates: bool = False,
     dry_run: bool = False,
     marker_field: str | None = None,
     progress: bool | None = None,
@@ -80,8 +82,11 @@ def bitrix24_destination(
             table name of each load.
         key: upsert key column (e.g. ``originId``): rows without ``id`` are looked up by it first and become
             updates when found, adds otherwise.
+        allow_duplicates: add rows again even when their markers are already on the portal (a re-run then
+            adds again, on purpose); by default such rows are ``already_applied`` and not sent.
         dry_run: validate and record the plan (what would be sent) without writing to Bitrix24.
-        marker_field: field stamped with the idempotency marker on adds (default ``xmlId``, tasks ``XML_ID``).
+        marker_field: field stamped with the idempotency marker on adds (default ``originId`` for CRM
+            entities, tasks ``XML_ID``).
         progress: show a tqdm progress bar; default only when stderr is a terminal.
         timeout: HTTP timeout of one request, seconds.
         rate_limit: client limiter (``"default"`` = 50 burst / 2 per s, ``"enterprise"``, a ``RateLimit`` or
@@ -96,6 +101,7 @@ def bitrix24_destination(
     options = DestinationOptions(
         entity=entity,
         key=key,
+        allow_duplicates=allow_duplicates,
         dry_run=dry_run,
         marker_field=marker_field,
         progress=progress,

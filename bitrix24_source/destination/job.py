@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dlt
@@ -25,11 +25,11 @@ from bitrix24_source.destination.directories import needed_directories
 from bitrix24_source.destination.dlt_adapter import commit_destination_state, job_file_id, read_rows
 from bitrix24_source.destination.journal import Journal, JournalRecord, journal_path
 from bitrix24_source.destination.options import DestinationOptions
-from bitrix24_source.destination.plan import Outcome, PlanOptions, plan_chunk
+from bitrix24_source.destination.plan import Outcome, PlannedRow, PlanOptions, aborted_row, plan_rows
 from bitrix24_source.destination.portal import Portal, PortalCache
 from bitrix24_source.destination.results import JobIdentity, Tallies, journal_records
+from bitrix24_source.destination.rows import ROW_COLUMN, decode_row, is_encoded
 from bitrix24_source.destination.targets import WriteOptionError, check_write_options, write_target
-from bitrix24_source.fields import EntityFields
 
 
 class LoadJob:
@@ -51,11 +51,30 @@ class LoadJob:
         )
 
     def run(self, cache: PortalCache, webhook_url: str, tallies: Tallies) -> None:
-        """Write the rows the journal does not hold yet; rows left in flight are verified before a resend."""
-        load_id, table_name = self.identity.load_id, self.identity.table
+        """Plan every row, then write the rows the journal does not hold yet, chunk by chunk; rows left in
+        flight are verified before a resend."""
         done = self.journal.load()
         maybe_sent = {int(n) for n in self.checkpoint.get("inflight", [])} - done.keys()
-        rows = read_rows(self.path)
+        rows, indexes = input_rows(read_rows(self.path))
+        try:
+            self._run(cache, webhook_url, tallies, rows, indexes, done, maybe_sent)
+        except DestinationTerminalException as exc:
+            # The load fails for good: the package is aborted (dlt_adapter.abort_on_terminal_error), so
+            # nothing stays pending to be replayed; the rows without an outcome get theirs now.
+            self._record_abort(rows, indexes, exc, maybe_sent, tallies)
+            raise
+
+    def _run(
+        self,
+        cache: PortalCache,
+        webhook_url: str,
+        tallies: Tallies,
+        rows: list[dict[str, Any]],
+        indexes: dict[int, Any],
+        done: Mapping[int, JournalRecord],
+        maybe_sent: set[int],
+    ) -> None:
+        load_id, table_name = self.identity.load_id, self.identity.table
         portal = cache.portal(webhook_url, self.target)
         tally = tallies.of(load_id, table_name)
         requests_before = portal.client.stats.http_requests
@@ -74,14 +93,16 @@ class LoadJob:
             )
             plan_options = PlanOptions(
                 key=self.options.key,
-                marker_prefix=f"b24w:{load_id}:{self.identity.job_id}",
                 directories=directories,
+                allow_duplicates=self.options.allow_duplicates,
+                salt=load_id if self.options.allow_duplicates else "",
+            )
+            planned = plan_rows(
+                dict(enumerate(rows)), self.target, fields, plan_options, portal.lookup, indexes
             )
             bar = self._progress_bar(len(rows), len(done))
-            for chunk in chunked([n for n in range(len(rows)) if n not in done], MAX_BATCH):
-                records = self._write_chunk(
-                    portal, fields, plan_options, {n: rows[n] for n in chunk}, maybe_sent
-                )
+            for chunk in chunked([p for p in planned if p.row_number not in done], MAX_BATCH):
+                records = self._write_chunk(portal, chunk, maybe_sent)
                 self.journal.append(records)
                 self.checkpoint["inflight"] = []
                 self.checkpoint["done"] = int(self.checkpoint.get("done", 0)) + len(chunk)
@@ -99,24 +120,45 @@ class LoadJob:
             if bar is not None:
                 bar.close()
 
-    def _write_chunk(
+    def _record_abort(
         self,
-        portal: Portal,
-        fields: EntityFields,
-        plan_options: PlanOptions,
-        rows: Mapping[int, Mapping[str, Any]],
+        rows: Sequence[Mapping[str, Any]],
+        indexes: Mapping[int, Any],
+        exc: Exception,
         maybe_sent: set[int],
+        tallies: Tallies,
+    ) -> None:
+        """Journal a result for every row that has none: the load was aborted before its outcome was known."""
+        done = self.journal.load()
+        inflight = {int(n) for n in self.checkpoint.get("inflight", [])} | maybe_sent
+        reason = str(exc)
+        planned = []
+        for n, row in enumerate(rows):
+            if n in done:
+                continue
+            state = "it was being sent: check it on the portal" if n in inflight else "not sent"
+            planned.append(aborted_row(n, row, indexes.get(n), f"{state}: the load was aborted: {reason}"))
+        records = journal_records(planned, {}, self.identity, dry_run=self.options.dry_run)
+        self.journal.append(records)
+        tallies.of(self.identity.load_id, self.identity.table).count(records)
+
+    def _write_chunk(
+        self, portal: Portal, planned: Sequence[PlannedRow], maybe_sent: set[int]
     ) -> list[JournalRecord]:
-        """Plan, send, record: the journal records of one chunk."""
-        planned = plan_chunk(rows, self.target, fields, plan_options, portal.lookup, maybe_sent)
-        valid = [p for p in planned if p.is_valid]
-        outcomes: dict[int, Outcome] = {}
+        """Send the rows of one chunk that need sending; the journal records of all of them."""
+        outcomes: dict[int, Outcome] = {
+            # A marker found before sending: on the portal already (a re-run), or our own lost attempt.
+            p.row_number: Outcome("ok" if p.row_number in maybe_sent else "already_applied", p.existing_id)
+            for p in planned
+            if p.is_valid and p.existing_id is not None
+        }
+        to_send = [p for p in planned if p.to_send]
         if self.options.dry_run:
-            outcomes = {p.row_number: Outcome("planned") for p in valid}
-        elif valid:
-            self.checkpoint["inflight"] = [p.row_number for p in valid]
+            outcomes.update({p.row_number: Outcome("planned") for p in to_send})
+        elif to_send:
+            self.checkpoint["inflight"] = [p.row_number for p in to_send]
             commit_destination_state()
-            outcomes = portal.send(valid, maybe_sent)
+            outcomes.update(portal.send(to_send, maybe_sent))
         return journal_records(planned, outcomes, self.identity, dry_run=self.options.dry_run)
 
     def _progress_bar(self, total: int, initial: int) -> Any:
@@ -132,3 +174,17 @@ class LoadJob:
             desc=f"bitrix24 {self.identity.table}",
             dynamic_ncols=True,
         )
+
+
+def input_rows(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[int, Any]]:
+    """The rows as the user wrote them, and their own index values when :func:`~.rows.bitrix24_rows` wrapped
+    them (otherwise none: dlt does not carry a DataFrame's index)."""
+    if not rows or not is_encoded(rows[0]):
+        return list(rows), {}
+    decoded: list[dict[str, Any]] = []
+    indexes: dict[int, Any] = {}
+    for n, row in enumerate(rows):
+        values, index = decode_row(str(row[ROW_COLUMN]))
+        decoded.append(values)
+        indexes[n] = index
+    return decoded, indexes

@@ -16,7 +16,7 @@ from dlt.common.destination.exceptions import DestinationTerminalException, Dest
 
 from bitrix24_source.destination.directories import parse_directory
 from bitrix24_source.destination.options import DestinationOptions
-from bitrix24_source.destination.plan import Outcome, PlannedRow
+from bitrix24_source.destination.plan import Outcome, PlannedRow, normalise_key
 from bitrix24_source.destination.targets import WriteTarget, added_id, as_id
 from bitrix24_source.errors import Bitrix24Error, mask
 from bitrix24_source.fields import EntityFields, parse_crm_item_fields, parse_task_fields
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 NOT_FOUND_CODES: Final = frozenset({"NOT_FOUND", "ERROR_ENTITY_NOT_FOUND"})
 _REQUEST_LEVEL_CATEGORIES: Final = frozenset({"auth", "rate_limit"})
+_LOOKUP_GROUP: Final = 50  # values per "in" filter command, and rows per list page (§3.1)
 
 
 class Portal:
@@ -63,21 +64,49 @@ class Portal:
     def lookup(self, field_name: str, values: Sequence[str]) -> dict[str, list[int]]:
         """Map each of `values` to the ids of the records whose `field_name` holds it (absent: none).
 
-        One list command per value, batched 50 to a request: a single ``@field`` list call would return one
-        page of 50 rows (§3.1) shared by all values, so values held by many records could crowd others out.
+        CRM: one ``crm.item.list`` with an ``@field`` ("in") filter per 50 values, 50 such commands chained to
+        a batch request, so 2,500 values cost one request. One page holds 50 rows (§3.1): a command whose
+        page is full may have missed holders, and its values are asked again one command each. Tasks have
+        no documented "in" filter for their marker field: one command per value.
         """
-        target = self.target
-        found: dict[str, list[int]] = {}
         unique = sorted(set(values))
         if not unique:
-            return found
-        calls = [(target.list_method, target.lookup_params(field_name, value)) for value in unique]
+            return {}
+        target = self.target
+        groups = [unique[k : k + _LOOKUP_GROUP] for k in range(0, len(unique), _LOOKUP_GROUP)]
+        if target.lookup_many_params(field_name, groups[0]) is None:
+            return self._lookup_each(field_name, unique)
+        calls = [(target.list_method, target.lookup_many_params(field_name, g) or {}) for g in groups]
         results = self._read_all(calls, f"cannot look up {field_name} on {target.entity}")
-        for value, result in zip(unique, results, strict=True):
+        found: dict[str, set[int]] = {}
+        crowded: list[str] = []
+        for group, result in zip(groups, results, strict=True):
+            rows = target.lookup_rows(result)
+            if len(rows) >= _LOOKUP_GROUP:
+                crowded.extend(group)
+                continue
+            wanted = set(group)
+            for row in rows:
+                value = _held(row, field_name)
+                if value in wanted and (record_id := as_id(_squashed_get(row, target.id_field))) is not None:
+                    found.setdefault(value, set()).add(record_id)
+        out = {value: sorted(ids) for value, ids in found.items()}
+        out.update(self._lookup_each(field_name, crowded))
+        return out
+
+    def _lookup_each(self, field_name: str, values: Sequence[str]) -> dict[str, list[int]]:
+        """One list command per value, batched 50 to a request."""
+        target = self.target
+        found: dict[str, list[int]] = {}
+        if not values:
+            return found
+        calls = [(target.list_method, target.lookup_params(field_name, value)) for value in values]
+        results = self._read_all(calls, f"cannot look up {field_name} on {target.entity}")
+        for value, result in zip(values, results, strict=True):
             ids = {
                 record_id
                 for row in target.lookup_rows(result)
-                if str(_squashed_get(row, field_name)) == value
+                if _held(row, field_name) == value
                 and (record_id := as_id(_squashed_get(row, target.id_field))) is not None
             }
             if ids:
@@ -224,12 +253,28 @@ class PortalCache:
                     del cache[cache_key]
 
 
+# The portal cannot be reached at all (the client already retried): retrying the job would only replay the
+# same wait, and the fix (the URL, the network) is the user's.
+UNREACHABLE_CODES: Final = frozenset({"CONNECTION_REFUSED", "DNS_ERROR"})
+
+
 def job_error(exc: Bitrix24Error, what: str) -> Exception:
-    """dlt retries transient job errors and fails terminal ones; map a client error to the right kind."""
-    text = mask(f"bitrix24 destination: {what}: {exc}")
-    if exc.permanent or exc.category == "auth":
+    """dlt retries transient job errors and fails terminal ones; map a client error to the right kind.
+
+    Terminal: configuration, authentication and scope errors, and a portal that cannot be reached. The text
+    is one line with the error's code, without the client's chained tracebacks.
+    """
+    text = mask(f"bitrix24 destination: {what}: [{exc.code}] {exc.description}")
+    if exc.permanent or exc.category in ("auth", "access", "config") or exc.code in UNREACHABLE_CODES:
         return DestinationTerminalException(text)
     return DestinationTransientException(text)
+
+
+def _held(row: Mapping[str, Any], field_name: str) -> str | None:
+    """The key a record holds in `field_name`, normalised like the input's keys (a numeric field comes back
+    as a number or a string of digits)."""
+    value = _squashed_get(row, field_name)
+    return None if value is None else normalise_key(value)
 
 
 def _squashed_get(row: Mapping[str, Any], name: str) -> Any:

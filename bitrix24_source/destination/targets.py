@@ -78,6 +78,19 @@ class WriteTarget:
             }
         return {"filter": {field_name: value}, "select": ["ID", field_name], "order": {"ID": "ASC"}}
 
+    def lookup_many_params(self, field_name: str, values: list[str]) -> dict[str, Any] | None:
+        """A list request for the records whose `field_name` is any of `values` (one page: up to 50 rows), or
+        None when the family has no documented "in" filter (tasks: one request per value)."""
+        if self.family != "crm_item":
+            return None
+        # `@` is the "in" prefix of the crm.item.list filter (api-reference/crm/universal/crm-item-list.md).
+        return {
+            "entityTypeId": self.entity_type_id,
+            "filter": {f"@{field_name}": values},
+            "select": ["id", field_name],
+            "order": {"id": "ASC"},
+        }
+
     def lookup_rows(self, result: Any) -> list[dict[str, Any]]:
         """The rows of a lookup response (`items` for crm.item.list, `tasks` for tasks.task.list, §3.3)."""
         key = "items" if self.family == "crm_item" else "tasks"
@@ -96,7 +109,9 @@ def write_target(entity: str, marker_field: str | None = None) -> WriteTarget:
         ValueError: the entity cannot be written (the message lists the ones that can).
     """
     if entity in CRM_ENTITY_TYPE_IDS:
-        return WriteTarget(entity, "crm_item", CRM_ENTITY_TYPE_IDS[entity], marker_field or "xmlId")
+        # originId ("Item ID in data source") is the documented field for an outside system's id on leads,
+        # deals, contacts and companies (api-reference/crm/universal/object-fields.md); they have no xmlId.
+        return WriteTarget(entity, "crm_item", CRM_ENTITY_TYPE_IDS[entity], marker_field or "originId")
     if entity == "tasks":
         return WriteTarget(entity, "tasks", None, marker_field or "XML_ID")
     raise ValueError(

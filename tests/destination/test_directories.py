@@ -58,14 +58,17 @@ def test_directories_are_read_in_one_batch_per_load(
     portal: Sandbox, push_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
 ) -> None:
     lead_ids = sorted(int(r["id"]) for r in portal.rows("leads"))
-    rows = [{"id": i, "stageId": "IN_PROCESS", "sourceId": "WEB"} for i in (lead_ids * 3)[:60]]  # 2 chunks
+    rows: list[dict[str, Any]] = [
+        {"title": f"lead {k}", "stageId": "IN_PROCESS", "sourceId": "WEB"} for k in range(60)
+    ]  # 2 chunks
     rows += [{"id": lead_ids[0], "stageId": "WON"}, {"id": lead_ids[1], "SOURCE_ID": "Website"}]
     portal.reset_stats()
-    # A dry run sends no writes, so every batch the load makes is a directory read.
+    # A dry run sends no writes: one batch reads the directories, one looks the adds' markers up.
     push_pipeline(portal.webhook_url, name="lead_dirs", dry_run=True).run(rows, table_name="leads")
 
     stats = portal.stats()
-    assert stats.http_by_method.get("batch") == 1 and "crm.status.list" not in stats.http_by_method
+    assert stats.http_by_method.get("batch") == 2 and "crm.status.list" not in stats.http_by_method
+    assert stats.by_method["crm.item.list"] == 2  # 60 markers, 50 to an "@originId" command
     assert stats.by_method["crm.status.list"] == 2  # STATUS (lead stages) and SOURCE
     results = read_table(RESULTS_TABLE)
     assert [r["status"] for r in results] == ["planned"] * 60 + ["error", "planned"]
