@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence, Set
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final
 
 from dlt.common.destination.exceptions import DestinationTerminalException, DestinationTransientException
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 NOT_FOUND_CODES: Final = frozenset({"NOT_FOUND", "ERROR_ENTITY_NOT_FOUND"})
 _REQUEST_LEVEL_CATEGORIES: Final = frozenset({"auth", "rate_limit"})
+_FIRST_CONTACT_ATTEMPTS: Final = 2
 _LOOKUP_GROUP: Final = 50  # values per "in" filter command, and rows per list page (§3.1)
 
 
@@ -38,12 +40,21 @@ class Portal:
         self.max_send_attempts = max_send_attempts
 
     def read_fields(self) -> EntityFields:
-        """The entity's field metadata (crm.item.fields / tasks.task.getFields)."""
+        """The entity's field metadata (crm.item.fields / tasks.task.getFields).
+
+        This is a load's first request. A portal that refuses the connection or whose name does not resolve
+        fails it after one resend, within about a second, instead of the client's full backoff (and dlt's
+        job retries after it): a wrong URL or a portal that is down does not fix itself meanwhile.
+        """
         target = self.target
+        policy = self.client.retry
+        self.client.retry = replace(policy, max_attempts=min(policy.max_attempts, _FIRST_CONTACT_ATTEMPTS))
         try:
             result = self.client.call(target.fields_method, target.fields_params()).result
         except Bitrix24Error as exc:
             raise job_error(exc, f"cannot read the field metadata of {target.entity}") from exc
+        finally:
+            self.client.retry = policy
         parse = parse_crm_item_fields if target.family == "crm_item" else parse_task_fields
         return parse(result)
 
