@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import dlt
@@ -25,7 +26,16 @@ from bitrix24_source.destination.directories import needed_directories
 from bitrix24_source.destination.dlt_adapter import commit_destination_state, job_file_id, read_rows
 from bitrix24_source.destination.journal import Journal, JournalRecord, journal_path
 from bitrix24_source.destination.options import DestinationOptions
-from bitrix24_source.destination.plan import Outcome, PlannedRow, PlanOptions, aborted_row, plan_rows
+from bitrix24_source.destination.plan import (
+    NOT_FOUND,
+    Outcome,
+    PlannedRow,
+    PlanOptions,
+    aborted_row,
+    as_id_or_none,
+    plan_rows,
+    row_id,
+)
 from bitrix24_source.destination.portal import Portal, PortalCache
 from bitrix24_source.destination.results import JobIdentity, Tallies, journal_records
 from bitrix24_source.destination.rows import ROW_COLUMN, decode_row, is_encoded
@@ -86,13 +96,22 @@ class LoadJob:
                 check_write_options(self.target, fields, self.options.key)
             except WriteOptionError as exc:
                 raise DestinationTerminalException(str(exc)) from exc
+            # Pre-flight, shared by dry and real runs: do the ids exist, and in which pipeline are they now.
+            ids = {n: i for n, row in enumerate(rows) if (i := row_id(row)) is not None}
+            existing = portal.read_existing(list(ids.values()), fields)
+            categories = {
+                n: category
+                for n, i in ids.items()
+                if (category := as_id_or_none((existing or {}).get(i, {}).get("categoryId"))) is not None
+            }
             directories = (
-                cache.directories(portal, load_id, needed_directories(fields, rows))
+                cache.directories(portal, load_id, needed_directories(fields, rows, categories))
                 if self.target.family == "crm_item"
                 else None
             )
             plan_options = PlanOptions(
                 key=self.options.key,
+                existing=existing,
                 directories=directories,
                 allow_duplicates=self.options.allow_duplicates,
                 salt=load_id if self.options.allow_duplicates else "",
@@ -100,6 +119,7 @@ class LoadJob:
             planned = plan_rows(
                 dict(enumerate(rows)), self.target, fields, plan_options, portal.lookup, indexes
             )
+            planned = [_deleted_by_a_lost_attempt(p) if p.row_number in maybe_sent else p for p in planned]
             bar = self._progress_bar(len(rows), len(done))
             for chunk in chunked([p for p in planned if p.row_number not in done], MAX_BATCH):
                 records = self._write_chunk(portal, chunk, maybe_sent)
@@ -188,3 +208,17 @@ def input_rows(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], di
         decoded.append(values)
         indexes[n] = index
     return decoded, indexes
+
+
+def _deleted_by_a_lost_attempt(planned: PlannedRow) -> PlannedRow:
+    """A delete that was in flight when the run died and whose record is gone now: the lost attempt did it.
+
+    The pre-flight finds the record missing (``NOT_FOUND``); a delete that was never sent gets that error,
+    but this one may have run, and the record was there when it was planned the first time.
+    """
+    if planned.operation == "delete" and planned.error_code == NOT_FOUND and planned.key is not None:
+        deleted = int(planned.key)
+        return replace(
+            planned, error_code=None, error_description=None, bitrix_id=deleted, existing_id=deleted
+        )
+    return planned

@@ -49,7 +49,7 @@ from bitrix24_source.destination.coerce import (
     original_row,
 )
 from bitrix24_source.destination.directories import check_directories
-from bitrix24_source.destination.targets import Operation, WriteTarget
+from bitrix24_source.destination.targets import Operation, WriteTarget, task_word
 from bitrix24_source.fields import EntityFields, FieldMeta, truthy
 
 DELETE_COLUMN: Final = "_delete"
@@ -67,6 +67,7 @@ NOTHING_TO_UPDATE: Final = "NOTHING_TO_UPDATE"
 DUPLICATE_KEY_ON_PORTAL: Final = "DUPLICATE_KEY_ON_PORTAL"
 DUPLICATE_MARKER_ON_PORTAL: Final = "DUPLICATE_MARKER_ON_PORTAL"
 INVALID_VALUE: Final = "INVALID_VALUE"  # a value the checks did not foresee (the exception is in the text)
+NOT_FOUND: Final = "NOT_FOUND"  # the portal's own code for a missing record (§7.2), found before sending
 LOAD_ABORTED: Final = "LOAD_ABORTED"  # the load failed for good before this row had an outcome
 
 MARKER_PREFIX: Final = "b24dlt:"
@@ -98,6 +99,7 @@ class PlannedRow:
         content: an add's planned values in canonical JSON, from which its generated marker is derived; None
             when the marker is the key or the row's own value.
         keyed: the add's marker is its ``key=`` value (already looked up as a key).
+        error_field: the input column (or field) the first error is about, for the errors table.
     """
 
     row_number: int
@@ -115,6 +117,7 @@ class PlannedRow:
     existing_id: int | None = None
     content: str | None = None
     keyed: bool = False
+    error_field: str | None = None
 
     @property
     def is_valid(self) -> bool:
@@ -154,6 +157,9 @@ class PlanOptions:
         allow_duplicates: add again on purpose: no marker look-up before sending, and generated markers
             are salted with `salt` (the load id) so that they are this run's own.
         salt: see `allow_duplicates`; empty otherwise, so that a re-run derives the same markers.
+        existing: pre-flight: the records that the rows' ids name, as they are on the portal now (id ->
+            ``categoryId`` ...); an id missing here is ``NOT_FOUND`` before anything is sent. None: not
+            checked (the portal answers for them).
     """
 
     key: str | None = None
@@ -162,6 +168,7 @@ class PlanOptions:
     directories: Mapping[str, Mapping[str, str]] | None = None
     allow_duplicates: bool = False
     salt: str = ""
+    existing: Mapping[int, Mapping[str, Any]] | None = None
 
 
 def normalise_key(value: Any) -> str:
@@ -194,6 +201,29 @@ def add_marker(entity: str, content: str, occurrence: int, salt: str = "") -> st
     return MARKER_PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()[:_MARKER_HEX]
 
 
+def as_id_or_none(value: Any) -> int | None:
+    """A record id or category as the portal prints it (an int or a string of digits), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def row_id(row: Mapping[str, Any]) -> int | None:
+    """The positive integer id of a row, or None (no id, or one that is not an id)."""
+    raw = _row_id(row)
+    if raw is None:
+        return None
+    try:
+        value = as_int(raw, FieldMeta(name="id", type="integer"))
+    except InvalidValue:
+        return None
+    return value if value > 0 else None
+
+
 def _content(values: Mapping[str, Any]) -> str:
     return json.dumps(values, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
 
@@ -221,8 +251,11 @@ def _reject(
     key: str | None,
     code: str,
     text: str,
+    field_name: str | None = None,
 ) -> PlannedRow:
-    return PlannedRow(row_number, operation, key, None, None, None, None, code, text, original)
+    return PlannedRow(
+        row_number, operation, key, None, None, None, None, code, text, original, error_field=field_name
+    )
 
 
 def aborted_row(row_number: int, row: Mapping[str, Any], index: Any, text: str) -> PlannedRow:
@@ -250,7 +283,13 @@ def plan_row(
     bad = _unencodable(row)
     if bad is not None:
         return _reject(
-            row_number, original, None, None, INVALID_TYPE, f"row {row_number}, field {bad[0]!r}: {bad[1]}"
+            row_number,
+            original,
+            None,
+            None,
+            INVALID_TYPE,
+            f"row {row_number}, field {bad[0]!r}: {bad[1]}",
+            bad[0],
         )
     delete = DELETE_COLUMN in row and not is_missing(row[DELETE_COLUMN]) and truthy(row[DELETE_COLUMN])
     ids = [(c, row[c]) for c in ID_COLUMNS if c in row and not is_missing(row[c])]
@@ -262,6 +301,7 @@ def plan_row(
             None,
             CONFLICTING_COLUMNS,
             f"columns 'id' and 'ID' disagree: {ids[0][1]!r} and {ids[1][1]!r}; keep one of them",
+            "id",
         )
     raw_id = _row_id(row)
     key_text = key_value(row, options.key, fields) if options.key else None
@@ -278,6 +318,7 @@ def plan_row(
                 normalise_key(raw_id),
                 INVALID_ID,
                 f"field 'id' is not an integer: {raw_id!r}",
+                "id",
             )
         if bitrix_id <= 0:
             return _reject(
@@ -287,6 +328,17 @@ def plan_row(
                 normalise_key(raw_id),
                 INVALID_ID,
                 f"field 'id' must be positive: {raw_id!r}",
+                "id",
+            )
+        if options.existing is not None and bitrix_id not in options.existing:
+            return _reject(
+                row_number,
+                original,
+                "delete" if delete else "update",
+                str(bitrix_id),
+                NOT_FOUND,
+                f"{target.entity} id {bitrix_id} does not exist on the portal",
+                "id",
             )
     elif key_text is not None and key_text in options.ambiguous_keys:
         ids_found = list(options.ambiguous_keys[key_text])
@@ -298,6 +350,7 @@ def plan_row(
             DUPLICATE_KEY_ON_PORTAL,
             f"key {options.key!r} = {key_text!r} matches several records on the portal (ids "
             f"{_some(ids_found)}); update them by id",
+            options.key,
         )
     elif key_text is not None and key_text in options.resolved_ids:
         bitrix_id = options.resolved_ids[key_text]
@@ -306,7 +359,13 @@ def plan_row(
     if operation == "delete":
         if bitrix_id is None:
             return _reject(
-                row_number, original, "delete", key_text, INVALID_ID, "field 'id' is required to delete a row"
+                row_number,
+                original,
+                "delete",
+                key_text,
+                INVALID_ID,
+                "field 'id' is required to delete a row",
+                "id",
             )
         method, params = target.command("delete", bitrix_id, {})
         return PlannedRow(
@@ -317,32 +376,36 @@ def plan_row(
     key_field = (fields.resolve(options.key) or options.key) if options.key else None
     fields_out: dict[str, Any] = {}
     written_by: dict[str, str] = {}
-    problems: list[tuple[str, str]] = []
+    problems: list[tuple[str, str, str | None]] = []
     for column, value in row.items():
         name = str(column)
         if name in ID_COLUMNS or name == DELETE_COLUMN or name.startswith("_dlt_") or is_missing(value):
             continue
         canonical = fields.resolve(name)
         if canonical is None:
-            problems.append((UNKNOWN_FIELD, f"field {name!r} does not exist on {target.entity}"))
+            problems.append((UNKNOWN_FIELD, f"field {name!r} does not exist on {target.entity}", name))
             continue
         meta = fields.fields[canonical]
         if meta.read_only:
-            problems.append((READ_ONLY_FIELD, f"field {name!r} is read-only"))
+            problems.append((READ_ONLY_FIELD, f"field {name!r} is read-only", name))
             continue
         if meta.immutable and operation == "update":
-            problems.append((IMMUTABLE_FIELD, f"field {name!r} can only be set when the record is added"))
+            problems.append(
+                (IMMUTABLE_FIELD, f"field {name!r} can only be set when the record is added", name)
+            )
             continue
+        if target.family == "tasks":
+            value = task_word(canonical, value)
         try:
             coerced = coerce_value(value, meta)
             if canonical in (marker_field, key_field) and isinstance(coerced, str):
                 coerced = normalise_key(value)
         except InvalidValue as exc:
-            problems.append((exc.code, exc.message))
+            problems.append((exc.code, exc.message, name))
             continue
         except Exception as exc:  # an unforeseen value costs its own row (recorded below), not the whole job
             problems.append(
-                (INVALID_VALUE, f"field {name!r}: {value!r} could not be checked: {describe(exc)}")
+                (INVALID_VALUE, f"field {name!r}: {value!r} could not be checked: {describe(exc)}", name)
             )
             continue
         if canonical in fields_out and fields_out[canonical] != coerced:
@@ -351,20 +414,22 @@ def plan_row(
                     CONFLICTING_COLUMNS,
                     f"columns {written_by[canonical]!r} and {name!r} both set field {canonical!r}, to "
                     f"{fields_out[canonical]!r} and {coerced!r}; keep one of them",
+                    name,
                 )
             )
             continue
         fields_out[canonical] = coerced
         written_by[canonical] = name
     if options.directories is not None:
-        problems.extend(check_directories(fields, fields_out, options.directories))
+        current = (options.existing or {}).get(bitrix_id or 0, {}).get("categoryId")
+        problems.extend(check_directories(fields, fields_out, options.directories, as_id_or_none(current)))
 
     marker: str | None = None
     content: str | None = None
     if operation == "add":
         for required in fields.required:
             if required not in fields_out or fields_out[required] in ("", []):
-                problems.append((REQUIRED_FIELD_MISSING, f"required field {required!r} is missing"))
+                problems.append((REQUIRED_FIELD_MISSING, f"required field {required!r} is missing", required))
         if key_field is not None and key_text is not None:
             marker, marker_field = key_text, key_field
         elif fields_out.get(marker_field) not in (None, ""):
@@ -374,12 +439,13 @@ def plan_row(
         if target.family == "crm_item" and ORIGINATOR_FIELD in fields.fields:
             fields_out.setdefault(ORIGINATOR_FIELD, ORIGINATOR)
     elif not fields_out and not problems:
-        problems.append((NOTHING_TO_UPDATE, "the row has an id but no field to update"))
+        problems.append((NOTHING_TO_UPDATE, "the row has an id but no field to update", None))
 
     key = key_text if key_text is not None else (str(bitrix_id) if bitrix_id is not None else marker)
     if problems:
-        code = problems[0][0]
-        return _reject(row_number, original, operation, key, code, "; ".join(text for _, text in problems))
+        code, _, field_name = problems[0]
+        text = "; ".join(text for _, text, _ in problems)
+        return _reject(row_number, original, operation, key, code, text, field_name)
     method, params = target.command(operation, bitrix_id, fields_out)
     return PlannedRow(
         row_number,
@@ -464,7 +530,9 @@ def mark_duplicates(rows: Sequence[PlannedRow]) -> list[PlannedRow]:
                     row.operation,
                     row.key,
                     DUPLICATE_IN_INPUT,
-                    f"{what} appears more than once in this input; first in {_where(seen.row_number, seen.index)}",
+                    f"{what} appears more than once in this input; first in "
+                    f"{_where(seen.row_number, seen.index)}",
+                    "id" if identity[0] == "id" else row.marker_field,
                 ),
                 index=row.index,
             )
@@ -493,6 +561,7 @@ def mark_existing(rows: Sequence[PlannedRow], existing: Mapping[str, Sequence[in
                         DUPLICATE_MARKER_ON_PORTAL,
                         f"marker {row.marker_field!r} = {row.marker!r} is held on the portal by ids "
                         f"{_some(ids)}; update those records by id",
+                        row.marker_field,
                     ),
                     index=row.index,
                 )

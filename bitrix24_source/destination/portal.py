@@ -105,6 +105,39 @@ class Portal:
         out.update(self._lookup_each(field_name, crowded))
         return out
 
+    def read_existing(self, ids: Sequence[int], fields: EntityFields) -> dict[int, dict[str, Any]] | None:
+        """Pre-flight: the records `ids` name as they are now (id -> ``categoryId`` when the entity has one).
+
+        CRM: ``crm.item.list`` with an ``@id`` filter per 50 ids, 50 commands chained to a batch request (one
+        request per 2,500 ids); a page holds the 50 records of its 50 ids. Tasks: None (not checked before
+        sending; the portal answers for a missing task).
+        """
+        target = self.target
+        if target.family != "crm_item":
+            return None
+        unique = sorted(set(ids))
+        select = ["id"] + [name for name in ("categoryId",) if name in fields.fields]
+        groups = [unique[k : k + _LOOKUP_GROUP] for k in range(0, len(unique), _LOOKUP_GROUP)]
+        calls = [
+            (
+                target.list_method,
+                {
+                    "entityTypeId": target.entity_type_id,
+                    "filter": {"@id": group},
+                    "select": select,
+                    "order": {"id": "ASC"},
+                },
+            )
+            for group in groups
+        ]
+        existing: dict[int, dict[str, Any]] = {}
+        for result in self._read_all(calls, f"cannot check the ids of {target.entity}") if calls else []:
+            for row in target.lookup_rows(result):
+                record_id = as_id(_squashed_get(row, "id"))
+                if record_id is not None:
+                    existing[record_id] = {"categoryId": _squashed_get(row, "categoryId")}
+        return existing
+
     def _lookup_each(self, field_name: str, values: Sequence[str]) -> dict[str, list[int]]:
         """One list command per value, batched 50 to a request."""
         target = self.target

@@ -58,6 +58,7 @@ _IDENTITY_COLUMNS: Final = (
 )
 _ERROR_COLUMNS: Final[dict[str, Any]] = {
     **{k: v for k, v in _RESULT_COLUMNS.items() if k not in {"bitrix_id", "status"}},
+    "field": {"data_type": "text", "nullable": True},
     "row_json": {"data_type": "text", "nullable": False},
 }
 _PLAN_COLUMNS: Final[dict[str, Any]] = {
@@ -121,6 +122,7 @@ def error_row(result: Mapping[str, Any], planned: PlannedRow) -> dict[str, Any]:
         **{column: result[column] for column in _IDENTITY_COLUMNS},
         "error_code": result["error_code"],
         "error_description": result["error_description"],
+        "field": planned.error_field,
         "row_json": json.dumps(planned.original, ensure_ascii=False, sort_keys=True),
         "written_at": result["written_at"],
     }

@@ -98,6 +98,29 @@ class WriteTarget:
         return [dict(row) for row in rows or [] if isinstance(row, Mapping)]
 
 
+# The words the v3 task fields use (and the source writes) -> the v2 codes tasks.task.* takes, so that a
+# source -> edit -> destination round trip works: api-reference/tasks/fields-rest-v3.md (words) and
+# api-reference/tasks/fields.md (codes). "declined" has no documented v2 code and stays as written.
+TASK_WORDS: Final[dict[str, dict[str, str]]] = {
+    "PRIORITY": {"low": "0", "average": "1", "high": "2"},
+    "STATUS": {
+        "pending": "2",
+        "in_progress": "3",
+        "supposedly_completed": "4",
+        "completed": "5",
+        "deferred": "6",
+    },
+}
+
+
+def task_word(field_name: str, value: Any) -> Any:
+    """A task STATUS / PRIORITY word as its v2 code; any other value as it is."""
+    words = TASK_WORDS.get(field_name)
+    if words is not None and isinstance(value, str) and value.strip().lower() in words:
+        return words[value.strip().lower()]
+    return value
+
+
 CRM_ENTITY_TYPE_IDS: Final = {"leads": 1, "deals": 2, "contacts": 3, "companies": 4}  # §7.1
 WRITE_ENTITIES: Final = (*CRM_ENTITY_TYPE_IDS, "tasks")
 

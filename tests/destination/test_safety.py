@@ -91,7 +91,7 @@ def test_own_marker_already_on_the_portal_is_already_applied_or_ambiguous(
     assert not any(r["title"].startswith("own marker taken") for r in state)
     stats = portal.stats().by_method
     assert stats["crm.item.add"] == 2
-    assert stats["crm.item.list"] == 1  # every add's marker in one "@originId" command
+    assert stats["crm.item.list"] == 2  # the id in one "@id" command, every add's marker in one "@originId"
 
     # The second run finds ext-2 from the first one: already applied, not added again.
     push_pipeline(portal.webhook_url, name="own_markers").run(rows[:2], table_name="deals")

@@ -329,12 +329,26 @@ def test_tasks_use_v2_upper_case_fields() -> None:
                     "type": "enum",
                     "values": {"2": "High", "1": "Normal", "0": "Low"},
                 },
+                "STATUS": {
+                    "title": "Status",
+                    "type": "enum",
+                    "values": {
+                        "2": "Pending",
+                        "3": "In progress",
+                        "4": "Supposedly completed",
+                        "5": "Completed",
+                    },
+                },
                 "XML_ID": {"title": "External", "type": "string"},
                 "CREATED_DATE": {"title": "Created", "type": "datetime"},
             }
         }
     )
     tasks = write_target("tasks")
+    # The words the source writes (v3 task fields) are accepted back as their v2 codes.
+    words = plan_row({"ID": 5, "status": "completed", "priority": "high"}, 0, tasks, fields, OPTS)
+    assert words.params == {"taskId": 5, "fields": {"STATUS": "5", "PRIORITY": "2"}}
+    assert plan_row({"ID": 5, "STATUS": "declined"}, 0, tasks, fields, OPTS).error_code == INVALID_ENUM_VALUE
     add = plan_rows(
         {2: {"title": "Call", "responsibleId": 3, "PRIORITY": "High"}}, tasks, fields, OPTS, NOTHING_HELD
     )[0]
@@ -394,7 +408,10 @@ def test_result_error_and_plan_rows() -> None:
     )
     assert result["status"] == "error" and result["row_number"] == 3 and result["error_code"] == UNKNOWN_FIELD
     err = error_row(result, bad)
-    assert json.loads(err["row_json"]) == {"id": 1, "bogus": 2}
+    assert json.loads(err["row_json"]) == {"id": 1, "bogus": 2} and err["field"] == "bogus"
+    assert _plan({"id": 1, "OPPORTUNITY": "lots"}).error_field == "OPPORTUNITY"
+    assert _plan({"id": 1, "stageId": "WON", "STAGE_ID": "NEW"}).error_field == "STAGE_ID"
+    assert _plan({"opportunity": 3}).error_field == "title"
     good = plan_rows({4: {"title": "x"}}, DEALS, FIELDS, OPTS, NOTHING_HELD)[0]
     ok = result_row(good, Outcome("ok", 99), load_id="L", table="deals", job_id="F", written_at=when)
     assert ok["bitrix_id"] == 99 and ok["operation"] == "add" and ok["key"] == good.marker
@@ -441,14 +458,17 @@ def test_directory_values_pass_and_names_become_ids() -> None:
 @pytest.mark.parametrize(
     ("row", "expected"),
     [
-        ({"id": 5, "stageId": "C3:LOSE"}, ["'stageId'", "'C3:LOSE' in pipeline 3", "C3:NEW, C3:WON)"]),
+        (
+            {"id": 5, "stageId": "C3:LOSE"},
+            ["'stageId'", "'C3:LOSE' in pipeline 3", "C3:NEW (New), C3:WON (Deal won))"],
+        ),
         ({"title": "t", "categoryId": 3, "stageId": "NEW"}, ["'NEW' in pipeline 3", "(allowed: C3:NEW"]),
         (
             {"title": "t", "stageId": "C3:NEW", "categoryId": 0},
-            ["in pipeline 0", "NEW, EXECUTING, WON, LOSE"],
+            ["in pipeline 0", "NEW (New), EXECUTING (In progress), WON (Deal won), LOSE (Deal lost)"],
         ),
         ({"id": 5, "stageId": "C9:NEW"}, ["in pipeline 9", "allowed: none"]),
-        ({"id": 5, "sourceId": "FAX"}, ["'sourceId'", "SRC_0, SRC_1", "... (6 more)"]),
+        ({"id": 5, "sourceId": "FAX"}, ["'sourceId'", "SRC_0 (Source 0), SRC_1 (Source 1)", "... (6 more)"]),
         ({"id": 5, "typeId": "Twice"}, ["'typeId'", "'Twice'"]),  # a name shared by two ids is ambiguous
     ],
 )
