@@ -123,7 +123,7 @@ def bitrix24_destination(
         flush(options.results_destination, options.results_dataset_name, tallies)
 
     config: dict[str, Any] = {} if webhook_url is None else {"webhook_url": webhook_url}
-    return completing_destination(
+    destination = completing_destination(
         bitrix24,
         complete,
         destination_name=name,
@@ -134,3 +134,5 @@ def bitrix24_destination(
         loader_parallelism_strategy="sequential",  # one portal, one limiter: parallel jobs gain nothing
         **config,
     )
+    destination.bitrix24_options = options  # type: ignore[attr-defined]  # read by last_results()
+    return destination

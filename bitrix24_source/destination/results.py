@@ -246,8 +246,7 @@ def flush(results_destination: Any, dataset_name: str, tallies: Tallies) -> None
 
 def _load(outer: Any, results_destination: Any, dataset_name: str, resources: list[Any]) -> str:
     """Load the result tables; where they went, for the summary."""
-    default_path = os.path.abspath(f"{outer.pipeline_name}_results.duckdb")
-    destination = results_destination or dlt.destinations.duckdb(default_path)
+    destination = results_destination_of(results_destination, outer.pipeline_name)
     failure: list[Exception] = []
 
     def run() -> None:
@@ -348,20 +347,36 @@ class PushResults:
 def last_results(pipeline: Any) -> PushResults:
     """The results and errors of the last push of `pipeline` whose results were loaded.
 
-    They are read from where the destination loaded them (``results_destination``), through the results
-    pipeline ``<pipeline name>_bitrix24_results`` next to `pipeline`. The results of a push that failed for
-    good are loaded with the next push that completes.
+    They are read from where the destination loaded them (its ``results_destination`` and
+    ``results_dataset_name``). The results of a push that failed for good are loaded with the next push
+    that completes.
 
     Args:
         pipeline: the dlt pipeline that pushed to ``bitrix24_destination``.
 
     Returns:
         A :class:`PushResults` with pandas DataFrames filtered to that push's load id.
+
+    Raises:
+        ValueError: `pipeline` does not push to a ``bitrix24_destination``.
     """
-    inner = dlt.attach(
-        pipeline_name=f"{pipeline.pipeline_name}_bitrix24_results", pipelines_dir=pipeline.pipelines_dir
+    options = getattr(pipeline.destination, "bitrix24_options", None)
+    if options is None:
+        raise ValueError(f"pipeline {pipeline.pipeline_name!r} does not push to a bitrix24_destination")
+    reader = dlt.pipeline(
+        pipeline_name=f"{pipeline.pipeline_name}_bitrix24_results",
+        pipelines_dir=pipeline.pipelines_dir,
+        destination=results_destination_of(options.results_destination, pipeline.pipeline_name),
+        dataset_name=options.results_dataset_name,
     )
-    with inner.sql_client() as client:
+    try:
+        return _read_last(reader)
+    finally:
+        pipeline.activate()  # dlt.pipeline() made the reader the current pipeline
+
+
+def _read_last(reader: Any) -> PushResults:
+    with reader.sql_client() as client:
         results_table = client.make_qualified_table_name(RESULTS_TABLE)
         errors_table = client.make_qualified_table_name(ERRORS_TABLE)
         with client.execute_query(f"SELECT max(load_id) FROM {results_table}") as cursor:
@@ -371,12 +386,18 @@ def last_results(pipeline: Any) -> PushResults:
             return PushResults(None, _frame([], []), _frame([], []))
         quoted = load_id.replace("'", "''")
         frames = []
-        for table, order in ((results_table, "job_id, row_number"), (errors_table, "job_id, row_number")):
-            query = f"SELECT * FROM {table} WHERE load_id = '{quoted}' ORDER BY {order}"
+        for table in (results_table, errors_table):
+            query = f"SELECT * FROM {table} WHERE load_id = '{quoted}' ORDER BY job_id, row_number"
             with client.execute_query(query) as cursor:
                 names = [d[0] for d in cursor.description]
                 frames.append(_frame(names, cursor.fetchall()))
     return PushResults(load_id, frames[0], frames[1])
+
+
+def results_destination_of(results_destination: Any, pipeline_name: str) -> Any:
+    """The destination of the result tables: the option, or a DuckDB file named after the push pipeline in
+    the current directory."""
+    return results_destination or dlt.destinations.duckdb(os.path.abspath(f"{pipeline_name}_results.duckdb"))
 
 
 def _frame(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Any:
