@@ -67,6 +67,7 @@ class LoadJob:
         maybe_sent = {int(n) for n in self.checkpoint.get("inflight", [])} - done.keys()
         rows, indexes = input_rows(read_rows(self.path))
         try:
+            self._check_journal(done)
             self._run(cache, webhook_url, tallies, rows, indexes, done, maybe_sent)
         except DestinationTerminalException as exc:
             # The load fails for good: the package is aborted (dlt_adapter.abort_on_terminal_error), so
@@ -139,6 +140,23 @@ class LoadJob:
             tally.seconds += time.monotonic() - started
             if bar is not None:
                 bar.close()
+
+    def _check_journal(self, done: Mapping[int, JournalRecord]) -> None:
+        """Stop when the journal holds fewer outcomes than the package state says were recorded.
+
+        Every chunk is appended (fsync) to the journal before the state counts it done, so fewer journal
+        records mean the journal was removed or truncated: the rows it lost cannot be told from rows never
+        sent, and resending them blindly is what the journal exists to prevent.
+        """
+        recorded = int(self.checkpoint.get("done", 0))
+        if len(done) < recorded:
+            raise DestinationTerminalException(
+                f"bitrix24 destination: the journal {self.journal.path} holds {len(done)} row outcomes, but "
+                f"the load package state counts {recorded} rows of {self.identity.table} as written: the "
+                "journal was removed or truncated. The load is aborted (rows without an outcome are "
+                "recorded LOAD_ABORTED); push the frame again: adds already on the portal are found by "
+                "their markers and reported already_applied, updates are sent again"
+            )
 
     def _record_abort(
         self,

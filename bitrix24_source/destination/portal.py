@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 NOT_FOUND_CODES: Final = frozenset({"NOT_FOUND", "ERROR_ENTITY_NOT_FOUND"})
 _REQUEST_LEVEL_CATEGORIES: Final = frozenset({"auth", "rate_limit"})
+# Error categories in which the portal refused the command, so it did not run (bitrix24_source.errors).
+_REJECTED_CATEGORIES: Final = frozenset({"validation", "not_found", "access", "method", "auth", "rate_limit"})
 _FIRST_CONTACT_ATTEMPTS: Final = 2
 _LOOKUP_GROUP: Final = 50  # values per "in" filter command, and rows per list page (§3.1)
 
@@ -112,11 +114,17 @@ class Portal:
         request per 2,500 ids); a page holds the 50 records of its 50 ids. Tasks: None (not checked before
         sending; the portal answers for a missing task).
         """
-        target = self.target
-        if target.family != "crm_item":
+        if self.target.family != "crm_item":
             return None
+        select = [name for name in ("categoryId",) if name in fields.fields]
+        records = self.read_records(ids, select)
+        return {i: {"categoryId": _squashed_get(row, "categoryId")} for i, row in records.items()}
+
+    def read_records(self, ids: Sequence[int], select: Sequence[str]) -> dict[int, dict[str, Any]]:
+        """The CRM records `ids` name (id -> row with the `select` fields); absent ids are not there."""
+        target = self.target
         unique = sorted(set(ids))
-        select = ["id"] + [name for name in ("categoryId",) if name in fields.fields]
+        select = ["id", *select]
         groups = [unique[k : k + _LOOKUP_GROUP] for k in range(0, len(unique), _LOOKUP_GROUP)]
         calls = [
             (
@@ -130,13 +138,13 @@ class Portal:
             )
             for group in groups
         ]
-        existing: dict[int, dict[str, Any]] = {}
-        for result in self._read_all(calls, f"cannot check the ids of {target.entity}") if calls else []:
+        records: dict[int, dict[str, Any]] = {}
+        for result in self._read_all(calls, f"cannot read records of {target.entity}") if calls else []:
             for row in target.lookup_rows(result):
                 record_id = as_id(_squashed_get(row, "id"))
                 if record_id is not None:
-                    existing[record_id] = {"categoryId": _squashed_get(row, "categoryId")}
-        return existing
+                    records[record_id] = row
+        return records
 
     def _lookup_each(self, field_name: str, values: Sequence[str]) -> dict[str, list[int]]:
         """One list command per value, batched 50 to a request."""
@@ -190,6 +198,7 @@ class Portal:
         except Bitrix24Error as exc:
             raise job_error(exc, what) from exc
         retry: list[PlannedRow] = []
+        unproven: dict[int, tuple[PlannedRow, Outcome]] = {}
         for p, r in zip(to_send, batch.results, strict=True):
             if (
                 r.error is not None
@@ -206,8 +215,11 @@ class Portal:
                 code = r.error.code if r.error is not None else ""
                 text = r.error.description if r.error is not None else "unknown error"
                 if p.operation == "delete" and p.row_number in uncertain and code.upper() in NOT_FOUND_CODES:
-                    # The lost attempt deleted it (documented in the README).
+                    # The lost attempt deleted it (the pre-flight saw the record before that attempt).
                     outcomes[p.row_number] = Outcome("ok", p.bitrix_id)
+                elif r.error is None or r.error.category not in _REJECTED_CATEGORIES:
+                    # A server error (or an empty one) does not prove the command did not run.
+                    unproven[p.row_number] = (p, Outcome("error", None, code, mask(text)))
                 else:
                     outcomes[p.row_number] = Outcome("error", None, code, mask(text))
             else:
@@ -216,7 +228,33 @@ class Portal:
                 if r.outcome == "unknown":
                     uncertain.add(p.row_number)
                 retry.append(p)
+        if unproven:
+            outcomes.update(self._verify_errors(list(unproven.values())))
         return retry
+
+    def _verify_errors(self, failed: Sequence[tuple[PlannedRow, Outcome]]) -> dict[int, Outcome]:
+        """Check on the portal whether commands that answered an error that proves nothing ran anyway.
+
+        Adds are looked up by marker (looked up before their first send, so finding it proves the add);
+        deletes and updates of CRM records are read back by id: a deleted record is gone, an updated one
+        holds every value that was sent. What cannot be shown to have run keeps the portal's error.
+        """
+        out = {p.row_number: outcome for p, outcome in failed}
+        adds = [p for p, _ in failed if p.operation == "add"]
+        verified: dict[int, Outcome] = {}
+        self._verify_adds(adds, verified)
+        others = [p for p, _ in failed if p.operation != "add" and p.bitrix_id is not None]
+        if others and self.target.family == "crm_item":
+            select = sorted({name for p in others for name in (p.params or {}).get("fields", {})})
+            records = self.read_records([p.bitrix_id for p in others if p.bitrix_id is not None], select)
+            for p in others:
+                held = records.get(p.bitrix_id or 0)
+                if (p.operation == "delete" and held is None) or (
+                    p.operation == "update" and held is not None and _holds(held, (p.params or {})["fields"])
+                ):
+                    verified[p.row_number] = Outcome("ok", p.bitrix_id)
+        out.update(verified)
+        return out
 
     def _verify_adds(self, rows: Sequence[PlannedRow], outcomes: dict[int, Outcome]) -> None:
         """Look up the markers of adds whose outcome is unknown; record found ones as ok (no resend)."""
@@ -312,6 +350,24 @@ def job_error(exc: Bitrix24Error, what: str) -> Exception:
     if exc.permanent or exc.category in ("auth", "access", "config") or exc.code in UNREACHABLE_CODES:
         return DestinationTerminalException(text)
     return DestinationTransientException(text)
+
+
+def _holds(record: Mapping[str, Any], sent: Mapping[str, Any]) -> bool:
+    """True when `record` holds every value of `sent` (compared as keys: 5 and "5.0" are one value)."""
+
+    def same(a: Any, b: Any) -> bool:
+        if isinstance(a, list) or isinstance(b, list):
+            a_items = a if isinstance(a, list) else [a]
+            b_items = b if isinstance(b, list) else [b]
+            return sorted(normalise_key(x) for x in a_items) == sorted(normalise_key(x) for x in b_items)
+        if a in (None, "") or b in (None, ""):
+            return a in (None, "") and b in (None, "")
+        try:
+            return float(a) == float(b)
+        except (TypeError, ValueError):
+            return normalise_key(a) == normalise_key(b)
+
+    return all(same(value, _squashed_get(record, name)) for name, value in sent.items())
 
 
 def _held(row: Mapping[str, Any], field_name: str) -> str | None:

@@ -14,7 +14,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from bitrix24_source import bitrix24_rows
 from bitrix24_source.client.transport import transport_error
 from bitrix24_source.destination.results import ERRORS_TABLE, RESULTS_TABLE
-from bitrix24_source.sandbox import Sandbox
+from bitrix24_source.sandbox import Fault, Sandbox
 
 
 def test_a_portal_that_is_down_fails_the_load_within_seconds_with_one_labelled_error(
@@ -80,3 +80,65 @@ def test_values_dlt_could_not_type_each_fail_only_their_row(
     assert [r["title"] for r in state.values()].count("fine") == 1
     errors = read_table(ERRORS_TABLE)
     assert len(errors) == 3
+
+
+def test_a_sub_command_error_after_execution_is_verified_before_it_is_recorded(
+    portal: Sandbox, push_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
+) -> None:
+    deal_ids = sorted(int(r["id"]) for r in portal.rows("deals"))
+    rows: list[dict[str, Any]] = [
+        {"title": "ran despite the error"},
+        {"id": deal_ids[0], "title": "updated despite the error"},
+        {"id": deal_ids[1], "_delete": True},
+        {"id": deal_ids[2], "title": "really failed"},
+    ]
+    # The portal runs each command, then answers INTERNAL_SERVER_ERROR for it (which proves nothing);
+    # the last update is refused before it runs.
+    for method in ("crm.item.add", "crm.item.update", "crm.item.delete"):
+        portal.inject(Fault(kind="command_error", method=method, phase="after", times=1))
+    portal.inject(Fault(kind="command_error", method="crm.item.update", phase="before", after=1, times=1))
+    push_pipeline(portal.webhook_url, name="unproven").run(rows, table_name="deals")
+
+    results = read_table(RESULTS_TABLE)
+    state = {int(r["id"]): r for r in portal.rows("deals")}
+    added = next(r for r in state.values() if r["title"] == "ran despite the error")
+    assert [(r["status"], r["bitrix_id"]) for r in results[:3]] == [
+        ("ok", int(added["id"])),
+        ("ok", deal_ids[0]),
+        ("ok", deal_ids[1]),
+    ]
+    assert (results[3]["status"], results[3]["error_code"]) == ("error", "INTERNAL_SERVER_ERROR")
+    assert deal_ids[1] not in state and state[deal_ids[2]]["title"] != "really failed"
+
+
+def test_a_lost_journal_stops_the_run_with_what_to_do_and_nothing_is_duplicated(
+    portal: Sandbox,
+    push_pipeline: Callable[..., Any],
+    read_table: Callable[[str], list[dict[str, Any]]],
+    tmp_path: Any,
+) -> None:
+    rows = [{"title": f"journal {k}"} for k in range(60)]
+    # Batch 1 looks the markers up, batch 2 writes the first 50; from batch 3 on every request is reset
+    # before it runs, until dlt gives up on the job: its package stays pending with 50 rows journaled.
+    portal.inject(Fault(kind="reset", method="batch", phase="before", after=2, times=1000))
+    pipeline = push_pipeline(portal.webhook_url, name="journal")
+    with pytest.raises(PipelineStepFailed):
+        pipeline.run(rows, table_name="deals")
+    portal.clear_faults()
+    journals = list((tmp_path / "pipelines").rglob("bitrix24_writes/*/*.jsonl"))
+    assert journals
+    for journal in journals:
+        journal.unlink()
+
+    with pytest.raises(PipelineStepFailed, match="journal was removed or truncated"):
+        push_pipeline(portal.webhook_url, name="journal").run()
+    assert not pipeline.list_normalized_load_packages()
+    push_pipeline(portal.webhook_url, name="journal").run(rows, table_name="deals")
+    titles = [r["title"] for r in portal.rows("deals") if str(r["title"]).startswith("journal ")]
+    assert sorted(titles) == sorted(r["title"] for r in rows)  # each once
+    last = [
+        r
+        for r in read_table(RESULTS_TABLE)
+        if r["load_id"] == max(x["load_id"] for x in read_table(RESULTS_TABLE))
+    ]
+    assert [r["status"] for r in last] == ["already_applied"] * 50 + ["ok"] * 10
