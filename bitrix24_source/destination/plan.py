@@ -49,7 +49,7 @@ from bitrix24_source.destination.coerce import (
     original_row,
 )
 from bitrix24_source.destination.directories import check_directories
-from bitrix24_source.destination.targets import Operation, WriteTarget, task_word
+from bitrix24_source.destination.targets import Operation, WriteTarget, comm_key, task_word
 from bitrix24_source.fields import EntityFields, FieldMeta, truthy
 
 DELETE_COLUMN: Final = "_delete"
@@ -232,8 +232,12 @@ def key_value(row: Mapping[str, Any], key: str, fields: EntityFields) -> str | N
     """The upsert key value of a row (any spelling of the key column), normalised (:func:`normalise_key`)."""
     canonical = fields.resolve(key) or key
     for column, value in row.items():
-        if (column == key or fields.resolve(column) == canonical) and not is_missing(value):
-            return normalise_key(value)
+        same = column == key or fields.resolve(column) == canonical
+        if comm_key(key) is not None:
+            same = str(column).lower() == key.lower()  # "email" / "EMAIL": a key, not a field
+        if same and not is_missing(value):
+            text = normalise_key(value)
+            return text.strip() if comm_key(key) is not None else text
     return None
 
 
@@ -374,6 +378,7 @@ def plan_row(
 
     marker_field = fields.resolve(target.marker_field) or target.marker_field
     key_field = (fields.resolve(options.key) or options.key) if options.key else None
+    comm_kind = comm_key(options.key)
     fields_out: dict[str, Any] = {}
     written_by: dict[str, str] = {}
     problems: list[tuple[str, str, str | None]] = []
@@ -381,6 +386,8 @@ def plan_row(
         name = str(column)
         if name in ID_COLUMNS or name == DELETE_COLUMN or name.startswith("_dlt_") or is_missing(value):
             continue
+        if comm_kind is not None and name.lower() == str(options.key).lower():
+            continue  # the email / phone key: found by the duplicate search, added as a multi-field
         canonical = fields.resolve(name)
         if canonical is None:
             problems.append((UNKNOWN_FIELD, f"field {name!r} does not exist on {target.entity}", name))
@@ -432,6 +439,9 @@ def plan_row(
                 problems.append((REQUIRED_FIELD_MISSING, f"required field {required!r} is missing", required))
         if key_field is not None and key_text is not None:
             marker, marker_field = key_text, key_field
+            if comm_kind is not None:
+                # crm.item.add takes communications in `fm` (api-reference/crm/universal/crm-item-add.md).
+                fields_out["fm"] = [{"typeId": comm_kind, "value": key_text, "valueType": "WORK"}]
         elif fields_out.get(marker_field) not in (None, ""):
             marker = normalise_key(fields_out[marker_field])
         else:

@@ -18,7 +18,7 @@ from dlt.common.destination.exceptions import DestinationTerminalException, Dest
 from bitrix24_source.destination.directories import parse_directory
 from bitrix24_source.destination.options import DestinationOptions
 from bitrix24_source.destination.plan import Outcome, PlannedRow, normalise_key
-from bitrix24_source.destination.targets import WriteTarget, added_id, as_id
+from bitrix24_source.destination.targets import WriteTarget, added_id, as_id, comm_key
 from bitrix24_source.errors import Bitrix24Error, mask
 from bitrix24_source.fields import EntityFields, parse_crm_item_fields, parse_task_fields
 
@@ -86,6 +86,9 @@ class Portal:
         if not unique:
             return {}
         target = self.target
+        kind = comm_key(field_name)
+        if kind is not None and target.family == "crm_item":
+            return self._lookup_comm(kind, unique)
         groups = [unique[k : k + _LOOKUP_GROUP] for k in range(0, len(unique), _LOOKUP_GROUP)]
         if target.lookup_many_params(field_name, groups[0]) is None:
             return self._lookup_each(field_name, unique)
@@ -145,6 +148,13 @@ class Portal:
                 if record_id is not None:
                     records[record_id] = row
         return records
+
+    def _lookup_comm(self, kind: str, values: Sequence[str]) -> dict[str, list[int]]:
+        """Emails / phones -> the ids of this entity's records holding them: one crm.duplicate.findbycomm
+        per value (its answer does not say which value matched), 50 to a batch request."""
+        calls = [("crm.duplicate.findbycomm", self.target.comm_lookup_params(kind, v)) for v in values]
+        results = self._read_all(calls, f"cannot look up {kind.lower()} on {self.target.entity}")
+        return {v: ids for v, r in zip(values, results, strict=True) if (ids := self.target.comm_ids(r))}
 
     def _lookup_each(self, field_name: str, values: Sequence[str]) -> dict[str, list[int]]:
         """One list command per value, batched 50 to a request."""

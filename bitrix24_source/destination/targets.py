@@ -91,6 +91,17 @@ class WriteTarget:
             "order": {"id": "ASC"},
         }
 
+    def comm_lookup_params(self, kind: str, value: str) -> dict[str, Any]:
+        """A crm.duplicate.findbycomm request for the records of this entity holding one email / phone (one
+        value per command: the answer does not say which value matched which record)."""
+        return {"type": kind, "values": [value], "entity_type": COMM_ENTITY_TYPES[self.entity]}
+
+    def comm_ids(self, result: Any) -> list[int]:
+        """The ids of this entity in a crm.duplicate.findbycomm result (``{"CONTACT": [275]}``; an empty
+        match may come as ``[]``)."""
+        ids = result.get(COMM_ENTITY_TYPES[self.entity]) if isinstance(result, Mapping) else None
+        return sorted({i for v in ids or [] if (i := as_id(v)) is not None})
+
     def lookup_rows(self, result: Any) -> list[dict[str, Any]]:
         """The rows of a lookup response (`items` for crm.item.list, `tasks` for tasks.task.list, §3.3)."""
         key = "items" if self.family == "crm_item" else "tasks"
@@ -119,6 +130,18 @@ def task_word(field_name: str, value: Any) -> Any:
     if words is not None and isinstance(value, str) and value.strip().lower() in words:
         return words[value.strip().lower()]
     return value
+
+
+# key="email" / key="phone": upsert by a communication (multi-field ``fm``), found with
+# crm.duplicate.findbycomm (api-reference/crm/duplicates/crm-duplicate-find-by-comm.md), which searches
+# leads, contacts and companies only.
+COMM_KEYS: Final = {"email": "EMAIL", "phone": "PHONE"}
+COMM_ENTITY_TYPES: Final = {"leads": "LEAD", "contacts": "CONTACT", "companies": "COMPANY"}
+
+
+def comm_key(key: str | None) -> str | None:
+    """The communication type (EMAIL / PHONE) a ``key=`` names, or None for a field key."""
+    return COMM_KEYS.get(key.lower()) if key else None
 
 
 CRM_ENTITY_TYPE_IDS: Final = {"leads": 1, "deals": 2, "contacts": 3, "companies": 4}  # §7.1
@@ -160,7 +183,12 @@ def check_write_options(target: WriteTarget, fields: EntityFields, key: str | No
     Raises:
         WriteOptionError: the option and the field it names, and what is wrong with it.
     """
-    checks = [("marker_field", target.marker_field)] + ([("key", key)] if key else [])
+    if comm_key(key) is not None and target.entity not in COMM_ENTITY_TYPES:
+        raise WriteOptionError(
+            f"Bitrix24 destination option key={key!r}: upsert by {key} works for "
+            f"{', '.join(COMM_ENTITY_TYPES)} (the portal's duplicate search), not for {target.entity}"
+        )
+    checks = [("marker_field", target.marker_field)] + ([("key", key)] if key and not comm_key(key) else [])
     for option, name in checks:
         canonical = fields.resolve(name)
         if canonical is None:

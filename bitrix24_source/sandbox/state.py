@@ -12,7 +12,13 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from bitrix24_source.sandbox import methods_crm, methods_reference, methods_tasks, methods_users
+from bitrix24_source.sandbox import (
+    methods_crm,
+    methods_dupes,
+    methods_reference,
+    methods_tasks,
+    methods_users,
+)
 from bitrix24_source.sandbox.fields import CRM_ENTITIES, FM_ENTITIES, stage_semantic
 from bitrix24_source.sandbox.generator import generate, product_row
 from bitrix24_source.sandbox.store import Clock, Table, iso
@@ -31,6 +37,7 @@ _V2: dict[str, Handler] = {
     **methods_reference.METHODS_V2,
     **methods_users.METHODS_V2,
     **methods_tasks.METHODS_V2,
+    **methods_dupes.METHODS_V2,
 }
 _V3: dict[str, Handler] = dict(methods_tasks.METHODS_V3)
 _WRITES = methods_crm.WRITES | methods_tasks.WRITES
