@@ -16,7 +16,8 @@ How a load runs (one dlt load job per file of input rows; jobs run one after ano
    file is :mod:`.dlt_adapter`'s; rows wrapped by :func:`.rows.bitrix24_rows` are decoded there) and numbers
    the rows.
 2. Pre-flight, the same for dry and real runs (:mod:`.portal`): the field metadata, the records the rows'
-   ids name (existence and current pipeline, one request per 2,500 ids), and the crm.status directories
+   ids name (existence, current pipeline and the fields the rows fill in, one request per 2,500 ids; an
+   update the record already holds is ``already_applied``), and the crm.status directories
    the values need. Then :mod:`.plan` plans every row of the file: a command, a row error, or "already on
    the portal". Every add carries a marker in ``originId`` (tasks ``XML_ID``): the ``key=`` value, the
    row's own value, or ``b24dlt:<hex>`` derived from the row's content and its occurrence number; the

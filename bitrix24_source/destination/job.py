@@ -99,7 +99,8 @@ class LoadJob:
                 raise DestinationTerminalException(str(exc)) from exc
             # Pre-flight, shared by dry and real runs: do the ids exist, and in which pipeline are they now.
             ids = {n: i for n, row in enumerate(rows) if (i := row_id(row)) is not None}
-            existing = portal.read_existing(list(ids.values()), fields)
+            columns = {str(c) for n in ids for c in rows[n]}
+            existing = portal.read_existing(list(ids.values()), fields, columns)
             categories = {
                 n: category
                 for n, i in ids.items()

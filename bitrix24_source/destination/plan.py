@@ -158,8 +158,9 @@ class PlanOptions:
             are salted with `salt` (the load id) so that they are this run's own.
         salt: see `allow_duplicates`; empty otherwise, so that a re-run derives the same markers.
         existing: pre-flight: the records that the rows' ids name, as they are on the portal now (id ->
-            ``categoryId`` ...); an id missing here is ``NOT_FOUND`` before anything is sent. None: not
-            checked (the portal answers for them).
+            ``categoryId`` and the fields the rows fill in); an id missing here is ``NOT_FOUND`` before
+            anything is sent, and an update whose values it already holds is ``already_applied``. None:
+            not checked (the portal answers for them).
     """
 
     key: str | None = None
@@ -222,6 +223,28 @@ def row_id(row: Mapping[str, Any]) -> int | None:
     except InvalidValue:
         return None
     return value if value > 0 else None
+
+
+def holds_values(record: Mapping[str, Any], sent: Mapping[str, Any]) -> bool:
+    """True when `record` (as the portal lists it) holds every value of `sent`, compared as values: 5, 5.0
+    and "5" are one value, lists compare as sets, None and "" are both empty. A value that may differ only in
+    form (a date against a date-time) counts as different: then the update is simply sent."""
+
+    def same(a: Any, b: Any) -> bool:
+        if isinstance(a, list) or isinstance(b, list):
+            a_items = a if isinstance(a, list) else [a]
+            b_items = b if isinstance(b, list) else [b]
+            return sorted(normalise_key(x) for x in a_items) == sorted(normalise_key(x) for x in b_items)
+        if a in (None, "") or b in (None, ""):
+            return a in (None, "") and b in (None, "")
+        if isinstance(a, (int, float)) and isinstance(b, (int, float, str)):
+            try:
+                return float(a) == float(b)
+            except ValueError:
+                return False
+        return normalise_key(a) == normalise_key(b)
+
+    return all(name in record and same(value, record[name]) for name, value in sent.items())
 
 
 def _content(values: Mapping[str, Any]) -> str:
@@ -579,6 +602,16 @@ def mark_existing(rows: Sequence[PlannedRow], existing: Mapping[str, Sequence[in
     return out
 
 
+def _unchanged_update(planned: PlannedRow, existing: Mapping[int, Mapping[str, Any]]) -> PlannedRow:
+    """An update whose values the record already holds: not sent, ``already_applied`` (a re-run)."""
+    if not (planned.to_send and planned.operation == "update" and planned.bitrix_id in existing):
+        return planned
+    record = existing[planned.bitrix_id or 0]
+    if planned.params is not None and holds_values(record, planned.params["fields"]):
+        return replace(planned, existing_id=planned.bitrix_id)
+    return planned
+
+
 def plan_rows(
     rows: Mapping[int, Mapping[str, Any]],
     target: WriteTarget,
@@ -617,6 +650,8 @@ def plan_rows(
             p = stamp_marker(p, add_marker(target.entity, p.content, occurrences[p.content], options.salt))
         planned.append(p)
     planned = mark_duplicates(planned)
+    if options.existing:
+        planned = [_unchanged_update(p, options.existing) for p in planned]
     if options.allow_duplicates:
         return planned
     # Keyed adds were looked up as keys above (an add is keyed by a value nobody holds); the other markers

@@ -17,7 +17,7 @@ from dlt.common.destination.exceptions import DestinationTerminalException, Dest
 
 from bitrix24_source.destination.directories import parse_directory
 from bitrix24_source.destination.options import DestinationOptions
-from bitrix24_source.destination.plan import Outcome, PlannedRow, normalise_key
+from bitrix24_source.destination.plan import Outcome, PlannedRow, holds_values, normalise_key
 from bitrix24_source.destination.targets import WriteTarget, added_id, as_id, comm_key
 from bitrix24_source.errors import Bitrix24Error, mask
 from bitrix24_source.fields import EntityFields, parse_crm_item_fields, parse_task_fields
@@ -110,8 +110,11 @@ class Portal:
         out.update(self._lookup_each(field_name, crowded))
         return out
 
-    def read_existing(self, ids: Sequence[int], fields: EntityFields) -> dict[int, dict[str, Any]] | None:
-        """Pre-flight: the records `ids` name as they are now (id -> ``categoryId`` when the entity has one).
+    def read_existing(
+        self, ids: Sequence[int], fields: EntityFields, columns: Set[str] = frozenset()
+    ) -> dict[int, dict[str, Any]] | None:
+        """Pre-flight: the records `ids` name as they are now: ``categoryId`` when the entity has one, and the
+        fields the input `columns` name (so that an update that would change nothing can be skipped).
 
         CRM: ``crm.item.list`` with an ``@id`` filter per 50 ids, 50 commands chained to a batch request (one
         request per 2,500 ids); a page holds the 50 records of its 50 ids. Tasks: None (not checked before
@@ -119,9 +122,9 @@ class Portal:
         """
         if self.target.family != "crm_item":
             return None
-        select = [name for name in ("categoryId",) if name in fields.fields]
-        records = self.read_records(ids, select)
-        return {i: {"categoryId": _squashed_get(row, "categoryId")} for i, row in records.items()}
+        named = {canonical for c in columns if (canonical := fields.resolve(c)) is not None}
+        select = sorted(name for name in named | {"categoryId"} if name in fields.fields and name != "id")
+        return self.read_records(ids, select) if ids else {}
 
     def read_records(self, ids: Sequence[int], select: Sequence[str]) -> dict[int, dict[str, Any]]:
         """The CRM records `ids` name (id -> row with the `select` fields); absent ids are not there."""
@@ -260,7 +263,9 @@ class Portal:
             for p in others:
                 held = records.get(p.bitrix_id or 0)
                 if (p.operation == "delete" and held is None) or (
-                    p.operation == "update" and held is not None and _holds(held, (p.params or {})["fields"])
+                    p.operation == "update"
+                    and held is not None
+                    and holds_values(held, (p.params or {})["fields"])
                 ):
                     verified[p.row_number] = Outcome("ok", p.bitrix_id)
         out.update(verified)
@@ -360,24 +365,6 @@ def job_error(exc: Bitrix24Error, what: str) -> Exception:
     if exc.permanent or exc.category in ("auth", "access", "config") or exc.code in UNREACHABLE_CODES:
         return DestinationTerminalException(text)
     return DestinationTransientException(text)
-
-
-def _holds(record: Mapping[str, Any], sent: Mapping[str, Any]) -> bool:
-    """True when `record` holds every value of `sent` (compared as keys: 5 and "5.0" are one value)."""
-
-    def same(a: Any, b: Any) -> bool:
-        if isinstance(a, list) or isinstance(b, list):
-            a_items = a if isinstance(a, list) else [a]
-            b_items = b if isinstance(b, list) else [b]
-            return sorted(normalise_key(x) for x in a_items) == sorted(normalise_key(x) for x in b_items)
-        if a in (None, "") or b in (None, ""):
-            return a in (None, "") and b in (None, "")
-        try:
-            return float(a) == float(b)
-        except (TypeError, ValueError):
-            return normalise_key(a) == normalise_key(b)
-
-    return all(same(value, _squashed_get(record, name)) for name, value in sent.items())
 
 
 def _held(row: Mapping[str, Any], field_name: str) -> str | None:

@@ -45,13 +45,15 @@ def test_bulk_update_script_stands_alone_and_runs_twice(portal: Sandbox, tmp_pat
     assert list(first.errors["field"]) == ["opportunity", "id", "stageId"]
     assert json.loads(first.errors["row_json"][0])["opportunity"] == "about 5k"
 
-    # The same run again: nothing is added twice; the deleted deal is gone (NOT_FOUND before sending).
+    # The same run again: nothing is added or changed twice (adds found by marker, updates whose values the
+    # deal already holds); the deleted deal is gone (NOT_FOUND before sending).
     titles = sorted(r["title"] for r in portal.rows("deals"))
     again = last_results(example.push_deal_changes(portal.webhook_url, tmp_path / "run"))
     assert again.load_id != first.load_id and len(again.results) == 9
     assert sorted(r["title"] for r in portal.rows("deals")) == titles
     assert list(again.results["status"]) == [
-        "ok", "ok", "ok", "error", "error", "already_applied", "already_applied", "error", "error"
+        "already_applied", "already_applied", "already_applied", "error", "error",
+        "already_applied", "already_applied", "error", "error",
     ]  # fmt: skip
 
 
@@ -69,6 +71,6 @@ def test_bulk_update_notebook_executes(tmp_path: Path, monkeypatch: pytest.Monke
     assert not [o for o in outputs if o.get("output_type") == "error"]
     text = "\n".join(str(o.get("text", "")) + json.dumps(o.get("data", {})) for o in outputs)
     assert "bitrix24 destination: deals: 9 rows, 6 ok, 3 errors" in text
-    assert "bitrix24 destination: deals: 9 rows, 3 ok, 4 errors, 2 already applied" in text  # the re-run
+    assert "bitrix24 destination: deals: 9 rows, 0 ok, 4 errors, 5 already applied" in text  # the re-run
     assert "INVALID_TYPE" in text and "NOT_FOUND" in text and "already_applied" in text
     assert (tmp_path / "bulk_update_notebook_run" / "results.duckdb").exists()

@@ -28,6 +28,7 @@ from bitrix24_source.destination.plan import (
     Outcome,
     PlanOptions,
     add_marker,
+    holds_values,
     key_value,
     mark_duplicates,
     normalise_key,
@@ -626,3 +627,27 @@ def test_markers_already_on_the_portal_are_already_applied() -> None:
         {0: {"title": "a"}}, DEALS, FIELDS, PlanOptions(allow_duplicates=True, salt="L2"), portal
     )
     assert on_purpose[0].to_send and len(portal.asked) == 1  # no look-up when duplicates are wanted
+
+
+def test_an_update_the_record_already_holds_is_already_applied() -> None:
+    existing = {7: {"id": 7, "title": "Same", "opportunity": 150000.0, "contactIds": [3, 2], "categoryId": 0}}
+    options = PlanOptions(existing=existing)
+    rows = {
+        0: {"id": 7, "TITLE": "Same", "opportunity": "150000"},
+        1: {"id": 7.0, "contactIds": [2, 3]},
+        2: {"id": 8, "title": "gone"},
+    }
+    planned = plan_rows({0: rows[0]}, DEALS, FIELDS, options, NOTHING_HELD)
+    assert planned[0].existing_id == 7 and not planned[0].to_send
+    assert plan_rows({1: rows[1]}, DEALS, FIELDS, options, NOTHING_HELD)[0].existing_id == 7
+    changed = plan_rows({0: {"id": 7, "title": "Other"}}, DEALS, FIELDS, options, NOTHING_HELD)[0]
+    assert changed.to_send
+    missing = plan_rows({2: rows[2]}, DEALS, FIELDS, options, NOTHING_HELD)[0]
+    assert missing.error_code == "NOT_FOUND" and missing.error_field == "id"
+
+
+def test_values_compare_as_values() -> None:
+    assert holds_values({"a": "5", "b": None, "c": [1, 2]}, {"a": 5, "b": "", "c": ["2", 1]})
+    assert not holds_values({"a": "5"}, {"a": 6})
+    assert not holds_values({}, {"a": 1})  # a field the record does not list: send it
+    assert not holds_values({"d": "2025-01-01T00:00:00+03:00"}, {"d": "2025-01-01"})
