@@ -54,7 +54,7 @@ class Portal:
         try:
             result = self.client.call(target.fields_method, target.fields_params()).result
         except Bitrix24Error as exc:
-            raise job_error(exc, f"cannot read the field metadata of {target.entity}") from exc
+            raise job_error(exc, f"cannot read the field metadata of {target.entity}") from None
         finally:
             self.client.retry = policy
         parse = parse_crm_item_fields if target.family == "crm_item" else parse_task_fields
@@ -209,7 +209,7 @@ class Portal:
         try:
             batch = self.client.batch([(p.method, p.params) for p in to_send], halt_on_error=False)
         except Bitrix24Error as exc:
-            raise job_error(exc, what) from exc
+            raise job_error(exc, what) from None
         retry: list[PlannedRow] = []
         unproven: dict[int, tuple[PlannedRow, Outcome]] = {}
         for p, r in zip(to_send, batch.results, strict=True):
@@ -288,7 +288,7 @@ class Portal:
         try:
             batch = self.client.batch_by_chunk(calls, halt_on_error=False)
         except Bitrix24Error as exc:
-            raise job_error(exc, what) from exc
+            raise job_error(exc, what) from None
         for r in batch.results:
             if r.error is not None:
                 raise job_error(r.error, what)
@@ -359,7 +359,9 @@ def job_error(exc: Bitrix24Error, what: str) -> Exception:
     """dlt retries transient job errors and fails terminal ones; map a client error to the right kind.
 
     Terminal: configuration, authentication and scope errors, and a portal that cannot be reached. The text
-    is one line with the error's code, without the client's chained tracebacks.
+    is one line with the error's code; callers raise it ``from None``: dlt prints a failed job's traceback
+    into its message and its log, and the client's chain under it (urllib3, requests, retries) told the
+    user nothing the code does not.
     """
     text = mask(f"bitrix24 destination: {what}: [{exc.code}] {exc.description}")
     if exc.permanent or exc.category in ("auth", "access", "config") or exc.code in UNREACHABLE_CODES:
