@@ -10,8 +10,9 @@ DuckDB; the destination's own summary line above it gives the push alone), measu
 bucket allows:
 
 * steady state: drain x 50 rows per batch (rows/s);
-* this run: N/50 write batches + 1 metadata call, of which the first `burst` pass at once and the rest drain
-  at `drain`/s, so no client can beat rows / ((requests - burst) / drain).
+* this run: N/50 write batches + 1 metadata call + N/2,500 pre-flight look-ups (do the ids exist, what do
+  they hold), of which the first `burst` pass at once and the rest drain at `drain`/s, so no client can beat
+  rows / ((requests - burst) / drain).
 
     .venv/bin/python bench/bench_destination.py [--deals 10000] [--drain-scale 10]
 """

@@ -3,6 +3,8 @@
 Public names:
     bitrix24_source       dlt source: Bitrix24 -> warehouse
     bitrix24_destination  dlt destination: dataframes / records -> Bitrix24 batch writes
+    bitrix24_rows         any frame or records as rows that reach the destination whatever their values
+    last_results          the last push's results and errors as DataFrames
     Bitrix24Client        the REST client (v2/v3 calls, batches, limiter, retries)
     errors                the exception tree
 """
@@ -22,10 +24,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bitrix24_source import errors
     from bitrix24_source.client import Bitrix24Client
-    from bitrix24_source.destination import bitrix24_destination
+    from bitrix24_source.destination import bitrix24_destination, bitrix24_rows, last_results
     from bitrix24_source.source import bitrix24_source
 
-__all__ = ["Bitrix24Client", "bitrix24_destination", "bitrix24_source", "errors"]
+__all__ = [
+    "Bitrix24Client",
+    "bitrix24_destination",
+    "bitrix24_rows",
+    "bitrix24_source",
+    "errors",
+    "last_results",
+]
 
 # Lazy imports (PEP 562): `import bitrix24_source` stays cheap (the sandbox CLI does not pay for dlt),
 # and each public name loads only the module it lives in.
@@ -33,6 +42,8 @@ _LAZY = {
     "Bitrix24Client": ("bitrix24_source.client", "Bitrix24Client"),
     "bitrix24_source": ("bitrix24_source.source", "bitrix24_source"),
     "bitrix24_destination": ("bitrix24_source.destination", "bitrix24_destination"),
+    "bitrix24_rows": ("bitrix24_source.destination.rows", "bitrix24_rows"),
+    "last_results": ("bitrix24_source.destination.results", "last_results"),
     "errors": ("bitrix24_source.errors", None),
 }
 

@@ -13,6 +13,7 @@ import datetime as _dt
 import json
 import logging
 import math
+import socket
 import ssl
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -304,6 +305,10 @@ def transport_error(
         text, code, maybe_executed = f"read timeout after {timeout} s: {exc}", "TIMEOUT", True
     elif isinstance(exc, requests.exceptions.SSLError):
         text, code, maybe_executed = f"TLS error: {exc}", "TLS_ERROR", not _tls_handshake_failed(exc)
+    elif isinstance(exc, requests.exceptions.ConnectionError) and _name_not_resolved(exc):
+        host = urlsplit(exc.request.url).hostname if exc.request is not None and exc.request.url else None
+        text = f"cannot resolve the portal's host name {host or ''}".rstrip()
+        code, maybe_executed = "DNS_ERROR", False
     elif isinstance(exc, requests.exceptions.ConnectionError):
         refused = _connection_refused(exc)
         text = f"{'connection refused' if refused else 'connection error'}: {exc}"
@@ -338,6 +343,15 @@ def _connection_refused(exc: requests.exceptions.ConnectionError) -> bool:
     return any(
         isinstance(node, ConnectionRefusedError)
         or type(node).__name__ in ("NewConnectionError", "NameResolutionError")
+        for node in _chain(exc)
+    )
+
+
+def _name_not_resolved(exc: requests.exceptions.ConnectionError) -> bool:
+    """True when the host name did not resolve (urllib3's NameResolutionError, or the socket.gaierror under
+    it): nothing was sent, and no retry will help until the name or the network is fixed."""
+    return any(
+        type(node).__name__ == "NameResolutionError" or isinstance(node, socket.gaierror)
         for node in _chain(exc)
     )
 

@@ -13,25 +13,26 @@ pipeline.run(df, table_name="deals")      # then read bitrix24_write_results / b
 How a load runs (one dlt load job per file of input rows; jobs run one after another), module by module:
 
 1. :mod:`.job`: the job reads its file (parquet for dataframes/arrow, typed jsonl for records; reading the
-   file is :mod:`.dlt_adapter`'s) and numbers the rows, then writes them in chunks of 50 (the v2 batch limit,
-   §4.5) with a checkpoint around each batch.
-2. :mod:`.plan`: every row of a chunk is planned against the portal's field metadata and the crm.status
-   directories its stage/source/type values need (both read once per load and entity by :mod:`.portal`).
-   Rejected rows get their result at once.
-3. :mod:`.portal`: the rest become one v2 batch with ``halt=0`` (§4.2), sent through the client and its
-   shared limiter. Outcome unknown (the client reports ``outcome="unknown"`` after a timeout/reset, §6.6; or
-   a resumed in-flight row): adds carry an idempotency marker (the upsert key, a user-supplied marker field
-   value, or ``b24w:<load_id>:<file_id>:<row>`` stamped into ``xmlId`` / tasks ``XML_ID``) that is looked up
-   with one batched list call before anything is resent, so an add is never duplicated. A user-supplied
-   marker is looked up before its first send as well: one already on the portal rejects the row
-   (``DUPLICATE_MARKER_ON_PORTAL``), since finding it later would prove nothing. ``marker_field`` and
-   ``key`` are checked against the field metadata when a job starts; an unusable one is a terminal error.
-   Updates are resent (same values, idempotent). A resent delete that answers ``NOT_FOUND`` counts as ok:
-   the lost attempt did it.
+   file is :mod:`.dlt_adapter`'s; rows wrapped by :func:`.rows.bitrix24_rows` are decoded there) and numbers
+   the rows.
+2. Pre-flight, the same for dry and real runs (:mod:`.portal`): the field metadata, the records the rows'
+   ids name (existence, current pipeline and the fields the rows fill in, one request per 2,500 ids; an
+   update the record already holds is ``already_applied``), and the crm.status directories
+   the values need. Then :mod:`.plan` plans every row of the file: a command, a row error, or "already on
+   the portal". Every add carries a marker in ``originId`` (tasks ``XML_ID``): the ``key=`` value, the
+   row's own value, or ``b24dlt:<hex>`` derived from the row's content and its occurrence number; the
+   markers are looked up (2,500 per request) and adds already there are ``already_applied``.
+3. :mod:`.portal` sends the rest in chunks of 50 as v2 batches with ``halt=0`` (§4.2), with a checkpoint
+   around each batch. Outcome unknown (the client reports ``outcome="unknown"`` after a timeout/reset,
+   §6.6; or a resumed in-flight row): adds are looked up by marker before anything is resent, so an add is
+   never duplicated; updates are resent (same values); a resent delete that answers ``NOT_FOUND`` counts
+   as ok (the pre-flight saw the record). Configuration, authentication and scope errors and an
+   unreachable portal are terminal: every row without an outcome gets ``LOAD_ABORTED`` and dlt aborts the
+   package (:func:`.dlt_adapter.abort_on_terminal_error`), so nothing is replayed by the next run.
 4. :mod:`.results` and :mod:`.journal`: each row's outcome is appended (fsync) to the job's journal. When dlt
    completes the load package, the journals are flushed to ``results_destination`` by a second dlt pipeline,
    a one-line summary is printed, and the journals are removed. dlt has no public hook for that moment:
-   :mod:`.dlt_adapter` adds one.
+   :mod:`.dlt_adapter` adds one. :func:`.results.last_results` reads them back as DataFrames.
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ from bitrix24_source.destination.dlt_adapter import completing_destination
 from bitrix24_source.destination.job import LoadJob
 from bitrix24_source.destination.options import DestinationOptions
 from bitrix24_source.destination.portal import PortalCache
-from bitrix24_source.destination.results import Tallies, flush
+from bitrix24_source.destination.results import PushResults, Tallies, flush, last_results
+from bitrix24_source.destination.rows import bitrix24_rows
 
-__all__ = ["bitrix24_destination"]
+__all__ = ["PushResults", "bitrix24_destination", "bitrix24_rows", "last_results"]
 
 
 def bitrix24_destination(
@@ -58,6 +60,7 @@ def bitrix24_destination(
     results_dataset_name: str = "bitrix24_writes",
     entity: str | None = None,
     key: str | None = None,
+    allow_duplicates: bool = False,
     dry_run: bool = False,
     marker_field: str | None = None,
     progress: bool | None = None,
@@ -80,8 +83,11 @@ def bitrix24_destination(
             table name of each load.
         key: upsert key column (e.g. ``originId``): rows without ``id`` are looked up by it first and become
             updates when found, adds otherwise.
+        allow_duplicates: add rows again even when their markers are already on the portal (a re-run then
+            adds again, on purpose); by default such rows are ``already_applied`` and not sent.
         dry_run: validate and record the plan (what would be sent) without writing to Bitrix24.
-        marker_field: field stamped with the idempotency marker on adds (default ``xmlId``, tasks ``XML_ID``).
+        marker_field: field stamped with the idempotency marker on adds (default ``originId`` for CRM
+            entities, tasks ``XML_ID``).
         progress: show a tqdm progress bar; default only when stderr is a terminal.
         timeout: HTTP timeout of one request, seconds.
         rate_limit: client limiter (``"default"`` = 50 burst / 2 per s, ``"enterprise"``, a ``RateLimit`` or
@@ -96,6 +102,7 @@ def bitrix24_destination(
     options = DestinationOptions(
         entity=entity,
         key=key,
+        allow_duplicates=allow_duplicates,
         dry_run=dry_run,
         marker_field=marker_field,
         progress=progress,
@@ -117,7 +124,7 @@ def bitrix24_destination(
         flush(options.results_destination, options.results_dataset_name, tallies)
 
     config: dict[str, Any] = {} if webhook_url is None else {"webhook_url": webhook_url}
-    return completing_destination(
+    destination = completing_destination(
         bitrix24,
         complete,
         destination_name=name,
@@ -128,3 +135,5 @@ def bitrix24_destination(
         loader_parallelism_strategy="sequential",  # one portal, one limiter: parallel jobs gain nothing
         **config,
     )
+    destination.bitrix24_options = options  # type: ignore[attr-defined]  # read by last_results()
+    return destination

@@ -34,6 +34,27 @@ class InvalidValue(Exception):
         self.message = message
 
 
+class Unencodable:
+    """An input value that could not travel to the destination (a lone surrogate, an arbitrary object): its
+    row becomes ``INVALID_TYPE`` naming the field (:mod:`.rows`)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"<not encodable: {self.reason}>"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Unencodable) and other.reason == self.reason
+
+    def __hash__(self) -> int:
+        return hash(self.reason)
+
+
 def is_missing(value: Any) -> bool:
     """None and NaN mean "not present" (a DataFrame has no other way to leave a cell out)."""
     if value is None:
@@ -194,6 +215,8 @@ def _parse_json_list(value: str) -> Any:
 
 def coerce_value(value: Any, meta: FieldMeta) -> Any:
     """Validate and convert one value to what the portal expects for `meta` (raises InvalidValue)."""
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        value = value.tolist()  # numpy scalars (a DataFrame's cells) and arrays as Python values
     if meta.multiple:
         if isinstance(value, str):
             value = _parse_json_list(value)

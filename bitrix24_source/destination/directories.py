@@ -49,7 +49,10 @@ def _row_category(fields: EntityFields, values: Mapping[str, Any]) -> int | None
 def _allowed(items: Mapping[str, str]) -> str:
     if not items:
         return "none: the portal lists no values"
-    shown = ", ".join(list(items)[:_FEW])
+    shown = ", ".join(
+        f"{status_id} ({name})" if name and name != status_id else status_id
+        for status_id, name in list(items.items())[:_FEW]
+    )
     return shown if len(items) <= _FEW else f"{shown}, ... ({len(items) - _FEW} more)"
 
 
@@ -78,11 +81,20 @@ def _directory_value(
 
 
 def check_directories(
-    fields: EntityFields, fields_out: dict[str, Any], directories: Mapping[str, Mapping[str, str]]
-) -> list[tuple[str, str]]:
-    """Check (and normalise: a unique NAME becomes its STATUS_ID) the directory values of a planned row."""
-    problems: list[tuple[str, str]] = []
+    fields: EntityFields,
+    fields_out: dict[str, Any],
+    directories: Mapping[str, Mapping[str, str]],
+    current_category: int | None = None,
+) -> list[tuple[str, str, str | None]]:
+    """Check (and normalise: a unique NAME becomes its STATUS_ID) the directory values of a planned row.
+
+    `current_category` is the pipeline an updated deal is in now (pre-flight): an update without
+    ``categoryId`` moves the deal within that pipeline, so its stage must come from there.
+    """
+    problems: list[tuple[str, str, str | None]] = []
     category = _row_category(fields, fields_out)
+    if category is None:
+        category = current_category
     for name, value in fields_out.items():
         meta = fields.fields[name]
         if meta.status_type is None or value == "":
@@ -93,14 +105,22 @@ def check_directories(
             else:
                 fields_out[name] = _directory_value(str(value), meta, category, directories)
         except InvalidValue as exc:
-            problems.append((exc.code, exc.message))
+            problems.append((exc.code, exc.message, name))
     return problems
 
 
-def needed_directories(fields: EntityFields, rows: Iterable[Mapping[str, Any]]) -> set[str]:
-    """The ENTITY_IDs of the directories the directory-typed values in `rows` are checked against."""
+def needed_directories(
+    fields: EntityFields,
+    rows: Iterable[Mapping[str, Any]],
+    current_categories: Mapping[int, int] | None = None,
+) -> set[str]:
+    """The ENTITY_IDs of the directories the directory-typed values in `rows` are checked against.
+
+    `current_categories` maps a row's position to the pipeline its record is in now (pre-flight).
+    """
     needed: set[str] = set()
-    for row in rows:
+    current_categories = current_categories or {}
+    for position, row in enumerate(rows):
         present: dict[str, Any] = {}
         for column, value in row.items():
             canonical = fields.resolve(str(column))
@@ -111,6 +131,8 @@ def needed_directories(fields: EntityFields, rows: Iterable[Mapping[str, Any]]) 
                 elif meta.status_type is not None:
                     present[canonical] = value
         category = _row_category(fields, present)
+        if category is None:
+            category = current_categories.get(position)
         for name, value in present.items():
             meta = fields.fields[name]
             if meta.status_type is None:

@@ -17,6 +17,9 @@ Why internals at all:
   custom-destination factory and job client (dlt.destinations.impl.destination.*, not public API).
   :func:`check_dlt_internals` refuses to build the destination if they change, and
   tests/destination/test_dlt_adapter.py pins the behaviour the flush relies on.
+* **Aborting failed packages.** A terminal failure must abort its package (:func:`abort_on_terminal_error`),
+  which dlt does only when its loader configuration says so; the destination sets it per pipeline when the
+  pipeline creates the destination's job client (:class:`_CompletingFactory`).
 * **Checkpoints.** ``dlt.current.destination_state()`` is public, but committing it mid-job is not:
   :func:`commit_destination_state`.
 * **Load job files.** The file name (its file id and format), dlt's typed JSON lines, and the variant columns
@@ -83,6 +86,29 @@ class _CompletingFactory(_CustomDestinationFactory):
     @property
     def client_class(self) -> type[_CustomDestinationClient]:
         return self._client_class
+
+    def client(self, schema: Any, initial_config: Any = None) -> Any:
+        abort_on_terminal_error()
+        return super().client(schema, initial_config)
+
+
+_AUTO_ABORT: Final = "load.auto_abort_on_terminal_error"
+
+
+def abort_on_terminal_error() -> None:
+    """Make dlt abort a load package whose job fails terminally, for the pipeline loading right now.
+
+    dlt keeps a package whose job failed terminally pending, and the next ``pipeline.run(new_data)`` loads
+    that package instead of the new data: a failed push (a wrong webhook) would be replayed when the user
+    fixes it and pushes a new frame. dlt's ``auto_abort_on_terminal_error`` aborts the package instead. The
+    pipeline creates the destination client just before it resolves its loader configuration, so the
+    option is set here, in the config under the pipeline's own name (other pipelines are not affected), and
+    only when the user has not set it either way.
+    """
+    pipeline = dlt.current.pipeline()
+    scoped = f"{pipeline.pipeline_name}.{_AUTO_ABORT}"
+    if scoped not in dlt.config and _AUTO_ABORT not in dlt.config:
+        dlt.config[scoped] = True
 
 
 def completing_destination(

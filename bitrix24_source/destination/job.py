@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import dlt
@@ -25,11 +26,20 @@ from bitrix24_source.destination.directories import needed_directories
 from bitrix24_source.destination.dlt_adapter import commit_destination_state, job_file_id, read_rows
 from bitrix24_source.destination.journal import Journal, JournalRecord, journal_path
 from bitrix24_source.destination.options import DestinationOptions
-from bitrix24_source.destination.plan import Outcome, PlanOptions, plan_chunk
+from bitrix24_source.destination.plan import (
+    NOT_FOUND,
+    Outcome,
+    PlannedRow,
+    PlanOptions,
+    aborted_row,
+    as_id_or_none,
+    plan_rows,
+    row_id,
+)
 from bitrix24_source.destination.portal import Portal, PortalCache
 from bitrix24_source.destination.results import JobIdentity, Tallies, journal_records
+from bitrix24_source.destination.rows import ROW_COLUMN, decode_row, is_encoded
 from bitrix24_source.destination.targets import WriteOptionError, check_write_options, write_target
-from bitrix24_source.fields import EntityFields
 
 
 class LoadJob:
@@ -51,11 +61,31 @@ class LoadJob:
         )
 
     def run(self, cache: PortalCache, webhook_url: str, tallies: Tallies) -> None:
-        """Write the rows the journal does not hold yet; rows left in flight are verified before a resend."""
-        load_id, table_name = self.identity.load_id, self.identity.table
+        """Plan every row, then write the rows the journal does not hold yet, chunk by chunk; rows left in
+        flight are verified before a resend."""
         done = self.journal.load()
         maybe_sent = {int(n) for n in self.checkpoint.get("inflight", [])} - done.keys()
-        rows = read_rows(self.path)
+        rows, indexes = input_rows(read_rows(self.path))
+        try:
+            self._check_journal(done)
+            self._run(cache, webhook_url, tallies, rows, indexes, done, maybe_sent)
+        except DestinationTerminalException as exc:
+            # The load fails for good: the package is aborted (dlt_adapter.abort_on_terminal_error), so
+            # nothing stays pending to be replayed; the rows without an outcome get theirs now.
+            self._record_abort(rows, indexes, exc, maybe_sent, tallies)
+            raise
+
+    def _run(
+        self,
+        cache: PortalCache,
+        webhook_url: str,
+        tallies: Tallies,
+        rows: list[dict[str, Any]],
+        indexes: dict[int, Any],
+        done: Mapping[int, JournalRecord],
+        maybe_sent: set[int],
+    ) -> None:
+        load_id, table_name = self.identity.load_id, self.identity.table
         portal = cache.portal(webhook_url, self.target)
         tally = tallies.of(load_id, table_name)
         requests_before = portal.client.stats.http_requests
@@ -67,21 +97,34 @@ class LoadJob:
                 check_write_options(self.target, fields, self.options.key)
             except WriteOptionError as exc:
                 raise DestinationTerminalException(str(exc)) from exc
+            # Pre-flight, shared by dry and real runs: do the ids exist, and in which pipeline are they now.
+            ids = {n: i for n, row in enumerate(rows) if (i := row_id(row)) is not None}
+            columns = {str(c) for n in ids for c in rows[n]}
+            existing = portal.read_existing(list(ids.values()), fields, columns)
+            categories = {
+                n: category
+                for n, i in ids.items()
+                if (category := as_id_or_none((existing or {}).get(i, {}).get("categoryId"))) is not None
+            }
             directories = (
-                cache.directories(portal, load_id, needed_directories(fields, rows))
+                cache.directories(portal, load_id, needed_directories(fields, rows, categories))
                 if self.target.family == "crm_item"
                 else None
             )
             plan_options = PlanOptions(
                 key=self.options.key,
-                marker_prefix=f"b24w:{load_id}:{self.identity.job_id}",
+                existing=existing,
                 directories=directories,
+                allow_duplicates=self.options.allow_duplicates,
+                salt=load_id if self.options.allow_duplicates else "",
             )
+            planned = plan_rows(
+                dict(enumerate(rows)), self.target, fields, plan_options, portal.lookup, indexes
+            )
+            planned = [_deleted_by_a_lost_attempt(p) if p.row_number in maybe_sent else p for p in planned]
             bar = self._progress_bar(len(rows), len(done))
-            for chunk in chunked([n for n in range(len(rows)) if n not in done], MAX_BATCH):
-                records = self._write_chunk(
-                    portal, fields, plan_options, {n: rows[n] for n in chunk}, maybe_sent
-                )
+            for chunk in chunked([p for p in planned if p.row_number not in done], MAX_BATCH):
+                records = self._write_chunk(portal, chunk, maybe_sent)
                 self.journal.append(records)
                 self.checkpoint["inflight"] = []
                 self.checkpoint["done"] = int(self.checkpoint.get("done", 0)) + len(chunk)
@@ -99,24 +142,62 @@ class LoadJob:
             if bar is not None:
                 bar.close()
 
-    def _write_chunk(
+    def _check_journal(self, done: Mapping[int, JournalRecord]) -> None:
+        """Stop when the journal holds fewer outcomes than the package state says were recorded.
+
+        Every chunk is appended (fsync) to the journal before the state counts it done, so fewer journal
+        records mean the journal was removed or truncated: the rows it lost cannot be told from rows never
+        sent, and resending them blindly is what the journal exists to prevent.
+        """
+        recorded = int(self.checkpoint.get("done", 0))
+        if len(done) < recorded:
+            raise DestinationTerminalException(
+                f"bitrix24 destination: the journal {self.journal.path} holds {len(done)} row outcomes, but "
+                f"the load package state counts {recorded} rows of {self.identity.table} as written: the "
+                "journal was removed or truncated. The load is aborted (rows without an outcome are "
+                "recorded LOAD_ABORTED); push the frame again: adds already on the portal are found by "
+                "their markers and reported already_applied, updates are sent again"
+            )
+
+    def _record_abort(
         self,
-        portal: Portal,
-        fields: EntityFields,
-        plan_options: PlanOptions,
-        rows: Mapping[int, Mapping[str, Any]],
+        rows: Sequence[Mapping[str, Any]],
+        indexes: Mapping[int, Any],
+        exc: Exception,
         maybe_sent: set[int],
+        tallies: Tallies,
+    ) -> None:
+        """Journal a result for every row that has none: the load was aborted before its outcome was known."""
+        done = self.journal.load()
+        inflight = {int(n) for n in self.checkpoint.get("inflight", [])} | maybe_sent
+        reason = str(exc)
+        planned = []
+        for n, row in enumerate(rows):
+            if n in done:
+                continue
+            state = "it was being sent: check it on the portal" if n in inflight else "not sent"
+            planned.append(aborted_row(n, row, indexes.get(n), f"{state}: the load was aborted: {reason}"))
+        records = journal_records(planned, {}, self.identity, dry_run=self.options.dry_run)
+        self.journal.append(records)
+        tallies.of(self.identity.load_id, self.identity.table).count(records)
+
+    def _write_chunk(
+        self, portal: Portal, planned: Sequence[PlannedRow], maybe_sent: set[int]
     ) -> list[JournalRecord]:
-        """Plan, send, record: the journal records of one chunk."""
-        planned = plan_chunk(rows, self.target, fields, plan_options, portal.lookup, maybe_sent)
-        valid = [p for p in planned if p.is_valid]
-        outcomes: dict[int, Outcome] = {}
+        """Send the rows of one chunk that need sending; the journal records of all of them."""
+        outcomes: dict[int, Outcome] = {
+            # A marker found before sending: on the portal already (a re-run), or our own lost attempt.
+            p.row_number: Outcome("ok" if p.row_number in maybe_sent else "already_applied", p.existing_id)
+            for p in planned
+            if p.is_valid and p.existing_id is not None
+        }
+        to_send = [p for p in planned if p.to_send]
         if self.options.dry_run:
-            outcomes = {p.row_number: Outcome("planned") for p in valid}
-        elif valid:
-            self.checkpoint["inflight"] = [p.row_number for p in valid]
+            outcomes.update({p.row_number: Outcome("planned") for p in to_send})
+        elif to_send:
+            self.checkpoint["inflight"] = [p.row_number for p in to_send]
             commit_destination_state()
-            outcomes = portal.send(valid, maybe_sent)
+            outcomes.update(portal.send(to_send, maybe_sent))
         return journal_records(planned, outcomes, self.identity, dry_run=self.options.dry_run)
 
     def _progress_bar(self, total: int, initial: int) -> Any:
@@ -132,3 +213,31 @@ class LoadJob:
             desc=f"bitrix24 {self.identity.table}",
             dynamic_ncols=True,
         )
+
+
+def input_rows(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[int, Any]]:
+    """The rows as the user wrote them, and their own index values when :func:`~.rows.bitrix24_rows` wrapped
+    them (otherwise none: dlt does not carry a DataFrame's index)."""
+    if not rows or not is_encoded(rows[0]):
+        return list(rows), {}
+    decoded: list[dict[str, Any]] = []
+    indexes: dict[int, Any] = {}
+    for n, row in enumerate(rows):
+        values, index = decode_row(str(row[ROW_COLUMN]))
+        decoded.append(values)
+        indexes[n] = index
+    return decoded, indexes
+
+
+def _deleted_by_a_lost_attempt(planned: PlannedRow) -> PlannedRow:
+    """A delete that was in flight when the run died and whose record is gone now: the lost attempt did it.
+
+    The pre-flight finds the record missing (``NOT_FOUND``); a delete that was never sent gets that error,
+    but this one may have run, and the record was there when it was planned the first time.
+    """
+    if planned.operation == "delete" and planned.error_code == NOT_FOUND and planned.key is not None:
+        deleted = int(planned.key)
+        return replace(
+            planned, error_code=None, error_description=None, bitrix_id=deleted, existing_id=deleted
+        )
+    return planned

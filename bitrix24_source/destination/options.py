@@ -12,6 +12,7 @@ class DestinationOptions:
 
     entity: str | None = None
     key: str | None = None
+    allow_duplicates: bool = False
     dry_run: bool = False
     marker_field: str | None = None
     progress: bool | None = None

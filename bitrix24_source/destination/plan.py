@@ -1,8 +1,8 @@
-"""Write planning for the Bitrix24 destination: a chunk of input rows -> commands or rejections; no I/O of its own.
+"""Write planning for the Bitrix24 destination: the rows of one input -> commands or rejections; no I/O of its own.
 
-:func:`plan_chunk` decides, for every row of a chunk, what would be sent (or why it cannot be sent). The two
-portal look-ups it needs (upsert keys, user-supplied markers) come in as a function, so the rules below are
-tested without HTTP. Values are checked in :mod:`.coerce`, directory values in :mod:`.directories`, and the
+:func:`plan_rows` decides, for every row of a load job file, what would be sent (or why it cannot be sent, or
+that it is already on the portal). The two portal look-ups it needs (upsert keys, add markers) come in as a
+function, so the rules below are tested without HTTP. Values are checked in :mod:`.coerce`, directory values in :mod:`.directories`, and the
 method family of each entity is :mod:`.targets`.
 
 Rules (documented in README.md, "Writing to Bitrix24"):
@@ -17,27 +17,39 @@ Rules (documented in README.md, "Writing to Bitrix24"):
   required on add) before anything is sent; a rejected row names the field in its error description.
 * With ``key=``, rows without ``id`` are looked up by their key: one match makes an update, several reject
   the row (``DUPLICATE_KEY_ON_PORTAL``), none an add.
-* An add's own marker must not already be on the portal (:func:`reject_existing_markers`): otherwise an add
-  whose answer was lost could not be told apart from a record that was there before.
+* Every add carries a marker in the target's marker field (CRM ``originId``, tasks ``XML_ID``): the upsert
+  key value with ``key=``, the row's own marker-field value, or ``b24dlt:<hex>`` (:func:`add_marker`) derived
+  from the entity, the row's planned values and its occurrence number among identical rows of the input. A
+  re-run computes the same markers; adds whose marker is already on the portal are ``already_applied``.
+* Keys are values: 1001, 1001.0, ``numpy.int64(1001)``, ``Decimal("1001")`` and ``"1001"`` are one key
+  (:func:`normalise_key`) for the look-up, the value sent and the marker.
+* The same id or key twice in one input is ``DUPLICATE_IN_INPUT`` for every occurrence after the first;
+  ``id`` and ``ID`` (or two spellings of one field) with different values is ``CONFLICTING_COLUMNS``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence, Set
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Any, Final, Literal
 
 from bitrix24_source.destination.coerce import (
+    INVALID_TYPE,
     InvalidValue,
+    Unencodable,
     as_int,
-    as_written,
     coerce_value,
     describe,
     is_missing,
     original_row,
 )
 from bitrix24_source.destination.directories import check_directories
-from bitrix24_source.destination.targets import Operation, WriteTarget
+from bitrix24_source.destination.targets import Operation, WriteTarget, comm_key, task_word
 from bitrix24_source.fields import EntityFields, FieldMeta, truthy
 
 DELETE_COLUMN: Final = "_delete"
@@ -49,11 +61,19 @@ READ_ONLY_FIELD: Final = "READ_ONLY_FIELD"
 IMMUTABLE_FIELD: Final = "IMMUTABLE_FIELD"
 REQUIRED_FIELD_MISSING: Final = "REQUIRED_FIELD_MISSING"
 INVALID_ID: Final = "INVALID_ID"
-DUPLICATE_KEY: Final = "DUPLICATE_KEY"
+DUPLICATE_IN_INPUT: Final = "DUPLICATE_IN_INPUT"
+CONFLICTING_COLUMNS: Final = "CONFLICTING_COLUMNS"
 NOTHING_TO_UPDATE: Final = "NOTHING_TO_UPDATE"
 DUPLICATE_KEY_ON_PORTAL: Final = "DUPLICATE_KEY_ON_PORTAL"
 DUPLICATE_MARKER_ON_PORTAL: Final = "DUPLICATE_MARKER_ON_PORTAL"
 INVALID_VALUE: Final = "INVALID_VALUE"  # a value the checks did not foresee (the exception is in the text)
+NOT_FOUND: Final = "NOT_FOUND"  # the portal's own code for a missing record (§7.2), found before sending
+LOAD_ABORTED: Final = "LOAD_ABORTED"  # the load failed for good before this row had an outcome
+
+MARKER_PREFIX: Final = "b24dlt:"
+ORIGINATOR: Final = "bitrix24-dlt"  # originatorId of every CRM record this tool adds (users can filter by it)
+_MARKER_HEX: Final = 32
+_INTEGRAL_TEXT: Final = re.compile(r"-?(0|[1-9]\d*)(\.0+)?")
 
 LookUp = Callable[[str, Sequence[str]], Mapping[str, Sequence[int]]]
 """``look_up(field_name, values)``: each value held by records on the portal -> their ids (absent: none)."""
@@ -61,7 +81,7 @@ LookUp = Callable[[str, Sequence[str]], Mapping[str, Sequence[int]]]
 
 @dataclass(frozen=True, slots=True)
 class PlannedRow:
-    """The decision for one input row: a command to send, or a validation error.
+    """The decision for one input row: a command to send, a validation error, or "already on the portal".
 
     Attributes:
         row_number: 0-based position of the row in its load job file.
@@ -69,12 +89,17 @@ class PlannedRow:
         key: what identifies the row to a human: the id, the upsert key value or the add marker.
         bitrix_id: the record id for updates and deletes.
         method, params: the command (None for rejected rows).
-        marker: the idempotency marker value stamped on an add (looked up before any resend).
-        marker_field: the canonical field holding the marker (the upsert key or the marker field).
-        marker_supplied: the marker is the user's own marker field value (not a key, not generated): it has
-            to be looked up before the first send, since it may already be on the portal.
+        marker: the idempotency marker value stamped on an add (looked up before the first send).
         error_code, error_description: set when validation rejected the row.
         original: the input row as received (JSON-safe), for the errors table.
+        marker_field: the canonical field holding the marker (the upsert key or the marker field).
+        index: the row's own label in the user's input (a DataFrame's index value), when it travelled along.
+        existing_id: the record that already holds this add's marker (found before sending): the row is not
+            sent, its result is ``already_applied`` (or ``ok`` when an earlier attempt may have sent it).
+        content: an add's planned values in canonical JSON, from which its generated marker is derived; None
+            when the marker is the key or the row's own value.
+        keyed: the add's marker is its ``key=`` value (already looked up as a key).
+        error_field: the input column (or field) the first error is about, for the errors table.
     """
 
     row_number: int
@@ -88,18 +113,29 @@ class PlannedRow:
     error_description: str | None
     original: dict[str, Any]
     marker_field: str | None = None
-    marker_supplied: bool = False
+    index: Any = None
+    existing_id: int | None = None
+    content: str | None = None
+    keyed: bool = False
+    error_field: str | None = None
 
     @property
     def is_valid(self) -> bool:
         return self.error_code is None
+
+    @property
+    def to_send(self) -> bool:
+        return self.error_code is None and self.existing_id is None
+
+
+Status = Literal["ok", "error", "planned", "already_applied"]
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What happened to one planned row."""
 
-    status: Literal["ok", "error", "planned"]
+    status: Status
     bitrix_id: int | None = None
     error_code: str | None = None
     error_description: str | None = None
@@ -111,30 +147,120 @@ class PlanOptions:
 
     Attributes:
         key: upsert key column (canonical or any Bitrix spelling); rows without id are resolved by it.
-        resolved_ids: key value (as str) -> record id found on the portal for the rows of this chunk
-            (:func:`plan_chunk` fills it, and `ambiguous_keys`, from its key look-up).
+        resolved_ids: key value -> record id found on the portal (:func:`plan_rows` fills it, and
+            `ambiguous_keys`, from its key look-up).
         ambiguous_keys: key value -> the ids of the several records that hold it on the portal (the row is
             rejected: which one to update is not the destination's guess to make).
-        marker_prefix: the deterministic prefix of add markers, e.g. ``"b24w:<load_id>:<file_id>"``.
         directories: crm.status directories (ENTITY_ID -> STATUS_ID -> NAME) that stage, source and type
             values are checked against; None skips the check, and a directory missing from the map is
             left to the portal.
+        allow_duplicates: add again on purpose: no marker look-up before sending, and generated markers
+            are salted with `salt` (the load id) so that they are this run's own.
+        salt: see `allow_duplicates`; empty otherwise, so that a re-run derives the same markers.
+        existing: pre-flight: the records that the rows' ids name, as they are on the portal now (id ->
+            ``categoryId`` and the fields the rows fill in); an id missing here is ``NOT_FOUND`` before
+            anything is sent, and an update whose values it already holds is ``already_applied``. None:
+            not checked (the portal answers for them).
     """
 
     key: str | None = None
     resolved_ids: Mapping[str, int] = field(default_factory=dict)
     ambiguous_keys: Mapping[str, Sequence[int]] = field(default_factory=dict)
-    marker_prefix: str = "b24w"
     directories: Mapping[str, Mapping[str, str]] | None = None
+    allow_duplicates: bool = False
+    salt: str = ""
+    existing: Mapping[int, Mapping[str, Any]] | None = None
+
+
+def normalise_key(value: Any) -> str:
+    """A key as one text, whatever type carried it: integral numbers (1001, 1001.0, numpy.int64(1001),
+    Decimal("1001"), "1001.0") are their integer digits; pandas widens an integer column with gaps to float,
+    and the portal stores the text we send, so "1001.0" and "1001" must never be two keys."""
+    if isinstance(value, bool):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item) and type(value).__module__ == "numpy":
+        value = value.item()
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return str(int(value))
+    if isinstance(value, str) and _INTEGRAL_TEXT.fullmatch(value):
+        return str(int(float(value))) if "." in value else value
+    return str(value)
+
+
+def add_marker(entity: str, content: str, occurrence: int, salt: str = "") -> str:
+    """The generated marker of an add: ``b24dlt:`` + 32 hex digits of sha256(entity, content, occurrence).
+
+    `content` is the row's planned values in canonical JSON (:func:`_content`); `occurrence` is k for the k-th
+    row of the input with that content, so identical rows are distinct adds, and a re-run of the same input
+    derives the same markers. `salt` (``allow_duplicates``) makes them this run's own.
+    """
+    text = json.dumps([entity, content, occurrence] + ([salt] if salt else []), ensure_ascii=False)
+    return MARKER_PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()[:_MARKER_HEX]
+
+
+def as_id_or_none(value: Any) -> int | None:
+    """A record id or category as the portal prints it (an int or a string of digits), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def row_id(row: Mapping[str, Any]) -> int | None:
+    """The positive integer id of a row, or None (no id, or one that is not an id)."""
+    raw = _row_id(row)
+    if raw is None:
+        return None
+    try:
+        value = as_int(raw, FieldMeta(name="id", type="integer"))
+    except InvalidValue:
+        return None
+    return value if value > 0 else None
+
+
+def holds_values(record: Mapping[str, Any], sent: Mapping[str, Any]) -> bool:
+    """True when `record` (as the portal lists it) holds every value of `sent`, compared as values: 5, 5.0
+    and "5" are one value, lists compare as sets, None and "" are both empty. A value that may differ only in
+    form (a date against a date-time) counts as different: then the update is simply sent."""
+
+    def same(a: Any, b: Any) -> bool:
+        if isinstance(a, list) or isinstance(b, list):
+            a_items = a if isinstance(a, list) else [a]
+            b_items = b if isinstance(b, list) else [b]
+            return sorted(normalise_key(x) for x in a_items) == sorted(normalise_key(x) for x in b_items)
+        if a in (None, "") or b in (None, ""):
+            return a in (None, "") and b in (None, "")
+        if isinstance(a, (int, float)) and isinstance(b, (int, float, str)):
+            try:
+                return float(a) == float(b)
+            except ValueError:
+                return False
+        return normalise_key(a) == normalise_key(b)
+
+    return all(name in record and same(value, record[name]) for name, value in sent.items())
+
+
+def _content(values: Mapping[str, Any]) -> str:
+    return json.dumps(values, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def key_value(row: Mapping[str, Any], key: str, fields: EntityFields) -> str | None:
-    """The upsert key value of a row (any spelling of the key column), as a string."""
+    """The upsert key value of a row (any spelling of the key column), normalised (:func:`normalise_key`)."""
     canonical = fields.resolve(key) or key
     for column, value in row.items():
-        if (column == key or fields.resolve(column) == canonical) and not is_missing(value):
-            # A pandas integer column with gaps holds floats: key 123 must not be looked up as "123.0".
-            return str(as_written(value))
+        same = column == key or fields.resolve(column) == canonical
+        if comm_key(key) is not None:
+            same = str(column).lower() == key.lower()  # "email" / "EMAIL": a key, not a field
+        if same and not is_missing(value):
+            text = normalise_key(value)
+            return text.strip() if comm_key(key) is not None else text
     return None
 
 
@@ -152,16 +278,58 @@ def _reject(
     key: str | None,
     code: str,
     text: str,
+    field_name: str | None = None,
 ) -> PlannedRow:
-    return PlannedRow(row_number, operation, key, None, None, None, None, code, text, original)
+    return PlannedRow(
+        row_number, operation, key, None, None, None, None, code, text, original, error_field=field_name
+    )
+
+
+def aborted_row(row_number: int, row: Mapping[str, Any], index: Any, text: str) -> PlannedRow:
+    """The result of a row whose load was aborted before it had an outcome (``LOAD_ABORTED``)."""
+    return replace(_reject(row_number, original_row(row), None, None, LOAD_ABORTED, text), index=index)
+
+
+def _unencodable(row: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The first value :mod:`.rows` could not carry: (column, why)."""
+    for column, value in row.items():
+        if isinstance(value, Unencodable):
+            return str(column), value.reason
+    return None
 
 
 def plan_row(
     row: Mapping[str, Any], row_number: int, target: WriteTarget, fields: EntityFields, options: PlanOptions
 ) -> PlannedRow:
-    """Decide what to send for one row (pure; see the module docstring for the rules)."""
+    """Decide what to send for one row (pure; see the module docstring for the rules).
+
+    A generated add marker is not stamped here: it needs the row's occurrence number in the whole input,
+    which :func:`plan_rows` knows (:func:`stamp_marker`).
+    """
     original = original_row(row)
+    bad = _unencodable(row)
+    if bad is not None:
+        return _reject(
+            row_number,
+            original,
+            None,
+            None,
+            INVALID_TYPE,
+            f"row {row_number}, field {bad[0]!r}: {bad[1]}",
+            bad[0],
+        )
     delete = DELETE_COLUMN in row and not is_missing(row[DELETE_COLUMN]) and truthy(row[DELETE_COLUMN])
+    ids = [(c, row[c]) for c in ID_COLUMNS if c in row and not is_missing(row[c])]
+    if len(ids) == 2 and normalise_key(ids[0][1]) != normalise_key(ids[1][1]):
+        return _reject(
+            row_number,
+            original,
+            None,
+            None,
+            CONFLICTING_COLUMNS,
+            f"columns 'id' and 'ID' disagree: {ids[0][1]!r} and {ids[1][1]!r}; keep one of them",
+            "id",
+        )
     raw_id = _row_id(row)
     key_text = key_value(row, options.key, fields) if options.key else None
 
@@ -174,97 +342,143 @@ def plan_row(
                 row_number,
                 original,
                 None,
-                str(as_written(raw_id)),
+                normalise_key(raw_id),
                 INVALID_ID,
                 f"field 'id' is not an integer: {raw_id!r}",
+                "id",
             )
         if bitrix_id <= 0:
             return _reject(
                 row_number,
                 original,
                 None,
-                str(as_written(raw_id)),
+                normalise_key(raw_id),
                 INVALID_ID,
                 f"field 'id' must be positive: {raw_id!r}",
+                "id",
+            )
+        if options.existing is not None and bitrix_id not in options.existing:
+            return _reject(
+                row_number,
+                original,
+                "delete" if delete else "update",
+                str(bitrix_id),
+                NOT_FOUND,
+                f"{target.entity} id {bitrix_id} does not exist on the portal",
+                "id",
             )
     elif key_text is not None and key_text in options.ambiguous_keys:
-        ids = list(options.ambiguous_keys[key_text])
-        shown = ", ".join(str(i) for i in ids[:5]) + (", ..." if len(ids) > 5 else "")
+        ids_found = list(options.ambiguous_keys[key_text])
         return _reject(
             row_number,
             original,
             None,
             key_text,
             DUPLICATE_KEY_ON_PORTAL,
-            f"key {options.key!r} = {key_text!r} matches several records on the portal (ids {shown}); "
-            "update them by id",
+            f"key {options.key!r} = {key_text!r} matches several records on the portal (ids "
+            f"{_some(ids_found)}); update them by id",
+            options.key,
         )
     elif key_text is not None and key_text in options.resolved_ids:
         bitrix_id = options.resolved_ids[key_text]
 
     operation: Operation = "delete" if delete else ("update" if bitrix_id is not None else "add")
-    marker: str | None = None
-    marker_field: str | None = None
-    marker_supplied = False
     if operation == "delete":
         if bitrix_id is None:
             return _reject(
-                row_number, original, "delete", key_text, INVALID_ID, "field 'id' is required to delete a row"
+                row_number,
+                original,
+                "delete",
+                key_text,
+                INVALID_ID,
+                "field 'id' is required to delete a row",
+                "id",
             )
         method, params = target.command("delete", bitrix_id, {})
         return PlannedRow(
             row_number, "delete", str(bitrix_id), bitrix_id, method, params, None, None, None, original
         )
 
+    marker_field = fields.resolve(target.marker_field) or target.marker_field
+    key_field = (fields.resolve(options.key) or options.key) if options.key else None
+    comm_kind = comm_key(options.key)
     fields_out: dict[str, Any] = {}
-    problems: list[tuple[str, str]] = []
+    written_by: dict[str, str] = {}
+    problems: list[tuple[str, str, str | None]] = []
     for column, value in row.items():
         name = str(column)
         if name in ID_COLUMNS or name == DELETE_COLUMN or name.startswith("_dlt_") or is_missing(value):
             continue
+        if comm_kind is not None and name.lower() == str(options.key).lower():
+            continue  # the email / phone key: found by the duplicate search, added as a multi-field
         canonical = fields.resolve(name)
         if canonical is None:
-            problems.append((UNKNOWN_FIELD, f"field {name!r} does not exist on {target.entity}"))
+            problems.append((UNKNOWN_FIELD, f"field {name!r} does not exist on {target.entity}", name))
             continue
         meta = fields.fields[canonical]
         if meta.read_only:
-            problems.append((READ_ONLY_FIELD, f"field {name!r} is read-only"))
+            problems.append((READ_ONLY_FIELD, f"field {name!r} is read-only", name))
             continue
         if meta.immutable and operation == "update":
-            problems.append((IMMUTABLE_FIELD, f"field {name!r} can only be set when the record is added"))
+            problems.append(
+                (IMMUTABLE_FIELD, f"field {name!r} can only be set when the record is added", name)
+            )
             continue
+        if target.family == "tasks":
+            value = task_word(canonical, value)
         try:
-            fields_out[canonical] = coerce_value(value, meta)
+            coerced = coerce_value(value, meta)
+            if canonical in (marker_field, key_field) and isinstance(coerced, str):
+                coerced = normalise_key(value)
         except InvalidValue as exc:
-            problems.append((exc.code, exc.message))
+            problems.append((exc.code, exc.message, name))
+            continue
         except Exception as exc:  # an unforeseen value costs its own row (recorded below), not the whole job
             problems.append(
-                (INVALID_VALUE, f"field {name!r}: {value!r} could not be checked: {describe(exc)}")
+                (INVALID_VALUE, f"field {name!r}: {value!r} could not be checked: {describe(exc)}", name)
             )
+            continue
+        if canonical in fields_out and fields_out[canonical] != coerced:
+            problems.append(
+                (
+                    CONFLICTING_COLUMNS,
+                    f"columns {written_by[canonical]!r} and {name!r} both set field {canonical!r}, to "
+                    f"{fields_out[canonical]!r} and {coerced!r}; keep one of them",
+                    name,
+                )
+            )
+            continue
+        fields_out[canonical] = coerced
+        written_by[canonical] = name
     if options.directories is not None:
-        problems.extend(check_directories(fields, fields_out, options.directories))
+        current = (options.existing or {}).get(bitrix_id or 0, {}).get("categoryId")
+        problems.extend(check_directories(fields, fields_out, options.directories, as_id_or_none(current)))
 
+    marker: str | None = None
+    content: str | None = None
     if operation == "add":
         for required in fields.required:
             if required not in fields_out or fields_out[required] in ("", []):
-                problems.append((REQUIRED_FIELD_MISSING, f"required field {required!r} is missing"))
-        marker_field = fields.resolve(target.marker_field) or target.marker_field
-        if options.key and key_text is not None:
-            marker = key_text
-            marker_field = fields.resolve(options.key) or options.key
-        elif not is_missing(fields_out.get(marker_field)) and fields_out.get(marker_field) != "":
-            marker = str(fields_out[marker_field])
-            marker_supplied = True
+                problems.append((REQUIRED_FIELD_MISSING, f"required field {required!r} is missing", required))
+        if key_field is not None and key_text is not None:
+            marker, marker_field = key_text, key_field
+            if comm_kind is not None:
+                # crm.item.add takes communications in `fm` (api-reference/crm/universal/crm-item-add.md).
+                fields_out["fm"] = [{"typeId": comm_kind, "value": key_text, "valueType": "WORK"}]
+        elif fields_out.get(marker_field) not in (None, ""):
+            marker = normalise_key(fields_out[marker_field])
         else:
-            marker = f"{options.marker_prefix}:{row_number}"
-            fields_out[marker_field] = marker
+            content = _content(fields_out)
+        if target.family == "crm_item" and ORIGINATOR_FIELD in fields.fields:
+            fields_out.setdefault(ORIGINATOR_FIELD, ORIGINATOR)
     elif not fields_out and not problems:
-        problems.append((NOTHING_TO_UPDATE, "the row has an id but no field to update"))
+        problems.append((NOTHING_TO_UPDATE, "the row has an id but no field to update", None))
 
     key = key_text if key_text is not None else (str(bitrix_id) if bitrix_id is not None else marker)
     if problems:
-        code = problems[0][0]
-        return _reject(row_number, original, operation, key, code, "; ".join(text for _, text in problems))
+        code, _, field_name = problems[0]
+        text = "; ".join(text for _, text, _ in problems)
+        return _reject(row_number, original, operation, key, code, text, field_name)
     method, params = target.command(operation, bitrix_id, fields_out)
     return PlannedRow(
         row_number,
@@ -278,7 +492,20 @@ def plan_row(
         None,
         original,
         marker_field if operation == "add" else None,
-        marker_supplied,
+        content=content,
+        keyed=operation == "add" and key_text is not None and marker == key_text,
+    )
+
+
+ORIGINATOR_FIELD: Final = "originatorId"
+
+
+def stamp_marker(planned: PlannedRow, marker: str) -> PlannedRow:
+    """`planned` (an add) with its generated marker stamped into its marker field."""
+    assert planned.params is not None and planned.marker_field is not None
+    fields_out = {**planned.params["fields"], planned.marker_field: marker}
+    return replace(
+        planned, marker=marker, key=marker, params={**planned.params, "fields": fields_out}, content=None
     )
 
 
@@ -301,74 +528,105 @@ def plan_row_or_reject(
         )
 
 
-def mark_duplicate_keys(rows: Sequence[PlannedRow]) -> list[PlannedRow]:
-    """Reject every add after the first that carries the same marker (two adds of one key in one chunk)."""
-    seen: set[str] = set()
+def _some(ids: Sequence[int]) -> str:
+    return ", ".join(str(i) for i in ids[:5]) + (", ..." if len(ids) > 5 else "")
+
+
+def _where(row_number: int, index: Any) -> str:
+    return f"row {row_number}" + ("" if index is None else f" (index {index!r})")
+
+
+def mark_duplicates(rows: Sequence[PlannedRow]) -> list[PlannedRow]:
+    """Reject every row after the first that names the same record: the same id (updates, deletes) or the
+    same add marker (key value or own marker); ``DUPLICATE_IN_INPUT`` names the first row."""
+    first: dict[tuple[str, str], PlannedRow] = {}
     out: list[PlannedRow] = []
     for row in rows:
+        identity: tuple[str, str] | None = None
         if row.is_valid and row.operation == "add" and row.marker is not None:
-            if row.marker in seen:
-                out.append(
+            identity = ("key", row.marker)
+        elif row.is_valid and row.bitrix_id is not None:
+            identity = ("id", str(row.bitrix_id))
+        if identity is None:
+            out.append(row)
+            continue
+        seen = first.setdefault(identity, row)
+        if seen is row:
+            out.append(row)
+            continue
+        what = f"id {identity[1]}" if identity[0] == "id" else f"key {identity[1]!r}"
+        out.append(
+            replace(
+                _reject(
+                    row.row_number,
+                    row.original,
+                    row.operation,
+                    row.key,
+                    DUPLICATE_IN_INPUT,
+                    f"{what} appears more than once in this input; first in "
+                    f"{_where(seen.row_number, seen.index)}",
+                    "id" if identity[0] == "id" else row.marker_field,
+                ),
+                index=row.index,
+            )
+        )
+    return out
+
+
+def mark_existing(rows: Sequence[PlannedRow], existing: Mapping[str, Sequence[int]]) -> list[PlannedRow]:
+    """Adds whose marker records on the portal already hold: one holder makes the row ``already_applied``
+    (`existing_id`), several make it ``DUPLICATE_MARKER_ON_PORTAL`` (which one is ours is not ours to guess)."""
+    out: list[PlannedRow] = []
+    for row in rows:
+        ids = list(existing.get(row.marker, ())) if row.marker is not None else []
+        if not (row.is_valid and row.operation == "add" and ids):
+            out.append(row)
+        elif len(ids) == 1:
+            out.append(replace(row, existing_id=ids[0]))
+        else:
+            out.append(
+                replace(
                     _reject(
                         row.row_number,
                         row.original,
                         "add",
                         row.key,
-                        DUPLICATE_KEY,
-                        f"key {row.marker!r} appears more than once in the same batch of rows",
-                    )
-                )
-                continue
-            seen.add(row.marker)
-        out.append(row)
-    return out
-
-
-def reject_existing_markers(
-    rows: Sequence[PlannedRow], existing: Mapping[str, Sequence[int]]
-) -> list[PlannedRow]:
-    """Reject the adds whose own marker value is already held by records on the portal.
-
-    `existing` maps marker values to the ids holding them, looked up before the row's first send. Such an add
-    could not be verified after an unknown outcome (the marker would be found whether or not it landed), so it
-    is not sent: ``DUPLICATE_MARKER_ON_PORTAL`` names the records; update them by id instead.
-    """
-    out: list[PlannedRow] = []
-    for row in rows:
-        ids = list(existing.get(row.marker, ())) if row.marker is not None else []
-        if row.is_valid and row.operation == "add" and row.marker_supplied and ids:
-            shown = ", ".join(str(i) for i in ids[:5]) + (", ..." if len(ids) > 5 else "")
-            out.append(
-                _reject(
-                    row.row_number,
-                    row.original,
-                    "add",
-                    row.key,
-                    DUPLICATE_MARKER_ON_PORTAL,
-                    f"marker {row.marker_field!r} = {row.marker!r} is already held on the portal by "
-                    f"id {shown}; update that record by id, or give this row a marker of its own",
+                        DUPLICATE_MARKER_ON_PORTAL,
+                        f"marker {row.marker_field!r} = {row.marker!r} is held on the portal by ids "
+                        f"{_some(ids)}; update those records by id",
+                        row.marker_field,
+                    ),
+                    index=row.index,
                 )
             )
-            continue
-        out.append(row)
     return out
 
 
-def plan_chunk(
+def _unchanged_update(planned: PlannedRow, existing: Mapping[int, Mapping[str, Any]]) -> PlannedRow:
+    """An update whose values the record already holds: not sent, ``already_applied`` (a re-run)."""
+    if not (planned.to_send and planned.operation == "update" and planned.bitrix_id in existing):
+        return planned
+    record = existing[planned.bitrix_id or 0]
+    if planned.params is not None and holds_values(record, planned.params["fields"]):
+        return replace(planned, existing_id=planned.bitrix_id)
+    return planned
+
+
+def plan_rows(
     rows: Mapping[int, Mapping[str, Any]],
     target: WriteTarget,
     fields: EntityFields,
     options: PlanOptions,
     look_up: LookUp,
-    maybe_sent: Set[int] = frozenset(),
+    indexes: Mapping[int, Any] | None = None,
 ) -> list[PlannedRow]:
-    """Plan the rows of one chunk (row number -> row), in order: every row gets a command or a rejection.
+    """Plan every row of one input (row number -> row), in order: a command, a rejection or ``existing_id``.
 
-    `look_up` runs at most twice: once for the upsert keys of the rows without ``id`` (their matches fill
-    ``resolved_ids`` / ``ambiguous_keys`` of `options`), once for the user's own add markers. Rows in
-    `maybe_sent` may have been sent before: their markers passed that check before they went in flight, and
-    the portal holding them now proves nothing.
+    `look_up` runs at most twice, each time for all the rows at once: for the upsert keys of the rows without
+    ``id`` (their matches fill ``resolved_ids`` / ``ambiguous_keys`` of `options`), and for the markers of
+    the adds (unless ``allow_duplicates``). `indexes` are the rows' own labels (a DataFrame's index).
     """
+    indexes = indexes or {}
     if options.key:
         values = [
             value
@@ -381,18 +639,25 @@ def plan_chunk(
             resolved_ids={value: ids[0] for value, ids in matches.items() if len(ids) == 1},
             ambiguous_keys={value: ids for value, ids in matches.items() if len(ids) > 1},
         )
-    planned = mark_duplicate_keys(
-        [plan_row_or_reject(row, row_number, target, fields, options) for row_number, row in rows.items()]
-    )
-    # Supplied markers all live in the target's marker field (plan_row), so one look-up covers them; key
-    # markers were looked up as upsert keys and generated ones are unique.
-    fresh = [
-        p
-        for p in planned
-        if p.is_valid and p.operation == "add" and p.marker_supplied and p.row_number not in maybe_sent
-    ]
-    markers = [p.marker for p in fresh if p.marker is not None]
-    field_name = next((p.marker_field for p in fresh if p.marker_field is not None), None)
-    if field_name is None or not markers:
+    planned: list[PlannedRow] = []
+    occurrences: dict[str, int] = {}
+    for row_number, row in rows.items():
+        p = replace(
+            plan_row_or_reject(row, row_number, target, fields, options), index=indexes.get(row_number)
+        )
+        if p.is_valid and p.operation == "add" and p.content is not None:
+            occurrences[p.content] = occurrences.get(p.content, 0) + 1
+            p = stamp_marker(p, add_marker(target.entity, p.content, occurrences[p.content], options.salt))
+        planned.append(p)
+    planned = mark_duplicates(planned)
+    if options.existing:
+        planned = [_unchanged_update(p, options.existing) for p in planned]
+    if options.allow_duplicates:
         return planned
-    return reject_existing_markers(planned, look_up(field_name, markers))
+    # Keyed adds were looked up as keys above (an add is keyed by a value nobody holds); the other markers
+    # all live in the target's marker field.
+    markers = [p.marker for p in planned if p.is_valid and p.operation == "add" and p.marker and not p.keyed]
+    if not markers:
+        return planned
+    marker_field = fields.resolve(target.marker_field) or target.marker_field
+    return mark_existing(planned, look_up(marker_field, markers))

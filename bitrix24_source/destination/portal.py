@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence, Set
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final
 
 from dlt.common.destination.exceptions import DestinationTerminalException, DestinationTransientException
 
 from bitrix24_source.destination.directories import parse_directory
 from bitrix24_source.destination.options import DestinationOptions
-from bitrix24_source.destination.plan import Outcome, PlannedRow
-from bitrix24_source.destination.targets import WriteTarget, added_id, as_id
+from bitrix24_source.destination.plan import Outcome, PlannedRow, holds_values, normalise_key
+from bitrix24_source.destination.targets import WriteTarget, added_id, as_id, comm_key
 from bitrix24_source.errors import Bitrix24Error, mask
 from bitrix24_source.fields import EntityFields, parse_crm_item_fields, parse_task_fields
 
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
 
 NOT_FOUND_CODES: Final = frozenset({"NOT_FOUND", "ERROR_ENTITY_NOT_FOUND"})
 _REQUEST_LEVEL_CATEGORIES: Final = frozenset({"auth", "rate_limit"})
+# Error categories in which the portal refused the command, so it did not run (bitrix24_source.errors).
+_REJECTED_CATEGORIES: Final = frozenset({"validation", "not_found", "access", "method", "auth", "rate_limit"})
+_FIRST_CONTACT_ATTEMPTS: Final = 2
+_LOOKUP_GROUP: Final = 50  # values per "in" filter command, and rows per list page (§3.1)
 
 
 class Portal:
@@ -37,12 +42,21 @@ class Portal:
         self.max_send_attempts = max_send_attempts
 
     def read_fields(self) -> EntityFields:
-        """The entity's field metadata (crm.item.fields / tasks.task.getFields)."""
+        """The entity's field metadata (crm.item.fields / tasks.task.getFields).
+
+        This is a load's first request. A portal that refuses the connection or whose name does not resolve
+        fails it after one resend, within about a second, instead of the client's full backoff (and dlt's
+        job retries after it): a wrong URL or a portal that is down does not fix itself meanwhile.
+        """
         target = self.target
+        policy = self.client.retry
+        self.client.retry = replace(policy, max_attempts=min(policy.max_attempts, _FIRST_CONTACT_ATTEMPTS))
         try:
             result = self.client.call(target.fields_method, target.fields_params()).result
         except Bitrix24Error as exc:
-            raise job_error(exc, f"cannot read the field metadata of {target.entity}") from exc
+            raise job_error(exc, f"cannot read the field metadata of {target.entity}") from None
+        finally:
+            self.client.retry = policy
         parse = parse_crm_item_fields if target.family == "crm_item" else parse_task_fields
         return parse(result)
 
@@ -63,21 +77,101 @@ class Portal:
     def lookup(self, field_name: str, values: Sequence[str]) -> dict[str, list[int]]:
         """Map each of `values` to the ids of the records whose `field_name` holds it (absent: none).
 
-        One list command per value, batched 50 to a request: a single ``@field`` list call would return one
-        page of 50 rows (§3.1) shared by all values, so values held by many records could crowd others out.
+        CRM: one ``crm.item.list`` with an ``@field`` ("in") filter per 50 values, 50 such commands chained to
+        a batch request, so 2,500 values cost one request. One page holds 50 rows (§3.1): a command whose
+        page is full may have missed holders, and its values are asked again one command each. Tasks have
+        no documented "in" filter for their marker field: one command per value.
         """
-        target = self.target
-        found: dict[str, list[int]] = {}
         unique = sorted(set(values))
         if not unique:
-            return found
-        calls = [(target.list_method, target.lookup_params(field_name, value)) for value in unique]
+            return {}
+        target = self.target
+        kind = comm_key(field_name)
+        if kind is not None and target.family == "crm_item":
+            return self._lookup_comm(kind, unique)
+        groups = [unique[k : k + _LOOKUP_GROUP] for k in range(0, len(unique), _LOOKUP_GROUP)]
+        if target.lookup_many_params(field_name, groups[0]) is None:
+            return self._lookup_each(field_name, unique)
+        calls = [(target.list_method, target.lookup_many_params(field_name, g) or {}) for g in groups]
         results = self._read_all(calls, f"cannot look up {field_name} on {target.entity}")
-        for value, result in zip(unique, results, strict=True):
+        found: dict[str, set[int]] = {}
+        crowded: list[str] = []
+        for group, result in zip(groups, results, strict=True):
+            rows = target.lookup_rows(result)
+            if len(rows) >= _LOOKUP_GROUP:
+                crowded.extend(group)
+                continue
+            wanted = set(group)
+            for row in rows:
+                value = _held(row, field_name)
+                if value in wanted and (record_id := as_id(_squashed_get(row, target.id_field))) is not None:
+                    found.setdefault(value, set()).add(record_id)
+        out = {value: sorted(ids) for value, ids in found.items()}
+        out.update(self._lookup_each(field_name, crowded))
+        return out
+
+    def read_existing(
+        self, ids: Sequence[int], fields: EntityFields, columns: Set[str] = frozenset()
+    ) -> dict[int, dict[str, Any]] | None:
+        """Pre-flight: the records `ids` name as they are now: ``categoryId`` when the entity has one, and the
+        fields the input `columns` name (so that an update that would change nothing can be skipped).
+
+        CRM: ``crm.item.list`` with an ``@id`` filter per 50 ids, 50 commands chained to a batch request (one
+        request per 2,500 ids); a page holds the 50 records of its 50 ids. Tasks: None (not checked before
+        sending; the portal answers for a missing task).
+        """
+        if self.target.family != "crm_item":
+            return None
+        named = {canonical for c in columns if (canonical := fields.resolve(c)) is not None}
+        select = sorted(name for name in named | {"categoryId"} if name in fields.fields and name != "id")
+        return self.read_records(ids, select) if ids else {}
+
+    def read_records(self, ids: Sequence[int], select: Sequence[str]) -> dict[int, dict[str, Any]]:
+        """The CRM records `ids` name (id -> row with the `select` fields); absent ids are not there."""
+        target = self.target
+        unique = sorted(set(ids))
+        select = ["id", *select]
+        groups = [unique[k : k + _LOOKUP_GROUP] for k in range(0, len(unique), _LOOKUP_GROUP)]
+        calls = [
+            (
+                target.list_method,
+                {
+                    "entityTypeId": target.entity_type_id,
+                    "filter": {"@id": group},
+                    "select": select,
+                    "order": {"id": "ASC"},
+                },
+            )
+            for group in groups
+        ]
+        records: dict[int, dict[str, Any]] = {}
+        for result in self._read_all(calls, f"cannot read records of {target.entity}") if calls else []:
+            for row in target.lookup_rows(result):
+                record_id = as_id(_squashed_get(row, "id"))
+                if record_id is not None:
+                    records[record_id] = row
+        return records
+
+    def _lookup_comm(self, kind: str, values: Sequence[str]) -> dict[str, list[int]]:
+        """Emails / phones -> the ids of this entity's records holding them: one crm.duplicate.findbycomm
+        per value (its answer does not say which value matched), 50 to a batch request."""
+        calls = [("crm.duplicate.findbycomm", self.target.comm_lookup_params(kind, v)) for v in values]
+        results = self._read_all(calls, f"cannot look up {kind.lower()} on {self.target.entity}")
+        return {v: ids for v, r in zip(values, results, strict=True) if (ids := self.target.comm_ids(r))}
+
+    def _lookup_each(self, field_name: str, values: Sequence[str]) -> dict[str, list[int]]:
+        """One list command per value, batched 50 to a request."""
+        target = self.target
+        found: dict[str, list[int]] = {}
+        if not values:
+            return found
+        calls = [(target.list_method, target.lookup_params(field_name, value)) for value in values]
+        results = self._read_all(calls, f"cannot look up {field_name} on {target.entity}")
+        for value, result in zip(values, results, strict=True):
             ids = {
                 record_id
                 for row in target.lookup_rows(result)
-                if str(_squashed_get(row, field_name)) == value
+                if _held(row, field_name) == value
                 and (record_id := as_id(_squashed_get(row, target.id_field))) is not None
             }
             if ids:
@@ -115,8 +209,9 @@ class Portal:
         try:
             batch = self.client.batch([(p.method, p.params) for p in to_send], halt_on_error=False)
         except Bitrix24Error as exc:
-            raise job_error(exc, what) from exc
+            raise job_error(exc, what) from None
         retry: list[PlannedRow] = []
+        unproven: dict[int, tuple[PlannedRow, Outcome]] = {}
         for p, r in zip(to_send, batch.results, strict=True):
             if (
                 r.error is not None
@@ -133,8 +228,11 @@ class Portal:
                 code = r.error.code if r.error is not None else ""
                 text = r.error.description if r.error is not None else "unknown error"
                 if p.operation == "delete" and p.row_number in uncertain and code.upper() in NOT_FOUND_CODES:
-                    # The lost attempt deleted it (documented in the README).
+                    # The lost attempt deleted it (the pre-flight saw the record before that attempt).
                     outcomes[p.row_number] = Outcome("ok", p.bitrix_id)
+                elif r.error is None or r.error.category not in _REJECTED_CATEGORIES:
+                    # A server error (or an empty one) does not prove the command did not run.
+                    unproven[p.row_number] = (p, Outcome("error", None, code, mask(text)))
                 else:
                     outcomes[p.row_number] = Outcome("error", None, code, mask(text))
             else:
@@ -143,7 +241,35 @@ class Portal:
                 if r.outcome == "unknown":
                     uncertain.add(p.row_number)
                 retry.append(p)
+        if unproven:
+            outcomes.update(self._verify_errors(list(unproven.values())))
         return retry
+
+    def _verify_errors(self, failed: Sequence[tuple[PlannedRow, Outcome]]) -> dict[int, Outcome]:
+        """Check on the portal whether commands that answered an error that proves nothing ran anyway.
+
+        Adds are looked up by marker (looked up before their first send, so finding it proves the add);
+        deletes and updates of CRM records are read back by id: a deleted record is gone, an updated one
+        holds every value that was sent. What cannot be shown to have run keeps the portal's error.
+        """
+        out = {p.row_number: outcome for p, outcome in failed}
+        adds = [p for p, _ in failed if p.operation == "add"]
+        verified: dict[int, Outcome] = {}
+        self._verify_adds(adds, verified)
+        others = [p for p, _ in failed if p.operation != "add" and p.bitrix_id is not None]
+        if others and self.target.family == "crm_item":
+            select = sorted({name for p in others for name in (p.params or {}).get("fields", {})})
+            records = self.read_records([p.bitrix_id for p in others if p.bitrix_id is not None], select)
+            for p in others:
+                held = records.get(p.bitrix_id or 0)
+                if (p.operation == "delete" and held is None) or (
+                    p.operation == "update"
+                    and held is not None
+                    and holds_values(held, (p.params or {})["fields"])
+                ):
+                    verified[p.row_number] = Outcome("ok", p.bitrix_id)
+        out.update(verified)
+        return out
 
     def _verify_adds(self, rows: Sequence[PlannedRow], outcomes: dict[int, Outcome]) -> None:
         """Look up the markers of adds whose outcome is unknown; record found ones as ok (no resend)."""
@@ -162,7 +288,7 @@ class Portal:
         try:
             batch = self.client.batch_by_chunk(calls, halt_on_error=False)
         except Bitrix24Error as exc:
-            raise job_error(exc, what) from exc
+            raise job_error(exc, what) from None
         for r in batch.results:
             if r.error is not None:
                 raise job_error(r.error, what)
@@ -224,12 +350,30 @@ class PortalCache:
                     del cache[cache_key]
 
 
+# The portal cannot be reached at all (the client already retried): retrying the job would only replay the
+# same wait, and the fix (the URL, the network) is the user's.
+UNREACHABLE_CODES: Final = frozenset({"CONNECTION_REFUSED", "DNS_ERROR"})
+
+
 def job_error(exc: Bitrix24Error, what: str) -> Exception:
-    """dlt retries transient job errors and fails terminal ones; map a client error to the right kind."""
-    text = mask(f"bitrix24 destination: {what}: {exc}")
-    if exc.permanent or exc.category == "auth":
+    """dlt retries transient job errors and fails terminal ones; map a client error to the right kind.
+
+    Terminal: configuration, authentication and scope errors, and a portal that cannot be reached. The text
+    is one line with the error's code; callers raise it ``from None``: dlt prints a failed job's traceback
+    into its message and its log, and the client's chain under it (urllib3, requests, retries) told the
+    user nothing the code does not.
+    """
+    text = mask(f"bitrix24 destination: {what}: [{exc.code}] {exc.description}")
+    if exc.permanent or exc.category in ("auth", "access", "config") or exc.code in UNREACHABLE_CODES:
         return DestinationTerminalException(text)
     return DestinationTransientException(text)
+
+
+def _held(row: Mapping[str, Any], field_name: str) -> str | None:
+    """The key a record holds in `field_name`, normalised like the input's keys (a numeric field comes back
+    as a number or a string of digits)."""
+    value = _squashed_get(row, field_name)
+    return None if value is None else normalise_key(value)
 
 
 def _squashed_get(row: Mapping[str, Any], name: str) -> Any:

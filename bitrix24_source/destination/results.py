@@ -38,6 +38,7 @@ _RESULT_COLUMNS: Final[dict[str, Any]] = {
     "table_name": {"data_type": "text", "nullable": False},
     "job_id": {"data_type": "text", "nullable": False, "primary_key": True},
     "row_number": {"data_type": "bigint", "nullable": False, "primary_key": True},
+    "input_index": {"data_type": "text", "nullable": True},
     "key": {"data_type": "text", "nullable": True},
     "operation": {"data_type": "text", "nullable": True},
     "bitrix_id": {"data_type": "bigint", "nullable": True},
@@ -46,16 +47,25 @@ _RESULT_COLUMNS: Final[dict[str, Any]] = {
     "error_description": {"data_type": "text", "nullable": True},
     "written_at": {"data_type": "timestamp", "nullable": False},
 }
+_IDENTITY_COLUMNS: Final = (
+    "load_id",
+    "table_name",
+    "job_id",
+    "row_number",
+    "input_index",
+    "key",
+    "operation",
+)
 _ERROR_COLUMNS: Final[dict[str, Any]] = {
     **{k: v for k, v in _RESULT_COLUMNS.items() if k not in {"bitrix_id", "status"}},
+    "field": {"data_type": "text", "nullable": True},
     "row_json": {"data_type": "text", "nullable": False},
 }
 _PLAN_COLUMNS: Final[dict[str, Any]] = {
-    **{k: _RESULT_COLUMNS[k] for k in ("load_id", "table_name", "job_id", "row_number", "key", "operation")},
+    **{k: _RESULT_COLUMNS[k] for k in _IDENTITY_COLUMNS},
     "method": {"data_type": "text", "nullable": True},
     "params_json": {"data_type": "text", "nullable": True},
 }
-_IDENTITY_COLUMNS: Final = ("load_id", "table_name", "job_id", "row_number", "key", "operation")
 
 
 # --- rows (pure) ------------------------------------------------------------------------------------------
@@ -77,9 +87,19 @@ def _identity(planned: PlannedRow, *, load_id: str, table: str, job_id: str) -> 
         "table_name": table,
         "job_id": job_id,
         "row_number": planned.row_number,
+        "input_index": index_text(planned.index),
         "key": planned.key,
         "operation": planned.operation,
     }
+
+
+def index_text(index: Any) -> str | None:
+    """A row's own index value (a DataFrame's label) as text: labels may be ints, strings or tuples."""
+    if index is None:
+        return None
+    if isinstance(index, str):
+        return index
+    return json.dumps(json_safe(index), ensure_ascii=False)
 
 
 def result_row(
@@ -102,6 +122,7 @@ def error_row(result: Mapping[str, Any], planned: PlannedRow) -> dict[str, Any]:
         **{column: result[column] for column in _IDENTITY_COLUMNS},
         "error_code": result["error_code"],
         "error_description": result["error_description"],
+        "field": planned.error_field,
         "row_json": json.dumps(planned.original, ensure_ascii=False, sort_keys=True),
         "written_at": result["written_at"],
     }
@@ -151,6 +172,7 @@ class Tally:
     ok: int = 0
     errors: int = 0
     planned: int = 0
+    already_applied: int = 0
     requests: int = 0
     seconds: float = 0.0
 
@@ -160,6 +182,8 @@ class Tally:
             self.ok += 1
         elif status == "planned":
             self.planned += 1
+        elif status == "already_applied":
+            self.already_applied += 1
         else:
             self.errors += 1
 
@@ -213,17 +237,16 @@ def flush(results_destination: Any, dataset_name: str, tallies: Tallies) -> None
     ]
     if plans:
         resources.append(_result_resource(plans, PLAN_TABLE, _PLAN_COLUMNS))
-    _load(pipeline, results_destination, dataset_name, resources)
+    where = _load(pipeline, results_destination, dataset_name, resources)
     for directory in directories:
         shutil.rmtree(directory, ignore_errors=True)
     for load_id, rows in results.items():
-        _summarise(load_id, rows, tallies.pop(load_id))
+        _summarise(load_id, rows, tallies.pop(load_id), where)
 
 
-def _load(outer: Any, results_destination: Any, dataset_name: str, resources: list[Any]) -> None:
-    destination = results_destination or dlt.destinations.duckdb(
-        os.path.abspath(f"{outer.pipeline_name}_results.duckdb")
-    )
+def _load(outer: Any, results_destination: Any, dataset_name: str, resources: list[Any]) -> str:
+    """Load the result tables; where they went, for the summary."""
+    destination = results_destination_of(results_destination, outer.pipeline_name)
     failure: list[Exception] = []
 
     def run() -> None:
@@ -247,18 +270,24 @@ def _load(outer: Any, results_destination: Any, dataset_name: str, resources: li
         raise DestinationTransientException(
             f"bitrix24 destination: could not load the write results: {failure[0]}"
         ) from failure[0]
+    credentials = destination.config_params.get("credentials")
+    place = credentials if isinstance(credentials, str) else destination.destination_name
+    return f"{place}, dataset {dataset_name}"
 
 
-def _summarise(load_id: str, results: Sequence[Mapping[str, Any]], tallies: Mapping[str, Tally]) -> None:
+def _summarise(
+    load_id: str, results: Sequence[Mapping[str, Any]], tallies: Mapping[str, Tally], where: str
+) -> None:
     by_table: dict[str, Tally] = {}
     for row in results:
         by_table.setdefault(str(row["table_name"]), Tally()).add(str(row["status"]))
     for table_name, t in sorted(by_table.items()):
         live = tallies.get(table_name, Tally())
         planned = f", {t.planned} planned (dry run)" if t.planned else ""
+        applied = f", {t.already_applied} already applied" if t.already_applied else ""
         line = (
-            f"bitrix24 destination: {table_name}: {t.rows} rows, {t.ok} ok, {t.errors} errors{planned}, "
-            f"{live.requests} requests, {live.seconds:.1f} s (load {load_id})"
+            f"bitrix24 destination: {table_name}: {t.rows} rows, {t.ok} ok, {t.errors} errors{applied}"
+            f"{planned}, {live.requests} requests, {live.seconds:.1f} s (load {load_id}); results in {where}"
         )
         logger.info(line)
         print(line)
@@ -288,3 +317,91 @@ def _with_time(row: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(out.get("written_at"), str):
         out["written_at"] = datetime.fromisoformat(out["written_at"])
     return out
+
+
+# --- reading them back -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PushResults:
+    """The result rows of one push (one load of the push pipeline), as pandas DataFrames.
+
+    Attributes:
+        load_id: the push's dlt load id (None when the pipeline has pushed nothing yet).
+        results: ``bitrix24_write_results`` rows of that load, one per input row, in input order.
+        errors: ``bitrix24_write_errors`` rows of that load (the failed rows, with ``row_json``).
+    """
+
+    load_id: str | None
+    results: Any
+    errors: Any
+
+    def __repr__(self) -> str:
+        if self.load_id is None:
+            return "PushResults(no push yet)"
+        counts = self.results["status"].value_counts().to_dict() if len(self.results) else {}
+        shown = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        return f"PushResults(load {self.load_id}: {len(self.results)} rows: {shown})"
+
+
+def last_results(pipeline: Any) -> PushResults:
+    """The results and errors of the last push of `pipeline` whose results were loaded.
+
+    They are read from where the destination loaded them (its ``results_destination`` and
+    ``results_dataset_name``). The results of a push that failed for good are loaded with the next push
+    that completes.
+
+    Args:
+        pipeline: the dlt pipeline that pushed to ``bitrix24_destination``.
+
+    Returns:
+        A :class:`PushResults` with pandas DataFrames filtered to that push's load id.
+
+    Raises:
+        ValueError: `pipeline` does not push to a ``bitrix24_destination``.
+    """
+    options = getattr(pipeline.destination, "bitrix24_options", None)
+    if options is None:
+        raise ValueError(f"pipeline {pipeline.pipeline_name!r} does not push to a bitrix24_destination")
+    reader = dlt.pipeline(
+        pipeline_name=f"{pipeline.pipeline_name}_bitrix24_results",
+        pipelines_dir=pipeline.pipelines_dir,
+        destination=results_destination_of(options.results_destination, pipeline.pipeline_name),
+        dataset_name=options.results_dataset_name,
+    )
+    try:
+        return _read_last(reader)
+    finally:
+        pipeline.activate()  # dlt.pipeline() made the reader the current pipeline
+
+
+def _read_last(reader: Any) -> PushResults:
+    with reader.sql_client() as client:
+        results_table = client.make_qualified_table_name(RESULTS_TABLE)
+        errors_table = client.make_qualified_table_name(ERRORS_TABLE)
+        with client.execute_query(f"SELECT max(load_id) FROM {results_table}") as cursor:
+            row = cursor.fetchone()
+        load_id = None if row is None or row[0] is None else str(row[0])
+        if load_id is None:
+            return PushResults(None, _frame([], []), _frame([], []))
+        quoted = load_id.replace("'", "''")
+        frames = []
+        for table in (results_table, errors_table):
+            query = f"SELECT * FROM {table} WHERE load_id = '{quoted}' ORDER BY job_id, row_number"
+            with client.execute_query(query) as cursor:
+                names = [d[0] for d in cursor.description]
+                frames.append(_frame(names, cursor.fetchall()))
+    return PushResults(load_id, frames[0], frames[1])
+
+
+def results_destination_of(results_destination: Any, pipeline_name: str) -> Any:
+    """The destination of the result tables: the option, or a DuckDB file named after the push pipeline in
+    the current directory."""
+    return results_destination or dlt.destinations.duckdb(os.path.abspath(f"{pipeline_name}_results.duckdb"))
+
+
+def _frame(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Any:
+    import pandas as pd
+
+    frame = pd.DataFrame.from_records(list(rows), columns=list(columns))
+    return frame.drop(columns=[c for c in frame.columns if str(c).startswith("_dlt_")])

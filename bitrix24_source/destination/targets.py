@@ -78,11 +78,70 @@ class WriteTarget:
             }
         return {"filter": {field_name: value}, "select": ["ID", field_name], "order": {"ID": "ASC"}}
 
+    def lookup_many_params(self, field_name: str, values: list[str]) -> dict[str, Any] | None:
+        """A list request for the records whose `field_name` is any of `values` (one page: up to 50 rows), or
+        None when the family has no documented "in" filter (tasks: one request per value)."""
+        if self.family != "crm_item":
+            return None
+        # `@` is the "in" prefix of the crm.item.list filter (api-reference/crm/universal/crm-item-list.md).
+        return {
+            "entityTypeId": self.entity_type_id,
+            "filter": {f"@{field_name}": values},
+            "select": ["id", field_name],
+            "order": {"id": "ASC"},
+        }
+
+    def comm_lookup_params(self, kind: str, value: str) -> dict[str, Any]:
+        """A crm.duplicate.findbycomm request for the records of this entity holding one email / phone (one
+        value per command: the answer does not say which value matched which record)."""
+        return {"type": kind, "values": [value], "entity_type": COMM_ENTITY_TYPES[self.entity]}
+
+    def comm_ids(self, result: Any) -> list[int]:
+        """The ids of this entity in a crm.duplicate.findbycomm result (``{"CONTACT": [275]}``; an empty
+        match may come as ``[]``)."""
+        ids = result.get(COMM_ENTITY_TYPES[self.entity]) if isinstance(result, Mapping) else None
+        return sorted({i for v in ids or [] if (i := as_id(v)) is not None})
+
     def lookup_rows(self, result: Any) -> list[dict[str, Any]]:
         """The rows of a lookup response (`items` for crm.item.list, `tasks` for tasks.task.list, §3.3)."""
         key = "items" if self.family == "crm_item" else "tasks"
         rows = result.get(key) if isinstance(result, Mapping) else result
         return [dict(row) for row in rows or [] if isinstance(row, Mapping)]
+
+
+# The words the v3 task fields use (and the source writes) -> the v2 codes tasks.task.* takes, so that a
+# source -> edit -> destination round trip works: api-reference/tasks/fields-rest-v3.md (words) and
+# api-reference/tasks/fields.md (codes). "declined" has no documented v2 code and stays as written.
+TASK_WORDS: Final[dict[str, dict[str, str]]] = {
+    "PRIORITY": {"low": "0", "average": "1", "high": "2"},
+    "STATUS": {
+        "pending": "2",
+        "in_progress": "3",
+        "supposedly_completed": "4",
+        "completed": "5",
+        "deferred": "6",
+    },
+}
+
+
+def task_word(field_name: str, value: Any) -> Any:
+    """A task STATUS / PRIORITY word as its v2 code; any other value as it is."""
+    words = TASK_WORDS.get(field_name)
+    if words is not None and isinstance(value, str) and value.strip().lower() in words:
+        return words[value.strip().lower()]
+    return value
+
+
+# key="email" / key="phone": upsert by a communication (multi-field ``fm``), found with
+# crm.duplicate.findbycomm (api-reference/crm/duplicates/crm-duplicate-find-by-comm.md), which searches
+# leads, contacts and companies only.
+COMM_KEYS: Final = {"email": "EMAIL", "phone": "PHONE"}
+COMM_ENTITY_TYPES: Final = {"leads": "LEAD", "contacts": "CONTACT", "companies": "COMPANY"}
+
+
+def comm_key(key: str | None) -> str | None:
+    """The communication type (EMAIL / PHONE) a ``key=`` names, or None for a field key."""
+    return COMM_KEYS.get(key.lower()) if key else None
 
 
 CRM_ENTITY_TYPE_IDS: Final = {"leads": 1, "deals": 2, "contacts": 3, "companies": 4}  # §7.1
@@ -96,7 +155,9 @@ def write_target(entity: str, marker_field: str | None = None) -> WriteTarget:
         ValueError: the entity cannot be written (the message lists the ones that can).
     """
     if entity in CRM_ENTITY_TYPE_IDS:
-        return WriteTarget(entity, "crm_item", CRM_ENTITY_TYPE_IDS[entity], marker_field or "xmlId")
+        # originId ("Item ID in data source") is the documented field for an outside system's id on leads,
+        # deals, contacts and companies (api-reference/crm/universal/object-fields.md); they have no xmlId.
+        return WriteTarget(entity, "crm_item", CRM_ENTITY_TYPE_IDS[entity], marker_field or "originId")
     if entity == "tasks":
         return WriteTarget(entity, "tasks", None, marker_field or "XML_ID")
     raise ValueError(
@@ -122,7 +183,12 @@ def check_write_options(target: WriteTarget, fields: EntityFields, key: str | No
     Raises:
         WriteOptionError: the option and the field it names, and what is wrong with it.
     """
-    checks = [("marker_field", target.marker_field)] + ([("key", key)] if key else [])
+    if comm_key(key) is not None and target.entity not in COMM_ENTITY_TYPES:
+        raise WriteOptionError(
+            f"Bitrix24 destination option key={key!r}: upsert by {key} works for "
+            f"{', '.join(COMM_ENTITY_TYPES)} (the portal's duplicate search), not for {target.entity}"
+        )
+    checks = [("marker_field", target.marker_field)] + ([("key", key)] if key and not comm_key(key) else [])
     for option, name in checks:
         canonical = fields.resolve(name)
         if canonical is None:

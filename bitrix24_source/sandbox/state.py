@@ -15,6 +15,7 @@ from typing import Any
 from bitrix24_source.sandbox import (
     methods_activity,
     methods_crm,
+    methods_dupes,
     methods_items,
     methods_reference,
     methods_tasks,
@@ -57,6 +58,7 @@ _V2: dict[str, Handler] = {
     **methods_tasks.METHODS_V2,
     **methods_items.METHODS_V2,
     **methods_activity.METHODS_V2,
+    **methods_dupes.METHODS_V2,
 }
 _V3: dict[str, Handler] = dict(methods_tasks.METHODS_V3)
 _WRITES = methods_crm.WRITES | methods_tasks.WRITES | methods_activity.WRITES

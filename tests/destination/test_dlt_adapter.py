@@ -41,7 +41,7 @@ class _Recorder:
         self.events.append(("complete", load_id))
 
 
-def _pipeline(tmp_path: Path, recorder: _Recorder) -> Any:
+def _pipeline(tmp_path: Path, recorder: _Recorder, name: str = "adapter") -> Any:
     def probe(items: Any, table: Any) -> None:  # dlt decorates the callable, so it must be a function
         recorder.sink(items, table)
 
@@ -52,7 +52,7 @@ def _pipeline(tmp_path: Path, recorder: _Recorder) -> Any:
         batch_size=0,
         loader_parallelism_strategy="sequential",
     )
-    return make_pipeline(tmp_path, "adapter", destination)
+    return make_pipeline(tmp_path, name, destination)
 
 
 def _data() -> list[Any]:
@@ -97,12 +97,23 @@ def test_retried_job_completes_the_load_once(tmp_path: Path) -> None:
     assert recorder.events[2:] == [("complete", info.loads_ids[0])]
 
 
-def test_terminally_failed_job_does_not_complete_the_load(tmp_path: Path) -> None:
+def test_terminally_failed_job_aborts_the_load_and_the_next_run_loads_its_own_data(tmp_path: Path) -> None:
     recorder = _Recorder(fail_jobs=1, terminal=True)
     pipeline = _pipeline(tmp_path, recorder)
     with pytest.raises(PipelineStepFailed, match="job failed"):
         pipeline.run(_data())
     assert not [e for e in recorder.events if e[0] == "complete"]
-    info = pipeline.run()  # the package stayed pending; the failed job runs again, then the load completes
-    assert sorted(recorder.events[:2]) == [("job", "first"), ("job", "second")]
-    assert recorder.events[2:] == [("complete", info.loads_ids[0])]
+    assert not pipeline.has_pending_data and not pipeline.list_normalized_load_packages()
+    recorder.events.clear()
+    info = pipeline.run([dlt.resource([{"c": 3}], name="third")])  # the failed package is not replayed
+    assert recorder.events == [("job", "third"), ("complete", info.loads_ids[0])]
+
+
+def test_a_user_setting_of_auto_abort_is_respected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # (A pipeline name of its own: the destination's setting is per pipeline name, for the whole process.)
+    monkeypatch.setenv("LOAD__AUTO_ABORT_ON_TERMINAL_ERROR", "false")
+    recorder = _Recorder(fail_jobs=1, terminal=True)
+    pipeline = _pipeline(tmp_path, recorder, name="adapter_user_setting")
+    with pytest.raises(PipelineStepFailed, match="job failed"):
+        pipeline.run(_data())
+    assert pipeline.list_normalized_load_packages()  # dlt's own behaviour: the package stays pending

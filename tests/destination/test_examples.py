@@ -5,15 +5,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from bitrix24_source import last_results
 from bitrix24_source.sandbox import Sandbox
 
 PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
@@ -27,11 +26,11 @@ def _load_example() -> ModuleType:
     return module
 
 
-def test_bulk_update_script(
-    portal: Sandbox, tmp_path: Path, results_db: Path, read_table: Callable[[str], list[dict[str, Any]]]
-) -> None:
+def test_bulk_update_script_stands_alone_and_runs_twice(portal: Sandbox, tmp_path: Path) -> None:
     example = _load_example()
-    example.push_deal_changes(portal.webhook_url, results_db=results_db, pipelines_dir=str(tmp_path / "p"))
+    pipeline = example.push_deal_changes(portal.webhook_url, tmp_path / "run")
+    assert (tmp_path / "run" / "results.duckdb").exists() and (tmp_path / "run" / "pipelines").is_dir()
+    assert pipeline.pipeline_name == "bulk_update_script"
 
     deals = {int(r["id"]): r for r in portal.rows("deals")}
     assert deals[1]["title"] == "Website redesign - phase 2" and deals[1]["stageId"] == "EXECUTING"
@@ -39,11 +38,23 @@ def test_bulk_update_script(
     assert deals[2]["stageId"] == "WON"
     assert 5 not in deals
     assert next(r for r in deals.values() if r["title"] == "Partner referral")["opportunity"] == 30500.5
-    errors = example.errors_table(results_db)
-    assert list(errors["row_number"]) == [3, 7, 8]
-    assert list(errors["error_code"])[:2] == ["INVALID_TYPE", "NOT_FOUND"]
-    assert json.loads(errors["row_json"][0])["opportunity"] == "about 5k"
-    assert len(read_table("bitrix24_write_results")) == 9
+    first = last_results(pipeline)
+    assert len(first.results) == 9
+    assert list(first.errors["row_number"]) == [3, 7, 8]
+    assert list(first.errors["error_code"]) == ["INVALID_TYPE", "NOT_FOUND", "INVALID_ENUM_VALUE"]
+    assert list(first.errors["field"]) == ["opportunity", "id", "stageId"]
+    assert json.loads(first.errors["row_json"][0])["opportunity"] == "about 5k"
+
+    # The same run again: nothing is added or changed twice (adds found by marker, updates whose values the
+    # deal already holds); the deleted deal is gone (NOT_FOUND before sending).
+    titles = sorted(r["title"] for r in portal.rows("deals"))
+    again = last_results(example.push_deal_changes(portal.webhook_url, tmp_path / "run"))
+    assert again.load_id != first.load_id and len(again.results) == 9
+    assert sorted(r["title"] for r in portal.rows("deals")) == titles
+    assert list(again.results["status"]) == [
+        "already_applied", "already_applied", "already_applied", "error", "error",
+        "already_applied", "already_applied", "error", "error",
+    ]  # fmt: skip
 
 
 def test_bulk_update_notebook_executes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -60,5 +71,6 @@ def test_bulk_update_notebook_executes(tmp_path: Path, monkeypatch: pytest.Monke
     assert not [o for o in outputs if o.get("output_type") == "error"]
     text = "\n".join(str(o.get("text", "")) + json.dumps(o.get("data", {})) for o in outputs)
     assert "bitrix24 destination: deals: 9 rows, 6 ok, 3 errors" in text
-    assert "INVALID_TYPE" in text and "NOT_FOUND" in text
-    assert (tmp_path / "deals_push_results.duckdb").exists()
+    assert "bitrix24 destination: deals: 9 rows, 0 ok, 4 errors, 5 already applied" in text  # the re-run
+    assert "INVALID_TYPE" in text and "NOT_FOUND" in text and "already_applied" in text
+    assert (tmp_path / "bulk_update_notebook_run" / "results.duckdb").exists()

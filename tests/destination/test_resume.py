@@ -99,9 +99,10 @@ def test_killed_run_resumes_and_writes_each_row_once(
 ) -> None:
     adds = 300  # 6 write batches
     pipelines_dir = tmp_path / "pipelines"
-    # The 4th write batch is committed on the portal, then its answer hangs: the child is killed right there,
-    # so batches 1-3 are journaled, batch 4 is "in flight" with an unknown outcome, 5-6 were never sent.
-    portal.inject(Fault(kind="hang", method="batch", phase="after", after=3, delay=15.0))
+    # Batch request 1 looks the 300 markers up. The 4th write batch is committed on the portal, then its
+    # answer hangs: the child is killed right there, so write batches 1-3 are journaled, batch 4 is "in
+    # flight" with an unknown outcome, 5-6 were never sent.
+    portal.inject(Fault(kind="hang", method="batch", phase="after", after=4, delay=15.0))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     child = subprocess.Popen(
         [
@@ -120,12 +121,12 @@ def test_killed_run_resumes_and_writes_each_row_once(
         stderr=subprocess.STDOUT,
     )
     try:
-        for _ in range(600):  # bounded wait: up to 60 s for the 4th batch to reach the portal
-            if portal.stats().http_by_method.get("batch", 0) >= 4 or child.poll() is not None:
+        for _ in range(600):  # bounded wait: up to 60 s for the 4th write batch to reach the portal
+            if portal.stats().http_by_method.get("batch", 0) >= 5 or child.poll() is not None:
                 break
             time.sleep(0.1)
         assert child.poll() is None, child.communicate()[0].decode(errors="replace")
-        assert portal.stats().http_by_method.get("batch", 0) == 4
+        assert portal.stats().http_by_method.get("batch", 0) == 5
     finally:
         if child.poll() is None:
             child.send_signal(signal.SIGKILL)
@@ -154,31 +155,32 @@ def test_unsent_batch_is_verified_then_sent_and_dlt_retries_the_job(
     # The 2nd write batch's connection is dropped before it runs, four times in a row: three attempts inside
     # the job fail (outcome unknown, markers not found), the job raises a transient error, dlt retries it, and
     # the retried job resumes from its checkpoint: verifies the in-flight rows, then sends them once.
-    portal.inject(Fault(kind="reset", method="batch", phase="before", after=1, times=4))
+    # (Batch request 1 is the marker look-up before sending.)
+    portal.inject(Fault(kind="reset", method="batch", phase="before", after=2, times=4))
     push_pipeline(portal.webhook_url, name="drops").run(rows, table_name="deals")
     _assert_written_once(portal, rows, "drop", read_table)
     stats = portal.stats().by_method
     assert stats["crm.item.add"] == 90
     assert stats["crm.item.update"] == 10
-    assert stats["crm.item.list"] >= 4  # markers looked up after every lost attempt
+    # Markers looked up before the first send (2 commands of 50), then after every lost attempt.
+    assert stats["crm.item.list"] >= 3
 
 
 def test_writes_of_an_aborted_package_get_their_results_at_the_next_load(
     portal: Sandbox,
     push_pipeline: Callable[..., Any],
     read_table: Callable[[str], list[dict[str, Any]]],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from dlt.pipeline.exceptions import PipelineStepFailed
 
     ids = sorted(int(r["id"]) for r in portal.rows("deals"))[:60]
     rows = [{"id": i, "title": f"aborted run {i}"} for i in ids]
     # The first chunk of 50 is written and journaled; the second meets an auth error, which fails the job
-    # terminally, and dlt then aborts the package: it never completes an aborted package.
+    # terminally, and dlt then aborts the package (the destination turns dlt's auto-abort on for its
+    # pipelines): it never completes an aborted package, and nothing of it stays pending.
     portal.inject(
         Fault(kind="command_error", method="crm.item.update", after=50, error_code="insufficient_scope")
     )
-    monkeypatch.setenv("LOAD__AUTO_ABORT_ON_TERMINAL_ERROR", "true")
     pipeline = push_pipeline(portal.webhook_url, name="aborted")
     with pytest.raises(PipelineStepFailed, match="insufficient_scope"):
         pipeline.run(rows, table_name="deals")
@@ -188,5 +190,9 @@ def test_writes_of_an_aborted_package_get_their_results_at_the_next_load(
     pipeline.run([{"id": ids[0], "title": "next run"}], table_name="deals")
     results = read_table(RESULTS_TABLE)
     per_load = Counter(r["load_id"] for r in results)
-    assert sorted(per_load.values()) == [1, 50]  # the aborted load's 50 writes, then the next load's row
-    assert all(r["status"] == "ok" for r in results)
+    assert not pipeline.list_normalized_load_packages()
+    assert sorted(per_load.values()) == [1, 60]  # every row of the aborted load, then the next load's row
+    statuses = Counter((r["status"], r["error_code"]) for r in results)
+    assert statuses == {("ok", None): 51, ("error", "LOAD_ABORTED"): 10}
+    aborted = [r for r in results if r["error_code"] == "LOAD_ABORTED"]
+    assert all("insufficient_scope" in r["error_description"] for r in aborted)

@@ -52,53 +52,52 @@ def test_unusable_marker_field_or_key_fails_the_load_before_any_row_is_sent(
     assert "crm.item.list" not in methods  # terminal at once: not even a key look-up was made
 
 
-def test_own_marker_already_on_the_portal_is_rejected_not_counted_as_a_lost_add(
+def test_own_marker_already_on_the_portal_is_already_applied_or_ambiguous(
     portal: Sandbox,
     push_pipeline: Callable[..., Any],
     read_table: Callable[[str], list[dict[str, Any]]],
 ) -> None:
     holders = _deal_ids(portal)[:3]
-    portal.update_row("deals", holders[0], {"xmlId": "ext-1"})
-    portal.update_row("deals", holders[1], {"xmlId": "ext-many"})
-    portal.update_row("deals", holders[2], {"xmlId": "ext-many"})
+    portal.update_row("deals", holders[0], {"originId": "ext-1"})
+    portal.update_row("deals", holders[1], {"originId": "ext-many"})
+    portal.update_row("deals", holders[2], {"originId": "ext-many"})
     rows: list[dict[str, Any]] = [
-        {"title": "own marker taken", "xmlId": "ext-1"},
-        {"title": "own marker free", "XML_ID": "ext-2"},
+        {"title": "own marker taken", "originId": "ext-1"},
+        {"title": "own marker free", "ORIGIN_ID": "ext-2"},
         {"title": "generated marker"},
-        {"title": "own marker held twice", "xmlId": "ext-many"},
-        {"id": holders[0], "title": "an update by id needs no check", "xmlId": "ext-1"},
+        {"title": "own marker held twice", "originId": "ext-many"},
+        {"id": holders[0], "title": "an update by id needs no check", "originId": "ext-1"},
     ]
     portal.reset_stats()
     push_pipeline(portal.webhook_url, name="own_markers").run(rows, table_name="deals")
 
     results = read_table(RESULTS_TABLE)
     assert [(r["operation"], r["status"], r["error_code"]) for r in results] == [
-        ("add", "error", DUPLICATE_MARKER_ON_PORTAL),
+        ("add", "already_applied", None),
         ("add", "ok", None),
         ("add", "ok", None),
         ("add", "error", DUPLICATE_MARKER_ON_PORTAL),
         ("update", "ok", None),
     ]
-    assert results[0]["bitrix_id"] is None and results[0]["key"] == "ext-1"
-    assert f"id {holders[0]}" in results[0]["error_description"]
+    assert results[0]["bitrix_id"] == holders[0] and results[0]["key"] == "ext-1"
     assert f"{holders[1]}, {holders[2]}" in results[3]["error_description"]
     errors = read_table(ERRORS_TABLE)
-    assert [e["row_number"] for e in errors] == [0, 3]
-    assert json.loads(errors[0]["row_json"]) == rows[0]
+    assert [e["row_number"] for e in errors] == [3]
+    assert json.loads(errors[0]["row_json"]) == rows[3]
 
     state = portal.rows("deals")
-    by_marker = Counter(r["xmlId"] for r in state if r.get("xmlId"))
+    by_marker = Counter(r["originId"] for r in state if r.get("originId"))
     assert by_marker["ext-1"] == 1 and by_marker["ext-2"] == 1 and by_marker["ext-many"] == 2
     assert not any(r["title"].startswith("own marker taken") for r in state)
     stats = portal.stats().by_method
     assert stats["crm.item.add"] == 2
-    assert stats["crm.item.list"] == 3  # one look-up per own marker value, all in one batch request
+    assert stats["crm.item.list"] == 2  # the id in one "@id" command, every add's marker in one "@originId"
 
-    # The second run finds ext-2 from the first one: rejected too, instead of being "verified" as added.
+    # The second run finds ext-2 from the first one: already applied, not added again.
     push_pipeline(portal.webhook_url, name="own_markers").run(rows[:2], table_name="deals")
     second = [r for r in read_table(RESULTS_TABLE) if r["load_id"] != results[0]["load_id"]]
-    assert [r["error_code"] for r in second] == [DUPLICATE_MARKER_ON_PORTAL, DUPLICATE_MARKER_ON_PORTAL]
-    assert Counter(r["xmlId"] for r in portal.rows("deals") if r.get("xmlId"))["ext-2"] == 1
+    assert [r["status"] for r in second] == ["already_applied", "already_applied"]
+    assert Counter(r["originId"] for r in portal.rows("deals") if r.get("originId"))["ext-2"] == 1
 
 
 def test_dry_run_reports_markers_already_on_the_portal(
@@ -106,11 +105,11 @@ def test_dry_run_reports_markers_already_on_the_portal(
     push_pipeline: Callable[..., Any],
     read_table: Callable[[str], list[dict[str, Any]]],
 ) -> None:
-    portal.update_row("deals", _deal_ids(portal)[0], {"xmlId": "ext-1"})
-    rows = [{"title": "taken", "xmlId": "ext-1"}, {"title": "free", "xmlId": "ext-2"}]
+    portal.update_row("deals", _deal_ids(portal)[0], {"originId": "ext-1"})
+    rows = [{"title": "taken", "originId": "ext-1"}, {"title": "free", "originId": "ext-2"}]
     push_pipeline(portal.webhook_url, name="own_dry", dry_run=True).run(rows, table_name="deals")
     assert [(r["status"], r["error_code"]) for r in read_table(RESULTS_TABLE)] == [
-        ("error", DUPLICATE_MARKER_ON_PORTAL),
+        ("already_applied", None),
         ("planned", None),
     ]
 
@@ -120,7 +119,7 @@ def test_own_markers_with_a_lost_answer_are_verified_not_resent(
     push_pipeline: Callable[..., Any],
     read_table: Callable[[str], list[dict[str, Any]]],
 ) -> None:
-    rows = [{"title": f"own {k}", "xmlId": f"own-{k}"} for k in range(70)]
+    rows = [{"title": f"own {k}", "originId": f"own-{k}"} for k in range(70)]
     # Batch requests: look-up 1, write 1 (executed, then the connection drops), verify, look-up 2, write 2.
     portal.inject(Fault(kind="reset", method="batch", phase="after", after=1, times=1))
     portal.reset_stats()
@@ -128,9 +127,13 @@ def test_own_markers_with_a_lost_answer_are_verified_not_resent(
 
     results = read_table(RESULTS_TABLE)
     assert [r["status"] for r in results] == ["ok"] * 70
-    markers = Counter(r["xmlId"] for r in portal.rows("deals") if str(r.get("xmlId")).startswith("own-"))
+    markers = Counter(
+        r["originId"] for r in portal.rows("deals") if str(r.get("originId")).startswith("own-")
+    )
     assert len(markers) == 70 and set(markers.values()) == {1}
-    ids = {r["xmlId"]: int(r["id"]) for r in portal.rows("deals") if str(r.get("xmlId")).startswith("own-")}
+    ids = {
+        r["originId"]: int(r["id"]) for r in portal.rows("deals") if str(r.get("originId")).startswith("own-")
+    }
     assert [r["bitrix_id"] for r in results] == [ids[f"own-{k}"] for k in range(70)]
     assert portal.stats().by_method["crm.item.add"] == 70
 

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from bitrix24_source.destination.coerce import INVALID_ENUM_VALUE, INVALID_TYPE
 from bitrix24_source.destination.directories import needed_directories, parse_directory
 from bitrix24_source.destination.plan import (
-    DUPLICATE_KEY,
+    CONFLICTING_COLUMNS,
+    DUPLICATE_IN_INPUT,
     DUPLICATE_KEY_ON_PORTAL,
     IMMUTABLE_FIELD,
     INVALID_ID,
@@ -26,10 +27,13 @@ from bitrix24_source.destination.plan import (
     UNKNOWN_FIELD,
     Outcome,
     PlanOptions,
+    add_marker,
+    holds_values,
     key_value,
-    mark_duplicate_keys,
-    plan_chunk,
+    mark_duplicates,
+    normalise_key,
     plan_row,
+    plan_rows,
 )
 from bitrix24_source.destination.results import error_row, plan_row_record, result_row
 from bitrix24_source.destination.targets import added_id, write_target
@@ -68,6 +72,7 @@ DEAL_FIELDS = {
         "comments": _field("text", "COMMENTS"),
         "xmlId": _field("string", "XML_ID"),
         "originId": _field("string", "ORIGIN_ID"),
+        "originatorId": _field("string", "ORIGINATOR_ID"),
         "contactIds": _field("crm_contact", "CONTACT_IDS", isMultiple=True),
         "ufCrm_1721244707107": _field(
             "enumeration",
@@ -81,7 +86,8 @@ DEAL_FIELDS = {
 
 DEALS = write_target("deals")
 FIELDS = parse_crm_item_fields(DEAL_FIELDS)
-OPTS = PlanOptions(marker_prefix="b24w:L1:F1")
+OPTS = PlanOptions()
+NOTHING_HELD = lambda field_name, values: {}  # noqa: E731  a portal that holds no key or marker
 
 
 def _plan(row: dict[str, Any], n: int = 0, options: PlanOptions = OPTS, fields: EntityFields = FIELDS) -> Any:
@@ -125,22 +131,38 @@ def test_update_sends_only_the_present_columns() -> None:
 
 
 def test_add_stamps_a_deterministic_marker_and_checks_required_fields() -> None:
-    p = _plan({"title": "Fresh", "opportunity": "12.5"}, n=41)
+    p = plan_rows({41: {"title": "Fresh", "opportunity": "12.5"}}, DEALS, FIELDS, OPTS, NOTHING_HELD)[0]
     assert p.operation == "add" and p.method == "crm.item.add"
+    marker = add_marker("deals", '{"opportunity":12.5,"title":"Fresh"}', 1)
+    assert marker.startswith("b24dlt:") and len(marker) == len("b24dlt:") + 32
     assert p.params == {
         "entityTypeId": 2,
-        "fields": {"title": "Fresh", "opportunity": 12.5, "xmlId": "b24w:L1:F1:41"},
+        "fields": {"title": "Fresh", "opportunity": 12.5, "originId": marker, "originatorId": "bitrix24-dlt"},
     }
-    assert p.marker == "b24w:L1:F1:41" and p.marker_field == "xmlId"
-    assert _plan({"title": "Fresh", "opportunity": "12.5"}, n=41) == p
+    assert p.marker == marker and p.marker_field == "originId" and p.key == marker
+    again = plan_rows({0: {"opportunity": 12.5, "TITLE": "Fresh"}}, DEALS, FIELDS, OPTS, NOTHING_HELD)[0]
+    assert again.marker == marker  # same entity, same planned values: a re-run derives the same marker
 
     missing = _plan({"opportunity": 3})
     assert missing.error_code == REQUIRED_FIELD_MISSING and "'title'" in (missing.error_description or "")
 
 
+def test_identical_rows_are_distinct_adds_numbered_by_occurrence() -> None:
+    rows = {0: {"title": "Twin"}, 1: {"title": "Other"}, 2: {"title": "Twin"}}
+    planned = plan_rows(rows, DEALS, FIELDS, OPTS, NOTHING_HELD)
+    assert [p.error_code for p in planned] == [None, None, None]
+    assert planned[0].marker == add_marker("deals", '{"title":"Twin"}', 1)
+    assert planned[2].marker == add_marker("deals", '{"title":"Twin"}', 2)
+    salted = plan_rows(rows, DEALS, FIELDS, PlanOptions(allow_duplicates=True, salt="L9"), NOTHING_HELD)
+    assert salted[0].marker == add_marker("deals", '{"title":"Twin"}', 1, "L9") != planned[0].marker
+
+
 def test_user_supplied_marker_is_kept() -> None:
-    p = _plan({"title": "A", "XML_ID": "ext-1"})
-    assert p.marker == "ext-1" and p.params is not None and p.params["fields"]["xmlId"] == "ext-1"
+    p = _plan({"title": "A", "ORIGIN_ID": "ext-1"})
+    assert p.marker == "ext-1" and p.params is not None and p.params["fields"]["originId"] == "ext-1"
+    widened = _plan({"title": "A", "originId": 1001.0})
+    assert widened.marker == "1001" and widened.params is not None
+    assert widened.params["fields"]["originId"] == "1001"
 
 
 def test_delete_needs_an_id() -> None:
@@ -219,18 +241,18 @@ def test_values_that_look_like_protocol_stay_literal() -> None:
 
 
 def test_upsert_by_key_becomes_update_when_found_and_add_otherwise() -> None:
-    options = PlanOptions(key="ORIGIN_ID", resolved_ids={"ext-7": 70}, marker_prefix="b24w:L:F")
+    options = PlanOptions(key="ORIGIN_ID", resolved_ids={"ext-7": 70})
     found = _plan({"ORIGIN_ID": "ext-7", "title": "T"}, options=options)
     assert found.operation == "update" and found.bitrix_id == 70 and found.key == "ext-7"
     assert found.params == {"entityTypeId": 2, "id": 70, "fields": {"originId": "ext-7", "title": "T"}}
     new = _plan({"originId": "ext-8", "title": "T"}, options=options)
     assert new.operation == "add" and new.marker == "ext-8" and new.marker_field == "originId"
-    assert new.params is not None and "xmlId" not in new.params["fields"]
+    assert new.params is not None and new.params["fields"]["originId"] == "ext-8"
 
 
 def test_upsert_key_matching_several_records_is_rejected() -> None:
     ids = [11, 12, 13, 14, 15, 16]
-    options = PlanOptions(key="originId", ambiguous_keys={"k": ids}, marker_prefix="p")
+    options = PlanOptions(key="originId", ambiguous_keys={"k": ids})
     p = _plan({"originId": "k", "title": "T"}, options=options)
     assert p.error_code == DUPLICATE_KEY_ON_PORTAL and p.method is None
     assert "ids 11, 12, 13, 14, 15, ..." in (p.error_description or "")
@@ -246,11 +268,53 @@ def test_integral_float_keys_are_looked_up_as_integers() -> None:
     assert key_value({"ufCrm_9": math.nan}, "ufCrm_9", fields) is None
 
 
-def test_duplicate_keys_in_one_chunk_are_rejected_after_the_first() -> None:
-    options = PlanOptions(key="originId", marker_prefix="p")
+def test_a_repeated_key_or_id_is_a_duplicate_naming_the_first_row() -> None:
+    options = PlanOptions(key="originId")
     rows = [_plan({"originId": "k", "title": str(i)}, n=i, options=options) for i in range(3)]
-    checked = mark_duplicate_keys(rows)
-    assert [r.error_code for r in checked] == [None, DUPLICATE_KEY, DUPLICATE_KEY]
+    checked = mark_duplicates(rows)
+    assert [r.error_code for r in checked] == [None, DUPLICATE_IN_INPUT, DUPLICATE_IN_INPUT]
+    assert "first in row 0" in (checked[2].error_description or "")
+    ids = plan_rows(
+        {0: {"id": 7, "title": "a"}, 1: {"id": 8, "title": "b"}, 2: {"id": 7.0, "title": "c"}},
+        DEALS,
+        FIELDS,
+        OPTS,
+        NOTHING_HELD,
+        indexes={0: "r0", 1: "r1", 2: "r2"},
+    )
+    assert [p.error_code for p in ids] == [None, None, DUPLICATE_IN_INPUT]
+    assert "id 7" in (ids[2].error_description or "") and "row 0 (index 'r0')" in (
+        ids[2].error_description or ""
+    )
+
+
+def test_two_spellings_with_different_values_conflict() -> None:
+    both = _plan({"id": 5, "ID": 6, "title": "x"})
+    assert both.error_code == CONFLICTING_COLUMNS and "'id' and 'ID'" in (both.error_description or "")
+    assert _plan({"id": 5, "ID": 5.0, "title": "x"}).is_valid
+    fields = _plan({"id": 5, "stageId": "WON", "STAGE_ID": "NEW"})
+    assert fields.error_code == CONFLICTING_COLUMNS and "'stageId'" in (fields.error_description or "")
+    assert _plan({"id": 5, "stageId": "WON", "STAGE_ID": "WON"}).is_valid
+
+
+@pytest.mark.parametrize("value", [1001, 1001.0, "1001", "1001.0", "Decimal", "numpy"])
+def test_keys_are_values_not_spellings(value: Any) -> None:
+    import decimal
+
+    import numpy
+
+    if value == "Decimal":
+        value = decimal.Decimal("1001")
+    elif value == "numpy":
+        value = numpy.int64(1001)
+    assert normalise_key(value) == "1001"
+    assert key_value({"ORIGIN_ID": value}, "originId", FIELDS) == "1001"
+    p = _plan({"originId": value, "title": "t"}, options=PlanOptions(key="originId"))
+    assert p.marker == "1001" and p.params is not None and p.params["fields"]["originId"] == "1001"
+
+
+def test_keys_that_are_not_integers_keep_their_text() -> None:
+    assert [normalise_key(v) for v in ("007", "1e3", "ab", 1.5, " 12")] == ["007", "1e3", "ab", "1.5", " 12"]
 
 
 def test_tasks_use_v2_upper_case_fields() -> None:
@@ -266,13 +330,29 @@ def test_tasks_use_v2_upper_case_fields() -> None:
                     "type": "enum",
                     "values": {"2": "High", "1": "Normal", "0": "Low"},
                 },
+                "STATUS": {
+                    "title": "Status",
+                    "type": "enum",
+                    "values": {
+                        "2": "Pending",
+                        "3": "In progress",
+                        "4": "Supposedly completed",
+                        "5": "Completed",
+                    },
+                },
                 "XML_ID": {"title": "External", "type": "string"},
                 "CREATED_DATE": {"title": "Created", "type": "datetime"},
             }
         }
     )
     tasks = write_target("tasks")
-    add = plan_row({"title": "Call", "responsibleId": 3, "PRIORITY": "High"}, 2, tasks, fields, OPTS)
+    # The words the source writes (v3 task fields) are accepted back as their v2 codes.
+    words = plan_row({"ID": 5, "status": "completed", "priority": "high"}, 0, tasks, fields, OPTS)
+    assert words.params == {"taskId": 5, "fields": {"STATUS": "5", "PRIORITY": "2"}}
+    assert plan_row({"ID": 5, "STATUS": "declined"}, 0, tasks, fields, OPTS).error_code == INVALID_ENUM_VALUE
+    add = plan_rows(
+        {2: {"title": "Call", "responsibleId": 3, "PRIORITY": "High"}}, tasks, fields, OPTS, NOTHING_HELD
+    )[0]
     assert add.method == "tasks.task.add" and add.is_valid  # CREATED_BY defaults to the calling user
     missing = plan_row({"title": "Call"}, 3, tasks, fields, OPTS)
     assert missing.error_code == REQUIRED_FIELD_MISSING and "RESPONSIBLE_ID" in (
@@ -280,7 +360,7 @@ def test_tasks_use_v2_upper_case_fields() -> None:
     )
     assert "CREATED_BY" not in (missing.error_description or "")
     assert add.params == {
-        "fields": {"TITLE": "Call", "RESPONSIBLE_ID": 3, "PRIORITY": "2", "XML_ID": "b24w:L1:F1:2"}
+        "fields": {"TITLE": "Call", "RESPONSIBLE_ID": 3, "PRIORITY": "2", "XML_ID": add.marker}
     }
     upd = plan_row({"ID": 5, "PRIORITY": 0}, 0, tasks, fields, OPTS)
     assert upd.params == {"taskId": 5, "fields": {"PRIORITY": 0}}
@@ -329,10 +409,14 @@ def test_result_error_and_plan_rows() -> None:
     )
     assert result["status"] == "error" and result["row_number"] == 3 and result["error_code"] == UNKNOWN_FIELD
     err = error_row(result, bad)
-    assert json.loads(err["row_json"]) == {"id": 1, "bogus": 2}
-    good = _plan({"title": "x"}, n=4)
+    assert json.loads(err["row_json"]) == {"id": 1, "bogus": 2} and err["field"] == "bogus"
+    assert _plan({"id": 1, "OPPORTUNITY": "lots"}).error_field == "OPPORTUNITY"
+    assert _plan({"id": 1, "stageId": "WON", "STAGE_ID": "NEW"}).error_field == "STAGE_ID"
+    assert _plan({"opportunity": 3}).error_field == "title"
+    good = plan_rows({4: {"title": "x"}}, DEALS, FIELDS, OPTS, NOTHING_HELD)[0]
     ok = result_row(good, Outcome("ok", 99), load_id="L", table="deals", job_id="F", written_at=when)
-    assert ok["bitrix_id"] == 99 and ok["operation"] == "add" and ok["key"] == "b24w:L1:F1:4"
+    assert ok["bitrix_id"] == 99 and ok["operation"] == "add" and ok["key"] == good.marker
+    assert str(ok["key"]).startswith("b24dlt:")
     plan = plan_row_record(good, load_id="L", table="deals", job_id="F")
     assert plan["method"] == "crm.item.add" and json.loads(plan["params_json"])["fields"]["title"] == "x"
 
@@ -355,7 +439,7 @@ DIR_FIELDS = parse_crm_item_fields(
         }
     }
 )
-DIR_OPTS = PlanOptions(marker_prefix="b24w:L1:F1", directories=DIRECTORIES)
+DIR_OPTS = PlanOptions(directories=DIRECTORIES)
 
 
 def _dir_plan(row: dict[str, Any]) -> Any:
@@ -375,14 +459,17 @@ def test_directory_values_pass_and_names_become_ids() -> None:
 @pytest.mark.parametrize(
     ("row", "expected"),
     [
-        ({"id": 5, "stageId": "C3:LOSE"}, ["'stageId'", "'C3:LOSE' in pipeline 3", "C3:NEW, C3:WON)"]),
+        (
+            {"id": 5, "stageId": "C3:LOSE"},
+            ["'stageId'", "'C3:LOSE' in pipeline 3", "C3:NEW (New), C3:WON (Deal won))"],
+        ),
         ({"title": "t", "categoryId": 3, "stageId": "NEW"}, ["'NEW' in pipeline 3", "(allowed: C3:NEW"]),
         (
             {"title": "t", "stageId": "C3:NEW", "categoryId": 0},
-            ["in pipeline 0", "NEW, EXECUTING, WON, LOSE"],
+            ["in pipeline 0", "NEW (New), EXECUTING (In progress), WON (Deal won), LOSE (Deal lost)"],
         ),
         ({"id": 5, "stageId": "C9:NEW"}, ["in pipeline 9", "allowed: none"]),
-        ({"id": 5, "sourceId": "FAX"}, ["'sourceId'", "SRC_0, SRC_1", "... (6 more)"]),
+        ({"id": 5, "sourceId": "FAX"}, ["'sourceId'", "SRC_0 (Source 0), SRC_1 (Source 1)", "... (6 more)"]),
         ({"id": 5, "typeId": "Twice"}, ["'typeId'", "'Twice'"]),  # a name shared by two ids is ambiguous
     ],
 )
@@ -505,31 +592,62 @@ class _PortalHolds:
         return {v: self.held.get(field_name, {})[v] for v in values if v in self.held.get(field_name, {})}
 
 
-def test_a_chunk_is_planned_with_one_key_look_up_and_one_marker_look_up() -> None:
-    portal = _PortalHolds({"originId": {"k1": [70], "k2": [71, 72]}, "xmlId": {"taken": [9]}})
+def test_an_input_is_planned_with_one_key_look_up_and_one_marker_look_up() -> None:
+    portal = _PortalHolds({"originId": {"k1": [70], "k2": [71, 72], "k5": [75]}})
     rows = {
         0: {"originId": "k1", "title": "found once"},
         1: {"originId": "k2", "title": "found twice"},
-        2: {"originId": "k3", "title": "new", "xmlId": "taken"},
+        2: {"originId": "k3", "title": "new"},
         3: {"id": 5, "originId": "k4", "title": "has an id"},
+        4: {"title": "no key"},
     }
-    options = PlanOptions(key="originId", marker_prefix="b24w:L1:F1")
-    planned = plan_chunk(rows, DEALS, FIELDS, options, portal)
-    assert [p.row_number for p in planned] == [0, 1, 2, 3]
+    planned = plan_rows(rows, DEALS, FIELDS, PlanOptions(key="originId"), portal)
+    assert [p.row_number for p in planned] == [0, 1, 2, 3, 4]
     assert (planned[0].operation, planned[0].bitrix_id) == ("update", 70)
     assert planned[1].error_code == DUPLICATE_KEY_ON_PORTAL
-    # Row 2 is an add keyed by originId: its marker is the key, so the xmlId value is not a supplied marker.
-    assert planned[2].operation == "add" and planned[2].marker == "k3" and not planned[2].marker_supplied
+    assert planned[2].operation == "add" and planned[2].marker == "k3" and planned[2].keyed
     assert (planned[3].operation, planned[3].bitrix_id) == ("update", 5)
-    assert portal.asked == [("originId", ["k1", "k2", "k3"])]
+    assert planned[4].marker is not None and planned[4].marker.startswith("b24dlt:")
+    # The key look-up covers the keyed adds; only the generated marker is asked for again.
+    assert portal.asked == [("originId", ["k1", "k2", "k3"]), ("originId", [planned[4].marker])]
 
 
-def test_a_supplied_marker_already_on_the_portal_rejects_the_add_unless_it_may_have_been_sent() -> None:
-    portal = _PortalHolds({"xmlId": {"taken": [9]}})
-    rows = {0: {"title": "a", "xmlId": "taken"}, 1: {"title": "b", "xmlId": "free"}}
-    planned = plan_chunk(rows, DEALS, FIELDS, OPTS, portal)
-    assert planned[0].error_code == "DUPLICATE_MARKER_ON_PORTAL" and planned[1].is_valid
-    assert portal.asked == [("xmlId", ["taken", "free"])]
-    resumed = plan_chunk(rows, DEALS, FIELDS, OPTS, portal, maybe_sent={0})
-    assert resumed[0].is_valid  # it passed the check before it went in flight; finding it now proves nothing
-    assert portal.asked[1] == ("xmlId", ["free"])
+def test_markers_already_on_the_portal_are_already_applied() -> None:
+    first = plan_rows(
+        {0: {"title": "a"}, 1: {"title": "b", "originId": "own"}}, DEALS, FIELDS, OPTS, NOTHING_HELD
+    )
+    held = {"originId": {first[0].marker or "": [9], "own": [10, 11]}}
+    portal = _PortalHolds(held)
+    again = plan_rows({0: {"title": "a"}, 1: {"title": "b", "originId": "own"}}, DEALS, FIELDS, OPTS, portal)
+    assert again[0].is_valid and again[0].existing_id == 9 and not again[0].to_send
+    assert again[1].error_code == "DUPLICATE_MARKER_ON_PORTAL" and "9" not in (
+        again[1].error_description or ""
+    )
+    on_purpose = plan_rows(
+        {0: {"title": "a"}}, DEALS, FIELDS, PlanOptions(allow_duplicates=True, salt="L2"), portal
+    )
+    assert on_purpose[0].to_send and len(portal.asked) == 1  # no look-up when duplicates are wanted
+
+
+def test_an_update_the_record_already_holds_is_already_applied() -> None:
+    existing = {7: {"id": 7, "title": "Same", "opportunity": 150000.0, "contactIds": [3, 2], "categoryId": 0}}
+    options = PlanOptions(existing=existing)
+    rows = {
+        0: {"id": 7, "TITLE": "Same", "opportunity": "150000"},
+        1: {"id": 7.0, "contactIds": [2, 3]},
+        2: {"id": 8, "title": "gone"},
+    }
+    planned = plan_rows({0: rows[0]}, DEALS, FIELDS, options, NOTHING_HELD)
+    assert planned[0].existing_id == 7 and not planned[0].to_send
+    assert plan_rows({1: rows[1]}, DEALS, FIELDS, options, NOTHING_HELD)[0].existing_id == 7
+    changed = plan_rows({0: {"id": 7, "title": "Other"}}, DEALS, FIELDS, options, NOTHING_HELD)[0]
+    assert changed.to_send
+    missing = plan_rows({2: rows[2]}, DEALS, FIELDS, options, NOTHING_HELD)[0]
+    assert missing.error_code == "NOT_FOUND" and missing.error_field == "id"
+
+
+def test_values_compare_as_values() -> None:
+    assert holds_values({"a": "5", "b": None, "c": [1, 2]}, {"a": 5, "b": "", "c": ["2", 1]})
+    assert not holds_values({"a": "5"}, {"a": 6})
+    assert not holds_values({}, {"a": 1})  # a field the record does not list: send it
+    assert not holds_values({"d": "2025-01-01T00:00:00+03:00"}, {"d": "2025-01-01"})

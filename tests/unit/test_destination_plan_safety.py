@@ -15,9 +15,10 @@ from bitrix24_source.destination.plan import (
     Outcome,
     PlanOptions,
     key_value,
+    mark_existing,
     plan_row,
     plan_row_or_reject,
-    reject_existing_markers,
+    plan_rows,
 )
 from bitrix24_source.destination.results import error_row, result_row
 from bitrix24_source.destination.targets import WriteOptionError, check_write_options, write_target
@@ -53,7 +54,7 @@ FIELDS = parse_crm_item_fields(
     }
 )
 DEALS = write_target("deals")
-OPTS = PlanOptions(marker_prefix="b24w:L1:F1")
+OPTS = PlanOptions()
 
 
 def _plan(row: dict[str, Any], n: int = 0, options: PlanOptions = OPTS) -> Any:
@@ -103,43 +104,32 @@ def test_the_default_markers_exist_on_recorded_shapes() -> None:
 # --- markers that are already on the portal --------------------------------------------------------------
 
 
-def test_only_the_users_own_markers_need_a_look_up() -> None:
-    own = _plan({"title": "A", "XML_ID": "ext-1"})
-    generated = _plan({"title": "B"}, n=1)
+def test_markers_come_from_the_key_the_row_or_its_content() -> None:
+    own = _plan({"title": "A", "ORIGIN_ID": "ext-1"})
+    generated = plan_rows({1: {"title": "B"}}, DEALS, FIELDS, OPTS, lambda f, v: {})[0]
     keyed = _plan({"title": "C", "originId": "erp-1"}, n=2, options=PlanOptions(key="originId"))
-    keyless = _plan({"title": "D", "xmlId": "ext-4"}, n=3, options=PlanOptions(key="originId"))
-    update = _plan({"id": 9, "xmlId": "ext-9"})
-    assert own.marker_supplied and own.marker == "ext-1" and own.marker_field == "xmlId"
-    assert not generated.marker_supplied and generated.marker == "b24w:L1:F1:1"
-    assert not keyed.marker_supplied and keyed.marker == "erp-1" and keyed.marker_field == "originId"
-    assert keyless.marker_supplied and keyless.marker == "ext-4" and keyless.marker_field == "xmlId"
-    assert not update.marker_supplied and update.marker is None
+    update = _plan({"id": 9, "originId": "ext-9"})
+    assert not own.keyed and own.marker == "ext-1" and own.marker_field == "originId"
+    assert not generated.keyed and str(generated.marker).startswith("b24dlt:")
+    assert keyed.keyed and keyed.marker == "erp-1" and keyed.marker_field == "originId"
+    assert update.marker is None
 
 
-def test_adds_whose_own_marker_is_on_the_portal_are_rejected_with_the_ids() -> None:
+def test_adds_whose_marker_is_on_the_portal_are_already_applied_or_ambiguous() -> None:
     rows = [
-        _plan({"title": "A", "xmlId": "ext-1"}, n=0),
-        _plan({"title": "B", "xmlId": "ext-2"}, n=1),
-        _plan({"title": "C"}, n=2),
-        _plan({"id": 5, "xmlId": "ext-1"}, n=3),
-        _plan({"title": "E", "xmlId": "ext-many"}, n=4),
+        _plan({"title": "A", "originId": "ext-1"}, n=0),
+        _plan({"title": "B", "originId": "ext-2"}, n=1),
+        _plan({"id": 5, "originId": "ext-1"}, n=3),
+        _plan({"title": "E", "originId": "ext-many"}, n=4),
     ]
-    out = reject_existing_markers(rows, {"ext-1": [17], "ext-many": [1, 2, 3, 4, 5, 6], "b24w:L1:F1:2": [8]})
-    assert [p.row_number for p in out] == [0, 1, 2, 3, 4]
-    assert [p.error_code for p in out] == [
-        DUPLICATE_MARKER_ON_PORTAL,
-        None,
-        None,
-        None,
-        DUPLICATE_MARKER_ON_PORTAL,
-    ]
-    assert out[0].operation == "add" and out[0].key == "ext-1" and out[0].method is None
-    assert "'xmlId' = 'ext-1'" in (out[0].error_description or "") and "id 17" in (
-        out[0].error_description or ""
-    )
-    assert "1, 2, 3, 4, 5, ..." in (out[4].error_description or "")
-    assert out[1:4] == rows[1:4]
-    assert reject_existing_markers(rows, {}) == rows
+    out = mark_existing(rows, {"ext-1": [17], "ext-many": [1, 2, 3, 4, 5, 6]})
+    assert [p.row_number for p in out] == [0, 1, 3, 4]
+    assert [p.error_code for p in out] == [None, None, None, DUPLICATE_MARKER_ON_PORTAL]
+    assert out[0].existing_id == 17 and not out[0].to_send
+    assert "'originId' = 'ext-many'" in (out[3].error_description or "")
+    assert "1, 2, 3, 4, 5, ..." in (out[3].error_description or "")
+    assert out[1:3] == rows[1:3]
+    assert mark_existing(rows, {}) == rows
 
 
 # --- values as the user wrote them (pandas widens int columns with gaps to float) ----------------------
@@ -168,7 +158,9 @@ def test_integral_floats_are_written_back_as_ints() -> None:
     assert _plan({"id": -4.0, "title": "x"}).error_code == INVALID_ID
 
     gap, gap_key, _ = _error_json({"id": math.nan, "title": None, "opportunity": "lots"})
-    assert gap == {"id": None, "title": None, "opportunity": "lots"} and gap_key is not None
+    assert (
+        gap == {"id": None, "title": None, "opportunity": "lots"} and gap_key is None
+    )  # no marker: not sent
 
 
 def test_float_upsert_keys_and_ids_keep_their_integer_text() -> None:
