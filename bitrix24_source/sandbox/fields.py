@@ -6,8 +6,9 @@ wrapped in ``{"fields": …}``, with ``upperName``; DOCS api-reference/crm/unive
 classic ``crm.<entity>.fields`` payload (no wrapper, no ``upperName``; recorded fixture
 crm_lead_fields_success.json). Write validation and filter type coercion read the same specs.
 
-Two catalogues of CRM fields exist (`CATALOGUES`): ``legacy``, the sandbox's historical set and the default,
-and ``docs``, exactly the documented fields of object-fields.md (`_DOCS_CRM_FIELDS`). A portal serves one.
+Two catalogues of CRM fields exist (`CATALOGUES`): ``docs``, exactly the documented fields of object-fields.md
+(`_DOCS_CRM_FIELDS`) and the default, and ``legacy``, the sandbox's older set (with an invented `xmlId` on every
+CRM entity). A portal serves one.
 
 Its length is data: the field tables of every entity in both catalogues (each citing its docs section);
 the code that builds and reads them is a small part of it.

@@ -217,9 +217,10 @@ class Sandbox:
         insufficient_scope_status: HTTP status of a v2 ``insufficient_scope`` error. §9.2: the docs say 403,
             b24pysdk's live-tested classes say 401; 401 is the default.
         state: an already-built portal state to serve instead of generating one.
-        catalogue: field catalogue of the generated portal: ``"legacy"`` (default; serves `xmlId` on every
-            CRM entity and the sandbox's own v3 task type words) or ``"docs"`` (exactly the documented
-            fields and type words; see ``PortalState`` and docs/sandbox-deviations.md).
+        catalogue: field catalogue of the generated portal: ``"docs"`` (default: exactly the documented
+            fields and type words; see ``PortalState`` and docs/sandbox-deviations.md) or ``"legacy"`` (the
+            sandbox's older set, which invented `xmlId` on every CRM entity and its own v3 task type words;
+            kept only to show how a client copes with an undocumented answer).
     """
 
     def __init__(
@@ -250,7 +251,7 @@ class Sandbox:
         scope: Iterable[str] | None = None,
         insufficient_scope_status: int = 401,
         state: PortalStateProtocol | None = None,
-        catalogue: str = "legacy",
+        catalogue: str = "docs",
     ) -> None:
         if host not in ("127.0.0.1", "localhost"):
             raise ValueError("the sandbox binds to loopback only")

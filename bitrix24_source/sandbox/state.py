@@ -102,11 +102,11 @@ class PortalState:
         counts: how many rows of each entity to generate.
         cost_model: simulated operating cost of each call (§6.1), reported in `MethodResult.cost`.
         v3_limits: per-method caps of v3 `pagination.limit` (§5.2); defaults to 50 for the task lists.
-        catalogue: `"legacy"` (default) keeps the sandbox's historical field set: `xmlId` on every CRM entity,
-            v3 task field-list type words `integer`/`datetime`/`enum`/`boolean`. `"docs"` serves exactly the
-            documented catalogue: CRM fields of object-fields.md (no `xmlId`; `originId`/`originatorId`),
+        catalogue: `"docs"` (default) serves exactly the documented catalogue: CRM fields of object-fields.md (no `xmlId`; `originId`/`originatorId`),
             `entityTypeId` on whole-item list rows, and the PHP type words of the documented
-            tasks.task.field.list answer. docs/sandbox-deviations.md lists what still differs.
+            tasks.task.field.list answer. docs/sandbox-deviations.md lists what still differs. `"legacy"` keeps
+            the older, invented field set: `xmlId` on every CRM entity, v3 task field-list type words
+            `integer`/`datetime`/`enum`/`boolean`.
     """
 
     def __init__(
@@ -116,7 +116,7 @@ class PortalState:
         counts: SeedCounts,
         cost_model: CostModel,
         v3_limits: dict[str, int] | None = None,
-        catalogue: str = "legacy",
+        catalogue: str = "docs",
     ) -> None:
         if catalogue not in CATALOGUES:
             raise ValueError(f"unknown catalogue {catalogue!r}; expected one of {', '.join(CATALOGUES)}")

@@ -179,6 +179,12 @@ KNOWN: dict[str, dict[str, str]] = {
             "Data: the documented portal has 654 leads and more than 50 with OPPORTUNITY 15000; the sandbox's filter leaves fewer than one page, so no `next`."
         ),
     },
+    "v2 crm.duplicate.findbycomm": {
+        ".result: documented object, sandbox list": (
+            "Data: the documented phones match no seeded contact. An empty match is `[]`, as PHP prints every "
+            "empty array of a v2 answer (§2.4); a match is the documented object (tests/destination upserts by phone)."
+        ),
+    },
     "v2 crm.activity.list": {
         ".: documented keys missing: next": (
             "The documented owner has more than 50 activities (total 123456); the sandbox's contacts have a few each, so the page is the last one and carries no `next`."

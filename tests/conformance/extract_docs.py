@@ -51,6 +51,7 @@ METHODS: tuple[tuple[int, str], ...] = (
     (2, "crm.contact.list"),
     (2, "crm.contact.update"),
     (2, "crm.deal.add"),
+    (2, "crm.duplicate.findbycomm"),
     (2, "crm.deal.delete"),
     (2, "crm.deal.fields"),
     (2, "crm.deal.get"),

@@ -164,10 +164,16 @@ def test_task_field_list_select_errors_are_documented(portal: Sandbox) -> None:
     }
 
 
-def test_legacy_catalogue_stays_the_default() -> None:
-    with Sandbox(seed=5, leads=3, deals=3, contacts=3, companies=3, users=2, tasks=3) as legacy:
-        fields = call(legacy, "crm.item.fields", {"entityTypeId": 2})["result"]["fields"]
-        types = {i["type"] for i in call(legacy, "tasks.task.field.list", {}, version=3)["result"]["items"]}
+def test_the_documented_catalogue_is_the_default_and_legacy_stays_selectable() -> None:
+    with Sandbox(seed=5, leads=3, deals=3, contacts=3, companies=3, users=2, tasks=3) as default:
+        fields = call(default, "crm.item.fields", {"entityTypeId": 2})["result"]["fields"]
+        types = {i["type"] for i in call(default, "tasks.task.field.list", {}, version=3)["result"]["items"]}
+    assert "xmlId" not in fields and "originId" in fields and "object" in types and "integer" not in types
+    with Sandbox(
+        seed=5, leads=3, deals=3, contacts=3, companies=3, users=2, tasks=3, catalogue="legacy"
+    ) as old:
+        fields = call(old, "crm.item.fields", {"entityTypeId": 2})["result"]["fields"]
+        types = {i["type"] for i in call(old, "tasks.task.field.list", {}, version=3)["result"]["items"]}
     assert "xmlId" in fields and "integer" in types
 
 

@@ -30,6 +30,7 @@ TRIGGERS: dict[str, dict[str, Any]] = {
     "v2 crm.deal.delete": {"ID": 0},
     "v2 crm.deal.list": {"filter": "TITLE"},
     "v2 crm.deal.update": {"ID": 1, "fields": "TITLE"},
+    "v2 crm.duplicate.findbycomm": {"entity_type": "CONTACT", "values": ["8976543"]},
     "v2 crm.item.add": {"entityTypeId": 999, "fields": {"title": "x"}},
     "v2 crm.item.delete": {"entityTypeId": 2, "id": 99999},
     "v2 crm.item.fields": {"entityTypeId": 999},

@@ -40,6 +40,13 @@ def rw() -> PortalState:
     return PortalState(seed=22, counts=COUNTS, cost_model=CostModel())
 
 
+@pytest.fixture
+def legacy() -> PortalState:
+    """The older, invented field catalogue (xmlId on every CRM entity): these tests pin its behaviour, which
+    `catalogue="legacy"` still serves; tests/conformance checks the documented default."""
+    return PortalState(seed=22, counts=COUNTS, cost_model=CostModel(), catalogue="legacy")
+
+
 def fixture(name: str) -> Any:
     return json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
 
@@ -298,7 +305,7 @@ def test_get_returns_every_field_with_fm_and_entity_type(ro: PortalState) -> Non
     assert error(ro, "crm.item.get", {"entityTypeId": 3}).code == "NOT_FOUND"
 
 
-def test_add_fills_defaults_and_is_findable_by_origin_id(rw: PortalState) -> None:
+def test_add_fills_defaults_and_is_findable_by_origin_id(legacy: PortalState) -> None:
     fields = {
         "title": "Imported",
         "opportunity": "1500.5",
@@ -313,7 +320,7 @@ def test_add_fills_defaults_and_is_findable_by_origin_id(rw: PortalState) -> Non
         "createdTime": "2001-01-01T00:00:00+03:00",  # read-only: ignored
         "noSuchField": 1,  # unknown: ignored
     }
-    item = call(rw, "crm.item.add", {"entityTypeId": 2, "fields": fields}).result["item"]
+    item = call(legacy, "crm.item.add", {"entityTypeId": 2, "fields": fields}).result["item"]
     assert item["id"] == 131 and item["entityTypeId"] == 2
     assert item["opportunity"] == 1500.5 and item["contactIds"] == [2, 3] and item["contactId"] == 2
     assert item["ufCrm_1721244707110"] == 52 and item["ufCrm_1721244707112"] == "Y"
@@ -331,9 +338,11 @@ def test_add_fills_defaults_and_is_findable_by_origin_id(rw: PortalState) -> Non
     assert item["createdBy"] == item["assignedById"] == 1
     assert "noSuchField" not in item
     for flt in ({"=originId": "row-17"}, {"@originId": ["row-0", "row-17"]}, {"xmlId": "batch-1"}):
-        page = call(rw, "crm.item.list", {"entityTypeId": 2, "filter": flt, "select": ["id", "originId"]})
+        page = call(legacy, "crm.item.list", {"entityTypeId": 2, "filter": flt, "select": ["id", "originId"]})
         assert page.result["items"] == [{"id": 131, "originId": "row-17"}]
-    untitled = call(rw, "crm.item.add", {"entityTypeId": 2, "fields": {"stageId": "C1:WON"}}).result["item"]
+    untitled = call(legacy, "crm.item.add", {"entityTypeId": 2, "fields": {"stageId": "C1:WON"}}).result[
+        "item"
+    ]
     assert untitled["title"] == "Deal #132"
     assert (untitled["categoryId"], untitled["stageSemanticId"], untitled["closed"]) == (1, "S", "Y")
 
@@ -401,8 +410,8 @@ def test_delete_returns_an_empty_array(rw: PortalState) -> None:
     assert error(rw, "crm.item.delete", {"entityTypeId": 2, "id": 3}).description == "Item not found"
 
 
-def test_item_fields_shape(ro: PortalState) -> None:
-    fields = call(ro, "crm.item.fields", {"entityTypeId": 2}).result["fields"]
+def test_item_fields_shape(legacy: PortalState) -> None:
+    fields = call(legacy, "crm.item.fields", {"entityTypeId": 2}).result["fields"]
     assert fields["id"]["isReadOnly"] is True and fields["id"]["upperName"] == "ID"
     assert fields["updatedTime"]["upperName"] == "DATE_MODIFY" and fields["updatedTime"]["type"] == "datetime"
     assert fields["originId"]["isReadOnly"] is False and fields["xmlId"]["type"] == "string"
@@ -424,7 +433,7 @@ def test_item_fields_shape(ro: PortalState) -> None:
     assert next(v for v in ufs.values() if v["type"] == "string")["isMultiple"] is True
     for key, value in ufs.items():
         assert key.startswith("ufCrm_") and value["upperName"] == "UF_CRM_" + key[len("ufCrm_") :]
-    original = call(ro, "crm.item.fields", {"entityTypeId": 2, "useOriginalUfNames": "Y"}).result["fields"]
+    original = call(legacy, "crm.item.fields", {"entityTypeId": 2, "useOriginalUfNames": "Y"}).result["fields"]
     assert {k for k in original if k.startswith("UF_CRM_")} == {v["upperName"] for v in ufs.values()}
 
 
@@ -515,12 +524,12 @@ def test_classic_errors_have_an_empty_code(
     assert (err.code, err.description, err.status) == ("", text, 400)
 
 
-def test_classic_writes_and_both_apis_see_one_portal(rw: PortalState) -> None:
-    new_id = call(rw, "crm.contact.add", {"fields": {"NAME": "Ann", "LAST_NAME": "Lee", "ORIGIN_ID": "ext-9",
+def test_classic_writes_and_both_apis_see_one_portal(legacy: PortalState) -> None:
+    new_id = call(legacy, "crm.contact.add", {"fields": {"NAME": "Ann", "LAST_NAME": "Lee", "ORIGIN_ID": "ext-9",
                                                       "PHONE": [{"VALUE": "+100", "VALUE_TYPE": "MOBILE"}],
                                                       "UF_CRM_1721244707122": "Y"}}).result  # fmt: skip
     assert isinstance(new_id, int) and new_id == 41
-    item = call(rw, "crm.item.get", {"entityTypeId": 3, "id": new_id}).result["item"]
+    item = call(legacy, "crm.item.get", {"entityTypeId": 3, "id": new_id}).result["item"]
     assert (item["name"], item["lastName"], item["originId"], item["ufCrm_1721244707122"]) == (
         "Ann",
         "Lee",
@@ -529,9 +538,9 @@ def test_classic_writes_and_both_apis_see_one_portal(rw: PortalState) -> None:
     )
     assert [(f["typeId"], f["valueType"], f["value"]) for f in item["fm"]] == [("PHONE", "MOBILE", "+100")]
     assert isinstance(item["fm"][0]["id"], int)
-    rw.advance_clock(5)
-    assert call(rw, "crm.contact.update", {"ID": str(new_id), "fields": {"POST": "CEO"}}).result is True
-    classic = call(rw, "crm.contact.get", {"id": new_id}).result
+    legacy.advance_clock(5)
+    assert call(legacy, "crm.contact.update", {"ID": str(new_id), "fields": {"POST": "CEO"}}).result is True
+    classic = call(legacy, "crm.contact.get", {"id": new_id}).result
     assert (
         classic["POST"] == "CEO" and classic["ID"] == str(new_id) and classic["UF_CRM_1721244707122"] == "1"
     )
@@ -542,28 +551,30 @@ def test_classic_writes_and_both_apis_see_one_portal(rw: PortalState) -> None:
         {"ID": str(phone_id), "VALUE": "+200", "VALUE_TYPE": "WORK"},
     ]
     assert call(
-        rw, "crm.contact.update", {"id": new_id, "fields": {"EMAIL": edits[:1], "PHONE": edits[1:]}}
+        legacy, "crm.contact.update", {"id": new_id, "fields": {"EMAIL": edits[:1], "PHONE": edits[1:]}}
     ).result
-    fm = call(rw, "crm.item.get", {"entityTypeId": 3, "id": new_id}).result["item"]["fm"]
+    fm = call(legacy, "crm.item.get", {"entityTypeId": 3, "id": new_id}).result["item"]["fm"]
     assert [(f["id"] == phone_id, f["typeId"], f["value"]) for f in fm] == [
         (True, "PHONE", "+200"),
         (False, "EMAIL", "a@example.com"),
     ]
-    call(rw, "crm.contact.update", {"id": new_id, "fields": {"PHONE": [{"ID": phone_id, "VALUE": ""}]}})
-    assert [f["TYPE_ID"] for f in call(rw, "crm.contact.get", {"id": new_id}).result["EMAIL"]] == ["EMAIL"]
-    assert "PHONE" not in call(rw, "crm.contact.get", {"id": new_id}).result
+    call(legacy, "crm.contact.update", {"id": new_id, "fields": {"PHONE": [{"ID": phone_id, "VALUE": ""}]}})
+    assert [f["TYPE_ID"] for f in call(legacy, "crm.contact.get", {"id": new_id}).result["EMAIL"]] == [
+        "EMAIL"
+    ]
+    assert "PHONE" not in call(legacy, "crm.contact.get", {"id": new_id}).result
     replaced = call(
-        rw,
+        legacy,
         "crm.item.update",
         {"entityTypeId": 3, "id": new_id, "fields": {"fm": [{"typeId": "WEB", "value": "x.org"}]}},
     )
     assert [(f["typeId"], f["valueType"], f["value"]) for f in replaced.result["item"]["fm"]] == [
         ("WEB", "WORK", "x.org")
     ]
-    found = call(rw, "crm.contact.list", {"filter": {"=ORIGIN_ID": "ext-9"}, "select": ["ID"]})
+    found = call(legacy, "crm.contact.list", {"filter": {"=ORIGIN_ID": "ext-9"}, "select": ["ID"]})
     assert found.result == [{"ID": str(new_id)}]
-    assert call(rw, "crm.contact.delete", {"id": new_id}).result is True
-    assert error(rw, "crm.contact.get", {"id": new_id}).description == "Not found"
+    assert call(legacy, "crm.contact.delete", {"id": new_id}).result is True
+    assert error(legacy, "crm.contact.get", {"id": new_id}).description == "Not found"
 
 
 # --- crm.item.productrow.list ----------------------------------------------------------------------------------

@@ -45,6 +45,15 @@ def rw() -> PortalState:
     return PortalState(seed=32, counts=COUNTS, cost_model=CostModel(), v3_limits={"tasks.task.list": 20})
 
 
+@pytest.fixture
+def legacy() -> PortalState:
+    """The older, invented task field-list words and full v3 add answer: these tests pin what
+    `catalogue="legacy"` still serves; tests/conformance checks the documented default."""
+    return PortalState(
+        seed=32, counts=COUNTS, cost_model=CostModel(), v3_limits={"tasks.task.list": 20}, catalogue="legacy"
+    )
+
+
 def ids(result: MethodResult) -> list[int]:
     return [r["id"] for r in result.result["items"]]
 
@@ -210,26 +219,26 @@ def test_get(ro: PortalState) -> None:
     assert missing.validation == [{"field": "id", "message": "Required field `id` is not specified"}]
 
 
-def test_add_update_delete(rw: PortalState) -> None:
+def test_add_update_delete(legacy: PortalState) -> None:
     fields = {"title": "Call back", "creatorId": 2, "responsibleId": "3", "deadline": "2025-12-31T23:59:59+02:00",
               "crmItemIds": ["D_1", "L_2"], "priority": "high"}  # fmt: skip
-    item = v3(rw, "tasks.task.add", {"fields": fields}).result["item"]
+    item = v3(legacy, "tasks.task.add", {"fields": fields}).result["item"]
     assert item["id"] == 131 and (item["status"], item["priority"]) == ("pending", "high")
     assert (item["creatorId"], item["responsibleId"], item["crmItemIds"]) == (2, 3, ["D_1", "L_2"])
     assert item["deadline"] == "2026-01-01T00:59:59+03:00" and item["closed"] is None
-    rw.advance_clock(30)
-    assert v3(rw, "tasks.task.update", {"id": 131, "fields": {"status": "completed"}}).result == {
+    legacy.advance_clock(30)
+    assert v3(legacy, "tasks.task.update", {"id": 131, "fields": {"status": "completed"}}).result == {
         "result": True
     }
     after = v3(
-        rw, "tasks.task.get", {"id": 131, "select": ["status", "changed", "closed", "created"]}
+        legacy, "tasks.task.get", {"id": 131, "select": ["status", "changed", "closed", "created"]}
     ).result["item"]
     assert (
         after["status"] == "completed"
         and after["changed"] > after["created"]
         and after["closed"] == after["changed"]
     )
-    creator = v3_error(rw, "tasks.task.update", {"id": 131, "fields": {"creatorId": 4}})
+    creator = v3_error(legacy, "tasks.task.update", {"id": 131, "fields": {"creatorId": 4}})
     assert creator.validation == [
         {
             "field": "creatorId",
@@ -238,13 +247,13 @@ def test_add_update_delete(rw: PortalState) -> None:
         }
     ]
     assert (
-        v3_error(rw, "tasks.task.update", {"id": 9999, "fields": {"title": "x"}}).code
+        v3_error(legacy, "tasks.task.update", {"id": 9999, "fields": {"title": "x"}}).code
         == V3 + "ACCESSDENIEDEXCEPTION"
     )
-    with_results = next(r["taskId"] for r in rw.rows("task_results"))
-    assert v3(rw, "tasks.task.delete", {"id": with_results}).result == {"result": True}
-    assert v3_error(rw, "tasks.task.get", {"id": with_results}).code == V3 + "ENTITYNOTFOUNDEXCEPTION"
-    assert all(r["taskId"] != with_results for r in rw.rows("task_results"))
+    with_results = next(r["taskId"] for r in legacy.rows("task_results"))
+    assert v3(legacy, "tasks.task.delete", {"id": with_results}).result == {"result": True}
+    assert v3_error(legacy, "tasks.task.get", {"id": with_results}).code == V3 + "ENTITYNOTFOUNDEXCEPTION"
+    assert all(r["taskId"] != with_results for r in legacy.rows("task_results"))
 
 
 @pytest.mark.parametrize(
@@ -344,8 +353,8 @@ def test_result_list_errors(ro: PortalState, params: dict[str, Any], code: str, 
         assert err.validation and err.validation[0]["field"] == field
 
 
-def test_field_list(ro: PortalState) -> None:
-    items = {f["name"]: f for f in v3(ro, "tasks.task.field.list", {}).result["items"]}
+def test_field_list(legacy: PortalState) -> None:
+    items = {f["name"]: f for f in v3(legacy, "tasks.task.field.list", {}).result["items"]}
     assert (
         items["id"]["filterable"] and not items["title"]["filterable"] and not items["creatorId"]["editable"]
     )
