@@ -433,7 +433,9 @@ def test_item_fields_shape(legacy: PortalState) -> None:
     assert next(v for v in ufs.values() if v["type"] == "string")["isMultiple"] is True
     for key, value in ufs.items():
         assert key.startswith("ufCrm_") and value["upperName"] == "UF_CRM_" + key[len("ufCrm_") :]
-    original = call(legacy, "crm.item.fields", {"entityTypeId": 2, "useOriginalUfNames": "Y"}).result["fields"]
+    original = call(legacy, "crm.item.fields", {"entityTypeId": 2, "useOriginalUfNames": "Y"}).result[
+        "fields"
+    ]
     assert {k for k in original if k.startswith("UF_CRM_")} == {v["upperName"] for v in ufs.values()}
 
 
