@@ -45,6 +45,7 @@ def test_example_runs(
     index: int, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # examples may write DuckDB files into the working directory
+    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))  # and their pipelines, not the global dir
     exec(compile(BLOCKS[index], f"README.md[{index}]", "exec"), {"__name__": "__readme__"})
     out = capsys.readouterr().out
     assert out.strip()

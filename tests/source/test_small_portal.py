@@ -203,7 +203,10 @@ def _scenarios() -> Any:
     return module
 
 
-def test_deletes_scenario_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_deletes_scenario_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))  # the example's pipelines, not the global dir
     module = _scenarios()
     with Sandbox(seed=6, deals=60, leads=5, contacts=5, companies=5, users=3, tasks=0) as p:
         doomed = p.rows("deals")[1]["id"]
@@ -220,7 +223,10 @@ def test_deletes_scenario_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str
         assert products == {r["id"] for r in p.rows("deal_products")}
 
 
-def test_pipeline_scenarios_run(portal: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_pipeline_scenarios_run(
+    portal: Sandbox, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))  # the example's pipelines, not the global dir
     module = _scenarios()
     pipeline = module.selected_resources(portal.webhook_url, tmp_path / "scenario.duckdb", fresh=True)
     out = capsys.readouterr().out
