@@ -33,6 +33,7 @@ from bitrix24_source.sandbox.fields import (
     stage_semantic,
     user_fields,
 )
+from bitrix24_source.sandbox.methods_activity import blank_activity
 from bitrix24_source.sandbox.store import Table, iso
 from bitrix24_source.sandbox.types import SeedCounts
 
@@ -671,49 +672,24 @@ class _More(_Gen):
             first, last = self.person()
             # Field set and value kinds of crm.activity.list's response example (a call, TYPE_ID 2,
             # VOXIMPLANT_CALL; DOCS crm-activity-list.md); DIRECTION 1 incoming, 2 outgoing.
-            table.insert(
-                {
-                    "ID": None,
-                    "OWNER_ID": self.rint(1, size),
-                    "OWNER_TYPE_ID": owner_type,
-                    "TYPE_ID": 2,
-                    "PROVIDER_ID": "VOXIMPLANT_CALL",
-                    "PROVIDER_TYPE_ID": "CALL",
-                    "PROVIDER_GROUP_ID": None,
-                    "ASSOCIATED_ENTITY_ID": 0,
-                    "SUBJECT": f"{'Incoming' if direction == 1 else 'Outgoing'} call {first} {last}",
-                    "CREATED": iso(start),
-                    "LAST_UPDATED": iso(updated),
-                    "START_TIME": iso(start),
-                    "END_TIME": iso(start + 1800),
-                    "DEADLINE": iso(start),
-                    "COMPLETED": "Y" if completed else "N",
-                    "STATUS": 2 if completed else 1,
-                    "RESPONSIBLE_ID": self.user(),
-                    "PRIORITY": self.pick((1, 2, 3)),
-                    "NOTIFY_TYPE": 1,
-                    "NOTIFY_VALUE": 15,
-                    "DESCRIPTION": "",
-                    "DESCRIPTION_TYPE": 1,
-                    "DIRECTION": direction,
-                    "LOCATION": "",
-                    "SETTINGS": [],
-                    "ORIGINATOR_ID": None,
-                    "ORIGIN_ID": None,
-                    "AUTHOR_ID": author,
-                    "EDITOR_ID": author,
-                    "PROVIDER_PARAMS": [],
-                    "PROVIDER_DATA": None,
-                    "RESULT_MARK": 0,
-                    "RESULT_VALUE": None,
-                    "RESULT_SUM": None,
-                    "RESULT_CURRENCY_ID": None,
-                    "RESULT_STATUS": 0,
-                    "RESULT_STREAM": 0,
-                    "RESULT_SOURCE_ID": None,
-                    "AUTOCOMPLETE_RULE": 0,
-                }
-            )
+            # Defaults shared with crm.activity.add (methods_activity.blank_activity); the seeded values are
+            # drawn in the same order as before, so a seed gives the same portal.
+            overrides = {
+                "OWNER_ID": self.rint(1, size),
+                "OWNER_TYPE_ID": owner_type,
+                "SUBJECT": f"{'Incoming' if direction == 1 else 'Outgoing'} call {first} {last}",
+                "CREATED": iso(start),
+                "LAST_UPDATED": iso(updated),
+                "START_TIME": iso(start),
+                "END_TIME": iso(start + 1800),
+                "DEADLINE": iso(start),
+                "COMPLETED": "Y" if completed else "N",
+                "STATUS": 2 if completed else 1,
+                "RESPONSIBLE_ID": self.user(),
+                "PRIORITY": self.pick((1, 2, 3)),
+                "DIRECTION": direction,
+            }
+            table.insert({"ID": None, **blank_activity(user_id=author, now=start), **overrides})
 
 
 def generate(seed: int, counts: SeedCounts, tables: dict[str, Table]) -> None:
