@@ -45,6 +45,15 @@ TYPE_KINDS: Final[dict[str, Kind]] = {
     "iblock_element": "int",
     "iblock_section": "int",
     "group": "int",
+    # Activity enumerations: "The field value is an integer from a fixed set" (DOCS api-reference/crm/
+    # data-types.md, "Activity Enumerations"); crm.activity.list prints them as strings ("TYPE_ID": "2").
+    "crm_enum_ownertype": "int",
+    "crm_enum_activitytype": "int",
+    "crm_enum_activitystatus": "int",
+    "crm_enum_activitypriority": "int",
+    "crm_enum_activitynotifytype": "int",
+    "crm_enum_activitydirection": "int",
+    "crm_enum_contenttype": "int",
     "double": "float",
     "float": "float",
     "number": "float",

@@ -15,6 +15,9 @@ How it reads:
   merged on `id`, the cursor capped at the scan's start (reader.py). `detect_deletes=True` adds an id-only
   keyset scan and hard-deletes rows the portal no longer has, and the product rows of deals it no longer
   has (deletes.py).
+* Activities (activities.py): crm.activity.list keyset chains like the CRM tables, incremental on
+  `LAST_UPDATED`. Stage history (history.py): crm.stagehistory.list per entity type, only ids after the last
+  one loaded of each type.
 
 Column types come from the portal's field lists (metadata.py, schema.py), read only for the selected
 resources. `resource_stats` reads what each resource cost from the pipeline state.
@@ -45,8 +48,19 @@ from dlt.sources import DltSource
 from bitrix24_source.client import Bitrix24Client, OAuthTokens
 from bitrix24_source.errors import ConfigError
 from bitrix24_source.fields import FieldMeta
+from bitrix24_source.source.activities import activities_resource, lower_id_column
 from bitrix24_source.source.credentials import Bitrix24OAuthCredentials
-from bitrix24_source.source.deletes import DealIds, product_row_tombstones, scan_deletes, tombstone_pages
+from bitrix24_source.source.deletes import (
+    DELETED_HINTS,
+    DealIds,
+    is_tombstone_page,
+    product_row_tombstones,
+    scan_deletes,
+    task_result_tombstones,
+    task_tombstones,
+    tombstone_pages,
+)
+from bitrix24_source.source.history import history_column_hints, stage_history_resource
 from bitrix24_source.source.keyset import (
     ProductRowReader,
     keyset_pages,
@@ -63,6 +77,7 @@ from bitrix24_source.source.schema import (
     field_definition_rows,
 )
 from bitrix24_source.source.settings import (
+    ACTIVITIES,
     BATCH_LIMIT,
     CRM_ENTITIES,
     DEAL_PRODUCTS,
@@ -70,6 +85,7 @@ from bitrix24_source.source.settings import (
     DEFAULT_LAG_SECONDS,
     DELETED_COLUMN,
     FIELD_DEFINITIONS_TABLE,
+    STAGE_HISTORY,
     TASK_RESULTS,
     TASKS,
     USERS,
@@ -142,16 +158,18 @@ def bitrix24_source(
 
     Resources (tables; primary key `id`, merge unless noted): `leads`, `deals`, `contacts`, `companies`
     (selected by default), `deal_products` (selected), `field_definitions` (replace, selected), `users`,
-    `tasks`, `task_results` (select with `.with_resources(...)`).
+    `tasks`, `task_results`, `activities`, `stage_history` (primary key (`entity_type_id`, `id`)) (select
+    with `.with_resources(...)`).
 
     Args:
         webhook_url: incoming webhook URL, `https://<portal>/rest/<user id>/<code>/` (a secret).
         oauth: OAuth application credentials instead of a webhook.
         lag_seconds: incremental lag window: rows changed up to this many seconds before the last seen
             `updatedTime`/`changed` are read again (clock skew, late commits).
-        detect_deletes: after each CRM table and users, scan the portal's ids (id only, 2,500 per request)
-            and hard-delete warehouse rows whose id the portal no longer has; deal_products also loses the
-            rows of deleted deals, and rows a deal read in this run no longer lists.
+        detect_deletes: after each CRM table, activities, users and tasks, scan the portal's ids (id only,
+            about 2,500 per request) and hard-delete warehouse rows whose id the portal no longer has;
+            deal_products also loses the rows of deleted deals, and rows a deal read in this run no longer
+            lists; task_results loses the results of deleted tasks.
         partitions: read each CRM table as this many id ranges in parallel threads (the limiter is shared).
         rate_limit: `"default"` (burst 50, 2/s), `"enterprise"` (250, 5/s), or None / `"off"` (no client
             throttle).
@@ -185,7 +203,23 @@ def bitrix24_source(
     deals = resources[CRM_ENTITIES.index(DEALS)]
     resources.append(_deal_products_resource(deals, run))
     resources.append(_users_resource(run))
-    resources += _task_resources(reader, run.fields, lag_seconds, stats)
+    resources += _task_resources(reader, run.fields, lag_seconds, stats, detect_deletes=detect_deletes)
+    resources.append(
+        activities_resource(
+            reader=reader,
+            stats=stats,
+            fields=run.fields,
+            tables=_Tables(detect_deletes, lower_id_column, cursor=ACTIVITIES.cursor_field),
+            lag_seconds=lag_seconds,
+            detect_deletes=detect_deletes,
+            publish=_publish,
+        )
+    )
+    resources.append(
+        stage_history_resource(
+            reader=reader, stats=stats, tables=_Tables(False, history_column_hints), publish=_publish
+        )
+    )
     resources.append(_field_definitions_resource(run))
     return resources
 
@@ -258,7 +292,15 @@ class _Tables:
         return dlt.mark.with_hints(table, dlt.mark.make_hints(columns=self._hints)) if self._hints else table
 
 
-_ARROW_RESOURCES = frozenset({*(spec.name for spec in CRM_ENTITIES), DEAL_PRODUCTS.name, USERS.name})
+_ARROW_RESOURCES = frozenset(
+    {
+        *(spec.name for spec in CRM_ENTITIES),
+        DEAL_PRODUCTS.name,
+        USERS.name,
+        ACTIVITIES.name,
+        STAGE_HISTORY.name,
+    }
+)
 
 
 class _JsonAsTextNotice(logging.Filter):
@@ -516,6 +558,8 @@ def _task_resources(
     store: FieldStore,
     lag_seconds: float,
     stats: RunStats,
+    *,
+    detect_deletes: bool = False,
 ) -> tuple[DltResource, DltResource]:
     # The task tables still convert per row; their field lists are read when `tasks` starts (one v3 call).
     result_columns = column_hints(store.fetch(reader, TASKS.name, [TASK_RESULTS.name])[TASK_RESULTS.name])
@@ -527,7 +571,12 @@ def _task_resources(
 
     def tasks(
         changed: dlt.sources.incremental[Any] = dlt.sources.incremental(  # noqa: B008
-            TASKS.cursor_field, initial_value=None, lag=lag_seconds, primary_key=_NO_BOUNDARY_DEDUP
+            TASKS.cursor_field,
+            initial_value=None,
+            lag=lag_seconds,
+            # tombstone rows (detect_deletes) carry no `changed`
+            on_cursor_value_missing="include",
+            primary_key=_NO_BOUNDARY_DEDUP,
         ),
     ) -> Iterator[Any]:
         own = stats.reset(TASKS.name)
@@ -560,6 +609,9 @@ def _task_resources(
                     stash.put(kept, [result_mapper(r) for r in result_page if int(r["taskId"]) in kept_ids])
                 rows = [task_mapper(t) for t in kept]
                 yield dlt.mark.with_hints(rows, dlt.mark.make_hints(columns=task_columns))
+            if detect_deletes:
+                for gone in task_tombstones(reader, TASKS.name):
+                    yield dlt.mark.with_hints(gone, dlt.mark.make_hints(columns=DELETED_HINTS))
         finally:
             _publish(TASKS.name, own)
 
@@ -571,7 +623,12 @@ def _task_resources(
         selected=False,
     )
 
-    def task_results(task_page: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    def task_results(task_page: list[dict[str, Any]]) -> Iterator[Any]:
+        if is_tombstone_page(task_page):
+            # deleted tasks take their results with them (warehouse reads only)
+            for gone in task_result_tombstones(task_page):
+                yield dlt.mark.with_hints(gone, dlt.mark.make_hints(columns=DELETED_HINTS))
+            return
         # The rows came in the tasks' own requests, so this table costs no requests of its own.
         rows = stash.take([int(t["id"]) for t in task_page])
         own = stats.get(TASK_RESULTS.name)

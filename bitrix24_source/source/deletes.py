@@ -1,24 +1,33 @@
 """Delete detection: ids the portal no longer has become tombstone rows (I/O: portal and warehouse reads).
 
-With `detect_deletes=True` each CRM table and users end with an id-only keyset scan of the portal; warehouse
-ids missing from it are yielded as `{"id": ..., "_deleted": true}` rows, which dlt's merge hard-deletes
-(the `hard_delete` column hint). Deal product rows are deleted when their deal is gone, and when a deal read
-in this run no longer lists them.
+With `detect_deletes=True` each CRM table, activities and users end with an id-only keyset scan of the portal;
+warehouse ids missing from it are yielded as `{"id": ..., "_deleted": true}` rows, which dlt's merge
+hard-deletes (the `hard_delete` column hint). Deal product rows are deleted when their deal is gone, and when a
+deal read in this run no longer lists them. Tasks are scanned through REST v3 `tasks.task.list` (id only,
+overlapping offset pages in one v3 batch); the results of a deleted task go with it.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Final
 
 import dlt
+from dlt.common.schema.typing import TColumnSchema
 
 from bitrix24_source.errors import ConfigError
 from bitrix24_source.source import queries
 from bitrix24_source.source.keyset import keyset_pages
 from bitrix24_source.source.reader import PortalReader
-from bitrix24_source.source.settings import DEAL_PRODUCTS, DELETED_COLUMN, EntitySpec
+from bitrix24_source.source.settings import (
+    BATCH_LIMIT,
+    DEAL_PRODUCTS,
+    DELETED_COLUMN,
+    TASK_RESULTS,
+    TASKS,
+    EntitySpec,
+)
 
 TOMBSTONES_PER_PAGE = 1000
 
@@ -26,7 +35,9 @@ TOMBSTONES_PER_PAGE = 1000
 def portal_ids(reader: PortalReader, resource: str, spec: EntitySpec) -> set[int]:
     """Every id the portal has for a table: an id-only keyset scan, 2,500 ids per request."""
     ids: set[int] = set()
-    select: Sequence[str] = ("id",) if spec.style == "crm_item" else queries.CRM_SELECT_ALL
+    select: Sequence[str] = queries.CRM_SELECT_ALL
+    if spec.style in ("crm_item", "classic"):
+        select = (spec.id_field,)
     for page in keyset_pages(reader, resource, spec, select=select):
         ids.update(int(row[spec.id_field]) for row in page)
     return ids
@@ -89,6 +100,79 @@ def product_row_tombstones(
     if portal_deal_ids is not None:
         rows = _warehouse_rows(table, ("id", "ownerId"))
         gone.update(int(id_) for id_, owner in rows if owner is None or int(owner) not in portal_deal_ids)
+    yield from tombstone_pages(gone)
+
+
+DELETED_HINTS: Final[dict[str, TColumnSchema]] = {
+    DELETED_COLUMN: {"name": DELETED_COLUMN, "data_type": "bool", "nullable": True, "hard_delete": True}
+}
+"""Column hints of the tombstone pages of tables typed per row (tasks, task results)."""
+
+TASK_SCAN_PAGES: Final = BATCH_LIMIT - 1
+"""Id pages per v3 batch of the task scan after the first (the `last` look-ahead fills the batch)."""
+
+WHERE_IN_CHUNK: Final = 1000
+"""Ids per `IN (...)` list when reading the warehouse for rows of deleted parents."""
+
+
+def task_portal_ids(reader: PortalReader, resource: str) -> set[int]:
+    """Every task id the portal has: an id-only scan through v3 `tasks.task.list` (I/O).
+
+    v3 batches cannot chain keyset pages through a scalar reference, so each batch reads overlapping offset
+    pages after the last id read (`queries.stitch_result_pages` checks every seam: a task deleted or added
+    while the batch runs cannot shift an id out of sight unnoticed, which would delete a live task) plus the
+    listing's final task (`queries.last_task_command`), so the scan stops without a batch of empty pages.
+    The first batch reads one page: most portals' tasks fit in the pages of one batch either way.
+    """
+    cap = queries.PageCap()
+    ids: set[int] = set()
+    after, pages = 0, 1
+    while True:
+        flt = queries.keyset_task_filter(after, None)
+        limit = cap.limit
+        commands: dict[str, queries.Cmd] = {}
+        for k in range(pages):
+            pagination = {"limit": limit, "offset": k * (limit - 1)} if k else {"limit": limit}
+            params = {
+                "select": ["id"],
+                "filter": flt,
+                "order": dict(queries.KEYSET_ORDER),
+                "pagination": pagination,
+            }
+            commands[queries.task_page_alias(k)] = (TASKS.method, params)
+        commands[queries.LAST_ALIAS] = queries.last_task_command(flt, queries.KEYSET_ORDER)
+        results = reader.batch(resource, commands, version=TASKS.api_version)
+        queries.raise_first_error(results)
+        rows = {res.key: queries.rows_of(res.result, TASKS.list_key) for res in results}
+        window = [rows[queries.task_page_alias(k)] for k in range(pages)]
+        read, follow = queries.stitch_result_pages(window, limit=limit, cap=cap)
+        ids.update(int(row["id"]) for row in read)
+        if queries.reaches_last_task(read, rows[queries.LAST_ALIAS]):
+            return ids
+        after = follow if follow is not None else int(read[-1]["id"])
+        pages = TASK_SCAN_PAGES
+
+
+def task_tombstones(reader: PortalReader, resource: str) -> Iterator[list[dict[str, Any]]]:
+    """Tombstone pages of the warehouse's tasks that the portal no longer has (`task_portal_ids`)."""
+    on_portal = task_portal_ids(reader, resource)
+    stored = {int(id_) for (id_,) in _warehouse_rows(TASKS.name, ("id",))}
+    yield from tombstone_pages(stored - on_portal)
+
+
+def is_tombstone_page(rows: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a page of rows is a page of `tombstone_pages`."""
+    return bool(rows) and rows[0].get(DELETED_COLUMN) is True
+
+
+def task_result_tombstones(task_page: Sequence[Mapping[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Tombstone pages of the warehouse's task results whose task is in a page of task tombstones."""
+    task_ids = sorted(int(row["id"]) for row in task_page)
+    gone: set[int] = set()
+    for start in range(0, len(task_ids), WHERE_IN_CHUNK):
+        chunk = task_ids[start : start + WHERE_IN_CHUNK]
+        rows = _warehouse_rows(TASK_RESULTS.name, ("id",), where_in=("taskId", chunk))
+        gone.update(int(id_) for (id_,) in rows)
     yield from tombstone_pages(gone)
 
 

@@ -56,10 +56,10 @@ def keyset_pages(
     Args:
         reader: the portal reader (counts the requests under `resource`).
         resource: the resource the requests are counted for.
-        spec: a crm.item or user entity spec.
+        spec: a crm.item, user or classic (UPPER_CASE list) entity spec.
         after: the last id already read (0 to start).
         extra_filter: additional filter conditions (incremental `>=updatedTime`).
-        select: crm.item select list.
+        select: crm.item or classic select list.
         first_length: pages in the first chain (an incremental run usually finds few rows: 1 page first).
         head: extra commands for the first batch (keys other than `p<i>` and `last`).
         on_head: receives the results of `head` by key.

@@ -65,6 +65,26 @@ def user_page_params(after: int | str, *, extra_filter: Mapping[str, Any] | None
     return {"FILTER": flt, "SORT": "ID", "ORDER": "ASC", "start": -1}
 
 
+def classic_page_params(
+    spec: EntitySpec,
+    after: int | str,
+    *,
+    select: Sequence[str] = (),
+    extra_filter: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Params of one keyset page of a classic UPPER_CASE list (crm.activity.list, crm.stagehistory.list):
+    order ID ASC, `>ID` filter, `start=-1` (§3.2); `entityTypeId` when the spec has one, `select` when given
+    (without it crm.stagehistory.list returns every field of the type)."""
+    flt: dict[str, Any] = dict(extra_filter or {})
+    flt[f">{spec.id_field}"] = after
+    params: dict[str, Any] = {"filter": flt, "order": {spec.id_field: "ASC"}, "start": -1}
+    if spec.entity_type_id is not None:
+        params["entityTypeId"] = spec.entity_type_id
+    if select:
+        params["select"] = list(select)
+    return params
+
+
 def keyset_chain(
     spec: EntitySpec,
     after: int,
@@ -81,10 +101,10 @@ def keyset_chain(
     (`split_chain`). user.get returns a bare list, so its reference has no list-key segment (§7.5).
 
     Args:
-        spec: a crm.item or user entity spec.
+        spec: a crm.item, user or classic (UPPER_CASE list) entity spec.
         after: the last id already read (0 to start).
         length: number of chained pages (1..50).
-        select: crm.item select list.
+        select: crm.item or classic select list.
         extra_filter: additional filter conditions (incremental `>=updatedTime`).
 
     Returns:
@@ -105,8 +125,12 @@ def keyset_chain(
             params = user_page_params(cursor, extra_filter=extra_filter)
         elif spec.style == "crm_item":
             params = crm_page_params(spec, cursor, select=select, extra_filter=extra_filter)
+        elif spec.style == "classic":
+            params = classic_page_params(spec, cursor, select=select, extra_filter=extra_filter)
         else:
-            raise ValueError(f"{spec.name}: keyset chains are for crm.item and user.get, not {spec.style}")
+            raise ValueError(
+                f"{spec.name}: keyset chains are for crm.item, user.get and classic lists, not {spec.style}"
+            )
         commands[chain_key(i)] = (spec.method, params)
     return commands
 
@@ -124,6 +148,10 @@ def last_id_command(spec: EntitySpec, extra_filter: Mapping[str, Any] | None = N
     if spec.style == "user":
         params = user_page_params(0, extra_filter=extra_filter)
         params["ORDER"] = "DESC"
+        return (spec.method, params)
+    if spec.style == "classic":
+        params = classic_page_params(spec, 0, select=(spec.id_field,), extra_filter=extra_filter)
+        params["order"] = {spec.id_field: "DESC"}
         return (spec.method, params)
     params = crm_page_params(spec, 0, select=("id",), extra_filter=extra_filter)
     params["order"] = {"id": "DESC"}

@@ -17,7 +17,7 @@ PAGE_SIZE: Final = 50
 BATCH_LIMIT: Final = 50
 """Commands per batch, v2 and v3 (§4.5, §5.6)."""
 
-ListStyle = Literal["crm_item", "user", "tasks_v3", "task_results_v3", "product_rows"]
+ListStyle = Literal["crm_item", "user", "classic", "tasks_v3", "task_results_v3", "product_rows"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +97,30 @@ TASKS: Final = _v3(
 )
 TASK_RESULTS: Final = _v3("task_results", "tasks.task.result.list", "task_results_v3")
 
-ALL_ENTITIES: Final = (*CRM_ENTITIES, DEAL_PRODUCTS, USERS, TASKS, TASK_RESULTS)
+ACTIVITIES: Final = EntitySpec(
+    name="activities",
+    method="crm.activity.list",
+    style="classic",
+    id_field="ID",
+    list_key=None,
+    cursor_field="LAST_UPDATED",
+    fields_method="crm.activity.fields",
+    default=False,
+)
+"""crm.activity.list: a bare list of UPPER_CASE rows (DOCS api-reference/crm/timeline/activities/activity-base/
+crm-activity-list.md), keyset on `ID`, incremental on `LAST_UPDATED`."""
+
+STAGE_HISTORY: Final = EntitySpec(
+    name="stage_history",
+    method="crm.stagehistory.list",
+    style="classic",
+    id_field="ID",
+    default=False,
+)
+"""crm.stagehistory.list: `items` rows, ids numbered per entity type (DOCS api-reference/crm/
+crm-stage-history-list.md). One spec per entity type is made from it with its `entity_type_id`."""
+
+ALL_ENTITIES: Final = (*CRM_ENTITIES, DEAL_PRODUCTS, USERS, TASKS, TASK_RESULTS, ACTIVITIES, STAGE_HISTORY)
 SPECS_BY_NAME: Final = {spec.name: spec for spec in ALL_ENTITIES}
 
 FIELD_DEFINITIONS_TABLE: Final = "field_definitions"
@@ -188,3 +211,23 @@ They are also the `select` sent: v3 rejects unknown fields in `select` of relate
 
 TASK_RESULT_MULTIPLE_FIELDS: Final = frozenset({"fileIds"})
 """Task result fields that hold a list (the attached file ids)."""
+
+STAGE_HISTORY_FIELDS: Final[dict[str, str]] = {
+    "ID": "integer",
+    "TYPE_ID": "integer",
+    "OWNER_ID": "integer",
+    "CREATED_TIME": "datetime",
+    "CATEGORY_ID": "integer",
+    "STAGE_SEMANTIC_ID": "string",
+    "STAGE_ID": "crm_status",
+    "STATUS_SEMANTIC_ID": "string",
+    "STATUS_ID": "crm_status",
+}
+"""crm.stagehistory.list item fields and types (DOCS api-reference/crm/crm-stage-history-list.md, "Object
+items" and its per-type tabs: leads carry STATUS_*, deals, invoices and smart processes CATEGORY_ID and
+STAGE_*). The method has no field-list method, so this table types the `stage_history` columns."""
+
+STAGE_HISTORY_FIXED_TYPES: Final = (1, 2, 31)
+"""Entity types whose stage history every portal has: leads, deals and (new) invoices (DOCS
+api-reference/crm/crm-stage-history-list.md, `entityTypeId`); smart processes are added from crm.type.list.
+Old invoices (5) are left out: their list method is deprecated and the `invoices` table is entity type 31."""
