@@ -19,7 +19,9 @@ LAG = 300.0
 
 
 def _small(activities: int) -> Sandbox:
-    return Sandbox(seed=21, deals=40, leads=20, contacts=20, companies=10, users=5, tasks=0, activities=activities)
+    return Sandbox(
+        seed=21, deals=40, leads=20, contacts=20, companies=10, users=5, tasks=0, activities=activities
+    )
 
 
 def _updated(row: dict[str, Any]) -> dt.datetime:
