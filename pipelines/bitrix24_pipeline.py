@@ -178,12 +178,13 @@ def _made_by_demo(path: Path) -> bool:
 
 
 def demo(db_path: Path | str = DEMO_DB) -> None:
-    """`make demo`: a sandbox with 20,000 deals (+ leads, contacts, companies, products, users, tasks) and
-    the cloud's default rate limit (burst 50, 2 requests/s) switched ON, synced into ./bitrix24_demo.duckdb.
+    """`make demo`: a sandbox with 20,000 deals (+ leads, contacts, companies, products, users, tasks,
+    activities, stage history) and the cloud's default rate limit (burst 50, 2 requests/s) switched ON,
+    synced into ./bitrix24_demo.duckdb.
 
-    The limiter stays on because the whole sync needs only about a hundred HTTP requests (2,500 rows per
-    request): reading takes ~20 s even at 2 requests/s, and the whole demo about a minute on a 2-core
-    machine, most of it dlt normalizing and loading ~64k rows into DuckDB. The demo replaces its own file
+    The limiter stays on because the whole sync needs well under a hundred HTTP requests (2,500 rows per
+    request): reading takes ~25 s even at 2 requests/s, and the whole demo one to two minutes on a 2-core
+    machine, most of it dlt normalizing and loading ~112k rows (48k of them stage history) into DuckDB. The demo replaces its own file
     from an earlier run, and refuses to touch a file of that name that something else wrote.
     """
     out = Output()

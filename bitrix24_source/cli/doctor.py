@@ -39,6 +39,8 @@ SCOPE_OF_RESOURCE: Mapping[str, str] = {
     "users": "user",
     "tasks": "task",
     "task_results": "task",
+    "activities": "crm",
+    "stage_history": "crm",
 }
 
 METADATA_SCOPES = ("crm", "user", "task")
