@@ -21,6 +21,7 @@ from bitrix24_source.fields import TASK_V3_DOCUMENTED, FieldMeta, parse_field_ma
 from bitrix24_source.source import queries
 from bitrix24_source.source.reader import PortalReader
 from bitrix24_source.source.settings import (
+    ACTIVITIES,
     CRM_ENTITIES,
     DEAL_PRODUCTS,
     PRODUCT_ROW_FIELDS,
@@ -117,6 +118,7 @@ ENTITY_ORDER = (
     USERS.name,
     TASKS.name,
     TASK_RESULTS.name,
+    ACTIVITIES.name,
 )
 """Entities with field metadata, in the order `field_definitions` lists them."""
 

@@ -99,7 +99,9 @@ def test_field_definitions(loaded: Loaded) -> None:
         "tasks",
         "task_results",
         "deal_products",
+        "activities",
     }
+    assert rows["activities.OWNER_TYPE_ID"]["data_type"] == "bigint"
 
 
 def test_column_types_from_metadata(loaded: Loaded) -> None:
