@@ -118,8 +118,9 @@ WHERE_IN_CHUNK: Final = 1000
 def task_portal_ids(reader: PortalReader, resource: str) -> set[int]:
     """Every task id the portal has: an id-only scan through v3 `tasks.task.list` (I/O).
 
-    v3 batches cannot chain keyset pages through a scalar reference, so each batch reads overlapping offset
-    pages after the last id read (`queries.stitch_result_pages` checks every seam: a task deleted or added
+    A v3 batch has no documented way to start a page at the last row of the previous page (§5.6: `$ref`
+    takes a single value, `$refArray` a column of `items`), so each batch reads overlapping offset pages
+    after the last id read (`queries.stitch_result_pages` checks every seam: a task deleted or added
     while the batch runs cannot shift an id out of sight unnoticed, which would delete a live task) plus the
     listing's final task (`queries.last_task_command`), so the scan stops without a batch of empty pages.
     The first batch reads one page: most portals' tasks fit in the pages of one batch either way.
