@@ -416,14 +416,14 @@ class PortalLimiter:
             wait = self.bucket.reserve()
             if wait > self.warn_after:
                 # Only a bucket the portal reported full (503) or a very small drain makes a request wait long.
+                rate = self.bucket.rate
                 logger.warning(
                     "request bucket full: waiting %.0f s before calling %s (burst %d, drain %g per s)",
                     wait,
                     ", ".join(methods),
-                    self.bucket.rate.burst,
-                    self.bucket.rate.drain,
+                    rate.burst,
+                    rate.drain,
                 )
-                rate = self.bucket.rate
                 self._sleep_in_slices(
                     wait,
                     "the request bucket",

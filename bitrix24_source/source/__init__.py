@@ -553,7 +553,8 @@ def _task_resources(
                 return _task_select(fields)
 
             if task_fields is not None:
-                # The field list rides in the first batch unless it is known already.
+                # Known already (read above, or by an earlier run of this source object): the first batch
+                # carries no field list (`store.command` is empty) and the pages select exactly these fields.
                 on_head({})
             changed_meta = (task_fields or {}).get(cursor)
             pager = task_pager(
