@@ -48,7 +48,7 @@ def _pipeline(
         pipeline_name=name,
         # An absolute path: dlt would otherwise resolve it against the directory of an earlier run of the
         # same pipeline name, which it keeps in its working state.
-        destination=dlt.destinations.duckdb(str(Path(db_path).resolve())),
+        destination=cli_sync.duckdb_warehouse(str(Path(db_path).resolve())),
         # not "bitrix24": DuckDB names the catalog after the file (bitrix24.duckdb) and the two would clash
         dataset_name=name,
         progress=progress,  # type: ignore[arg-type]

@@ -25,6 +25,35 @@ examples:
 
 DEFAULT_RESOURCES = (*(spec.name for spec in ALL_ENTITIES if spec.default), FIELD_DEFINITIONS_TABLE)
 
+DUCKDB_MEMORY_LIMIT = "100MB"
+"""DuckDB's `memory_limit` for the warehouses this package builds. DuckDB's default is 80 % of RAM, and
+loading and merging a large table fills its buffer pool: 500,000 deals took an end-to-end sync to 895 MB
+(bench/results.json before this limit). Capped, DuckDB spills to disk and the peak stays under 400 MB."""
+
+
+def duckdb_warehouse(path: str, memory_limit: str | None = DUCKDB_MEMORY_LIMIT) -> Any:
+    """A dlt DuckDB destination writing to `path` with DuckDB's buffer pool capped at `memory_limit`
+    (None: DuckDB's default, 80 % of RAM)."""
+    import dlt
+    from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+
+    settings = {"memory_limit": memory_limit} if memory_limit else None
+    return dlt.destinations.duckdb(DuckDbCredentials(path, global_config=settings))
+
+
+def sync_destination(name: str, pipeline_name: str, memory_limit: str | None) -> Any:
+    """The destination for `--destination name`: DuckDB with a capped buffer pool (`duckdb_warehouse`) at the
+    configured path or `<pipeline name>.duckdb`, unless its credentials are configured as a table (they may
+    set `global_config` themselves); any other destination by its name."""
+    import dlt
+
+    if name != "duckdb" or not memory_limit:
+        return name
+    configured: Any = dlt.secrets.get("destination.duckdb.credentials")
+    if configured is not None and not isinstance(configured, str):
+        return name
+    return duckdb_warehouse(configured or f"{pipeline_name}.duckdb", memory_limit)
+
 
 def resource_list(text: str) -> tuple[str, ...]:
     """Parse `--resources deals,contacts` (or `all`)."""
@@ -79,6 +108,11 @@ def add_parser(commands: Any) -> None:
         choices=("default", "enterprise", "off"),
         help="client throttle: default (50 burst, 2/s), enterprise (250, 5/s), off",
     )
+    parser.add_argument(
+        "--duckdb-memory-limit",
+        default=DUCKDB_MEMORY_LIMIT,
+        help=f"DuckDB's memory_limit while loading (default {DUCKDB_MEMORY_LIMIT}; none: DuckDB's own, 80%% of RAM)",
+    )
     parser.add_argument("--webhook-url", default=None, help="instead of the configured credentials")
     parser.add_argument(
         "--pipelines-dir", default=None, help="where dlt keeps pipeline state (~/.dlt/pipelines)"
@@ -117,9 +151,10 @@ def run(args: argparse.Namespace, out: Output) -> int:
         f"portal {credentials.portal} ({credentials.kind}) -> {args.destination}, dataset {args.dataset_name}, "
         f"pipeline {args.pipeline_name}"
     )
+    memory_limit = None if args.duckdb_memory_limit.lower() == "none" else args.duckdb_memory_limit
     pipeline = dlt.pipeline(
         pipeline_name=args.pipeline_name,
-        destination=args.destination,
+        destination=sync_destination(args.destination, args.pipeline_name, memory_limit),
         dataset_name=args.dataset_name,
         pipelines_dir=args.pipelines_dir,
         progress=progress(out),

@@ -14,8 +14,10 @@ a request would be refused, so the portal never sees an over-limit request:
   delay, as b24jssdk does.
 
 A wait longer than :data:`WAIT_WARNING_SECONDS` is logged as a WARNING naming the method, its budget and the
-reset time, and a long wait is slept in slices with an INFO line per slice, so a sync held up by another
-client's use of a method's budget is never silent.
+reset time (or the bucket's figures), and a long wait is slept in slices with an INFO line per slice, so a sync
+held up by another client's use of a method's budget is never silent. The same waits, and the client's
+waits after a 429 or 503 answer, are handed to the limiter's wait listeners as :class:`WaitNotice` (the
+source shows them in dlt's progress display).
 
 Nothing here touches the network: the limiter only computes waits and sleeps them. Clocks and sleep are
 injectable, so the limiter math is tested with a fake clock.
@@ -42,6 +44,8 @@ __all__ = [
     "OperatingBudget",
     "PortalLimiter",
     "RateLimit",
+    "WaitListener",
+    "WaitNotice",
     "limiter_for",
     "reset_registry",
 ]
@@ -320,8 +324,33 @@ class OperatingBudget:
         return wait
 
 
+@dataclass(frozen=True, slots=True)
+class WaitNotice:
+    """A wait long enough to be shown: how long is still to wait, and why.
+
+    Attributes:
+        seconds: the time still to wait.
+        reason: what is waited for, e.g. ``operating budget: tasks.task.list used 478.0 of 480 s ...``.
+    """
+
+    seconds: float
+    reason: str
+    ongoing: bool = False
+    """The rest of a wait announced before (announced again after each slice of a long wait)."""
+
+    def describe(self) -> str:
+        return f"{'still ' if self.ongoing else ''}waiting {self.seconds:.0f} s: {self.reason}"
+
+
+WaitListener = Callable[[WaitNotice], None]
+
+
 class PortalLimiter:
-    """The bucket and the operating budget of one portal (one per portal key, see :func:`limiter_for`)."""
+    """The bucket and the operating budget of one portal (one per portal key, see :func:`limiter_for`).
+
+    Waits longer than ``warn_after`` seconds are logged as a WARNING and handed to the wait listeners
+    (:meth:`add_wait_listener`): once when the wait starts and again after every slice of a long one.
+    """
 
     def __init__(
         self,
@@ -336,6 +365,22 @@ class PortalLimiter:
         self.bucket = LeakyBucket(rate, headroom=headroom, clock=clock, sleep=sleep) if rate else None
         self.budget = OperatingBudget(operating_limit, wall=wall, sleep=sleep) if operating_limit else None
         self._sleep = sleep
+        self.warn_after = WAIT_WARNING_SECONDS
+        self._listeners: list[WaitListener] = []
+        self._listeners_lock = threading.Lock()
+
+    def add_wait_listener(self, listener: WaitListener) -> None:
+        """Hand every long wait of this limiter's requests to ``listener`` (added once, however often asked)."""
+        with self._listeners_lock:
+            if listener not in self._listeners:
+                self._listeners.append(listener)
+
+    def announce(self, notice: WaitNotice) -> None:
+        """Tell the wait listeners about a wait (the caller decides it is long enough to show)."""
+        with self._listeners_lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(notice)
 
     @classmethod
     def from_parts(
@@ -348,29 +393,60 @@ class PortalLimiter:
 
     def before_request(self, methods: Iterable[str]) -> float:
         """Wait until a request calling ``methods`` can be sent; returns the seconds waited."""
+        methods = sorted(set(methods))
         waited = 0.0
         if self.budget is not None:
             pending = self.budget.next_wait(methods)
             if pending is not None:
+                long_wait = pending.seconds > self.budget.warn_after
                 logger.log(
-                    logging.WARNING if pending.seconds > self.budget.warn_after else logging.DEBUG,
+                    logging.WARNING if long_wait else logging.DEBUG,
                     "operating budget nearly used: waiting %.0f s before calling %s: %s",
                     pending.seconds,
-                    ", ".join(sorted(set(methods))),
+                    ", ".join(methods),
                     pending.describe(),
                 )
-                self._sleep_in_slices(pending)
+                self._sleep_in_slices(
+                    pending.seconds,
+                    f"the operating budget of {pending.method}",
+                    f"operating budget: {pending.describe()}" if long_wait else None,
+                )
                 waited += pending.seconds
         if self.bucket is not None:
-            waited += self.bucket.acquire()
+            wait = self.bucket.reserve()
+            if wait > self.warn_after:
+                # Only a bucket the portal reported full (503) or a very small drain makes a request wait long.
+                rate = self.bucket.rate
+                logger.warning(
+                    "request bucket full: waiting %.0f s before calling %s (burst %d, drain %g per s)",
+                    wait,
+                    ", ".join(methods),
+                    rate.burst,
+                    rate.drain,
+                )
+                self._sleep_in_slices(
+                    wait,
+                    "the request bucket",
+                    f"request bucket full (burst {rate.burst}, drain {rate.drain:g} per s)",
+                )
+            elif wait > 0:
+                self._sleep(wait)
+            waited += wait
         return waited
 
-    def _sleep_in_slices(self, pending: BudgetWait) -> None:
-        left = pending.seconds
+    def _sleep_in_slices(self, seconds: float, what: str, reason: str | None) -> None:
+        """Sleep ``seconds`` waiting for ``what``, in slices of :data:`PROGRESS_SECONDS` with an INFO line each;
+        with a ``reason`` (a wait worth showing) the wait, and what is left of it after each slice, is
+        announced to the wait listeners."""
+        left = seconds
+        if reason is not None:
+            self.announce(WaitNotice(left, reason))
         while left > PROGRESS_SECONDS:
             self._sleep(PROGRESS_SECONDS)
             left -= PROGRESS_SECONDS
-            logger.info("still waiting %.0f s for the operating budget of %s", left, pending.method)
+            logger.info("still waiting %.0f s for %s", left, what)
+            if reason is not None:
+                self.announce(WaitNotice(left, reason, ongoing=True))
         self._sleep(left)
 
     def observe(self, method: str, operating: float | None, reset_at: float | None) -> None:

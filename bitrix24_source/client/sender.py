@@ -15,12 +15,14 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tenacity import RetryCallState
+
 from bitrix24_source.client.auth import Auth
-from bitrix24_source.client.limits import PortalLimiter
+from bitrix24_source.client.limits import PortalLimiter, WaitNotice
 from bitrix24_source.client.result import StatsCounter
 from bitrix24_source.client.retry import RetryPolicy, log_retry, retrying, wait_for_portal
 from bitrix24_source.client.transport import Response, Transport
-from bitrix24_source.errors import AuthError
+from bitrix24_source.errors import AuthError, Bitrix24Error
 
 __all__ = ["Sender"]
 
@@ -80,11 +82,20 @@ class Sender:
             Bitrix24Error: the last attempt's error.
         """
         telemetry = not method.lower().startswith("task.")  # §1.1: legacy task.* read the query by position
+        log = log_retry(method, request_id, self.stats)
+
+        def before_sleep(retry_state: RetryCallState) -> None:
+            log(retry_state)
+            seconds = retry_state.next_action.sleep if retry_state.next_action else 0.0
+            if seconds > self.limiter.warn_after:
+                exc = retry_state.outcome.exception() if retry_state.outcome else None
+                self.limiter.announce(WaitNotice(seconds, f"{method} refused ({_refusal(exc)}), retrying"))
+
         loop = retrying(
             self.policy,
             idempotent=idempotent,
             wait=wait_for_portal(self.policy, self.limiter, methods, self.stats),
-            before_sleep=log_retry(method, request_id, self.stats),
+            before_sleep=before_sleep,
             sleep=self.sleep,
         )
         send = functools.partial(
@@ -120,4 +131,15 @@ class Sender:
     def wait_after_refusal(self, seconds: float) -> None:
         """Sleep before resending commands a batch had refused on a limit, counted as a retry."""
         self.stats.add(retries=1, waited_seconds=seconds)
+        if seconds > self.limiter.warn_after:
+            self.limiter.announce(WaitNotice(seconds, "batch commands refused on a limit, resending"))
         self.sleep(seconds)
+
+
+def _refusal(exc: BaseException | None) -> str:
+    """A refusal's HTTP status and code for a progress line (``429 OPERATION_TIME_LIMIT``)."""
+    if isinstance(exc, Bitrix24Error):
+        parts = [str(part) for part in (exc.http_status, exc.code) if part]
+        if parts:
+            return " ".join(parts)
+    return type(exc).__name__

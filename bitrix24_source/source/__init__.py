@@ -91,7 +91,7 @@ from bitrix24_source.source.settings import (
     USERS,
     EntitySpec,
 )
-from bitrix24_source.source.task_pages import read_task_pages, task_pager
+from bitrix24_source.source.task_pages import BLIND_TASK_SELECT, read_task_pages, task_pager
 
 logger = logging.getLogger(__name__)
 
@@ -561,7 +561,8 @@ def _task_resources(
     *,
     detect_deletes: bool = False,
 ) -> tuple[DltResource, DltResource]:
-    # The task tables still convert per row; their field lists are read when `tasks` starts (one v3 call).
+    # The task tables still convert per row. The task field list rides in the first v3 batch of `tasks`;
+    # the result fields are a static table (no request).
     result_columns = column_hints(store.fetch(reader, TASKS.name, [TASK_RESULTS.name])[TASK_RESULTS.name])
     result_mapper = RowMapper(result_columns)
     stash = _ResultStash()
@@ -583,21 +584,37 @@ def _task_resources(
         stats.reset(TASK_RESULTS.name)
         reader.begin_scan(TASKS.name)
         want_results = _selected(TASK_RESULTS.name)
+        since = _as_datetime(changed.start_value)
         try:
-            task_fields = store.fetch(reader, TASKS.name, [TASKS.name])[TASKS.name]
-            task_columns = column_hints(task_fields)
-            task_mapper = RowMapper(task_columns)
-            select = _task_select(task_fields)
-            changed_meta = task_fields.get(cursor)
-            changed_filterable = bool(changed_meta is not None and changed_meta.filterable)
+            task_fields = store.known(TASKS.name)
+            if task_fields is None and since is not None:
+                # An incremental load pages by `changed` only where the portal filters it: the field list
+                # decides the pager before the first batch.
+                task_fields = store.fetch(reader, TASKS.name, [TASKS.name])[TASKS.name]
+            columns: dict[str, TColumnSchema] = {}
+            mapper = RowMapper(columns)
+
+            def on_head(results: Mapping[str, Any]) -> list[str]:
+                nonlocal mapper
+                fields = store.accept(TASKS.name, results)
+                columns.update(column_hints(fields))
+                mapper = RowMapper(columns)
+                return _task_select(fields)
+
+            if task_fields is not None:
+                # Known already (read above, or by an earlier run of this source object): the first batch
+                # carries no field list (`store.command` is empty) and the pages select exactly these fields.
+                on_head({})
+            changed_meta = (task_fields or {}).get(cursor)
             pager = task_pager(
-                select=select,
+                select=_task_select(task_fields) if task_fields is not None else BLIND_TASK_SELECT,
                 results_select=results_select,
-                since=_as_datetime(changed.start_value),
-                changed_filterable=changed_filterable,
+                since=since,
+                changed_filterable=bool(changed_meta is not None and changed_meta.filterable),
                 with_results=want_results,
             )
-            pages = read_task_pages(reader, TASKS.name, pager)
+            head = store.command(TASKS.name)
+            pages = read_task_pages(reader, TASKS.name, pager, head=head, on_head=on_head)
             for task_page, result_page in pages:
                 own.rows += len(task_page)
                 # Tasks changed after the scan started wait for the next run (see PortalReader.begin_scan).
@@ -607,8 +624,8 @@ def _task_resources(
                 if want_results:
                     kept_ids = {int(t["id"]) for t in kept}
                     stash.put(kept, [result_mapper(r) for r in result_page if int(r["taskId"]) in kept_ids])
-                rows = [task_mapper(t) for t in kept]
-                yield dlt.mark.with_hints(rows, dlt.mark.make_hints(columns=task_columns))
+                rows = [mapper(t) for t in kept]
+                yield dlt.mark.with_hints(rows, dlt.mark.make_hints(columns=columns))
             if detect_deletes:
                 for gone in task_tombstones(reader, TASKS.name):
                     yield dlt.mark.with_hints(gone, dlt.mark.make_hints(columns=DELETED_HINTS))

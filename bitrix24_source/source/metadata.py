@@ -5,8 +5,10 @@ parsed by bitrix24_source/fields.py; where a list describes no types (users, tas
 (deal product rows on some portals), the static tables of settings.py fill in.
 
 Only the entities a run selects are described, so a webhook with the CRM scope alone can sync CRM tables.
-A v2 entity's field list rides in the first batch of its own data (`FieldStore.command` / `FieldStore.accept`);
-the `field_definitions` resource and the v3 tasks ask `FieldStore.fetch` for what is not known yet.
+A field list rides in the first batch of its entity's own data (`FieldStore.command` / `FieldStore.accept`):
+a v2 batch for CRM and users, the first v3 batch for tasks. The `field_definitions` resource, and
+incremental task loads (whose paging depends on whether `changed` is filterable), ask `FieldStore.fetch`
+for what is not known yet.
 """
 
 from __future__ import annotations
@@ -55,11 +57,14 @@ class FieldStore:
             return self._meta.get(entity)
 
     def command(self, entity: str) -> dict[str, queries.Cmd]:
-        """`{FIELDS_KEY: <field-list command>}` for a v2 batch, or `{}` when the fields are known."""
+        """`{FIELDS_KEY: <field-list command>}` for a batch of the entity's own API version (v2, or v3 for
+        tasks), or `{}` when the fields are known."""
         if self.known(entity) is not None:
             return {}
         spec = SPECS_BY_NAME[entity]
-        assert spec.fields_method is not None and spec.api_version == 2, entity
+        assert spec.fields_method is not None, entity
+        if spec.api_version == 3:
+            return {FIELDS_KEY: (spec.fields_method, {})}
         params = {"entityTypeId": spec.entity_type_id} if spec.entity_type_id is not None else {}
         return {FIELDS_KEY: (spec.fields_method, params)}
 
@@ -85,10 +90,8 @@ class FieldStore:
             self._put(TASK_RESULTS.name, static_fields(TASK_RESULT_FIELDS, TASK_RESULT_MULTIPLE_FIELDS))
         if TASKS.name in missing:
             assert TASKS.fields_method is not None
-            # tasks.task.field.list answers with PHP property types ("object" for a DateTime): the documented
-            # task object decides those fields' types (fields.TASK_V3_DOCUMENTED).
             answer = reader.call(resource, TASKS.fields_method, {}, version=TASKS.api_version)
-            self._put(TASKS.name, with_documented_types(parse_field_map(answer), TASK_V3_DOCUMENTED))
+            self._put(TASKS.name, _task_fields(answer))
         v2 = [e for e in missing if e not in (TASKS.name, TASK_RESULTS.name)]
         # Product rows last: if the portal lacks the method, the halt stops nothing after it.
         v2.sort(key=lambda e: e == DEAL_PRODUCTS.name)
@@ -108,8 +111,16 @@ def _parse(entity: str, res: CommandResult) -> dict[str, FieldMeta]:
         return _product_row_fields(res)
     if not res.ok:
         raise res.error or ApiError(f"{res.method}: command {res.key} was not executed", code="NOT_EXECUTED")
+    if entity == TASKS.name:
+        return _task_fields(res.result)
     fields = parse_field_map(res.result)
     return _user_fields(fields) if entity == USERS.name else fields
+
+
+def _task_fields(answer: object) -> dict[str, FieldMeta]:
+    # tasks.task.field.list answers with PHP property types ("object" for a DateTime): the documented task
+    # object decides those fields' types (fields.TASK_V3_DOCUMENTED).
+    return with_documented_types(parse_field_map(answer), TASK_V3_DOCUMENTED)
 
 
 ENTITY_ORDER = (

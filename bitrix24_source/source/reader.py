@@ -5,6 +5,9 @@ resource's `ResourceStats` and note the portal time of the first answer of a sca
 moment are left to the next run (`PortalReader.after_scan_start`), so the stored incremental cursor never
 jumps past an edit made during the scan. The paging loops themselves are in keyset.py (v2 lists) and
 task_pages.py (v3 tasks); the commands they send are built in queries.py.
+
+Long waits of the client's limiter (operating budget, a full request bucket, 429/503 answers) are shown in
+the running pipeline's progress display (`show_wait`), next to the WARNING the limiter logs.
 """
 
 from __future__ import annotations
@@ -16,9 +19,36 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dlt.common.pipeline import current_pipeline
+from dlt.common.runtime.collector import LogCollector
+
 from bitrix24_source.client import Bitrix24Client
 from bitrix24_source.client.commands import CommandResult, TimeInfo
+from bitrix24_source.client.limits import WaitNotice
 from bitrix24_source.source.queries import Cmd
+
+WAIT_COUNTER = "bitrix24 limiter waits"
+"""The progress counter of the limiter's long waits (one per wait; the message says why and how long)."""
+
+
+def show_wait(notice: WaitNotice) -> None:
+    """Show a long limiter wait in the progress display of the pipeline that is running, if any.
+
+    dlt's progress collectors (`dlt.pipeline(progress=...)`, used by `bitrix24-dlt sync`) count named items
+    and carry a message; the wait becomes a counter with the reason and length as its message. The log
+    collector prints its counters at most every `log_period` seconds, so it is told to print them now: a
+    wait of minutes is shown when it starts.
+    """
+    pipeline = current_pipeline()
+    if pipeline is None:
+        return
+    collector = pipeline.collector
+    if isinstance(collector, LogCollector) and collector.counters is None:
+        # between dlt's steps: no step is being counted
+        return
+    collector.update(WAIT_COUNTER, inc=0 if notice.ongoing else 1, message=notice.describe())
+    if isinstance(collector, LogCollector):
+        collector.dump_counters()
 
 
 @dataclass(slots=True)
@@ -76,6 +106,7 @@ class PortalReader:
     def __init__(self, client: Bitrix24Client, stats: RunStats | None = None) -> None:
         self.client = client
         self.stats = stats if stats is not None else RunStats()
+        client.limiter.add_wait_listener(show_wait)
         self._scan_start: dict[str, _dt.datetime | None] = {}
         self._scan_lock = threading.Lock()
 

@@ -23,12 +23,13 @@ import datetime as _dt
 import math
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from bitrix24_source.client.commands import ref_array
+from bitrix24_source.client.commands import CommandResult, ref_array
 from bitrix24_source.errors import ApiError, Bitrix24Error
+from bitrix24_source.fields import TASK_V3_DOCUMENTED
 from bitrix24_source.source import queries
 from bitrix24_source.source.reader import PortalReader
 from bitrix24_source.source.settings import BATCH_LIMIT, PAGE_SIZE, TASK_RESULTS, TASKS
@@ -50,6 +51,11 @@ RESULT_MARGIN: Final = 1.25
 
 FOLLOW_UP_PAGES: Final = 2
 """Result pages sent for a result window that came back full."""
+
+BLIND_TASK_SELECT: Final = tuple(TASK_V3_DOCUMENTED)
+"""The select of task pages sent before the portal's field list is known (they share the first batch): the
+documented task object (api-reference/tasks/fields-rest-v3.md). A field the portal does not have is left out
+of the answer, not an error (api-reference/rest-v3.md, "An unknown field of the object itself ...")."""
 
 Row = dict[str, Any]
 Answers = Mapping[str, list[Row]]
@@ -356,7 +362,12 @@ class _ResultPlan:
 
 
 def read_task_pages(
-    reader: PortalReader, resource: str, pager: TaskPager
+    reader: PortalReader,
+    resource: str,
+    pager: TaskPager,
+    *,
+    head: Mapping[str, queries.Cmd] | None = None,
+    on_head: Callable[[Mapping[str, CommandResult]], Sequence[str]] | None = None,
 ) -> Iterator[tuple[list[Row], list[Row]]]:
     """Yield (tasks, results of those tasks) per page of tasks, several pages per v3 batch (§5.2, §5.6).
 
@@ -364,13 +375,21 @@ def read_task_pages(
     `$refArray`), and the follow-up windows of earlier pages whose results came back full. A page is yielded
     when its results are complete, in the order the pages were read.
 
+    The first batch may also carry `head` (the task field list), while the pager's `select` is a guess (the
+    documented task object, `BLIND_TASK_SELECT`): `on_head` answers with the fields the tasks are to carry,
+    the first batch's tasks are cut to them, and every later page selects exactly them. When the guess
+    missed one of them (a field the documentation does not list) the first batch's pages are read again.
+
     Args:
         reader: the portal reader (counts the requests under `resource`).
         resource: the resource the requests are counted for.
         pager: the paging strategy (`task_pager`).
+        head: commands for the first batch (keys other than the pager's aliases), answered through `on_head`.
+        on_head: receives the results of `head` by key; returns the task fields to select from then on.
     """
     plan = _ResultPlan()
     waiting: deque[_Waiting] = deque()
+    head = dict(head or {})
     pager.init_request()
     while pager.has_next_page or any(w.after is not None for w in waiting):
         limit = plan.cap.limit
@@ -391,9 +410,10 @@ def read_task_pages(
                 )
             )
             followed.append(entry)
-        task_side = pager.request(BATCH_LIMIT - len(follow_ups), 1 + per_page) if pager.has_next_page else {}
+        room = BATCH_LIMIT - len(follow_ups) - len(head)
+        task_side = pager.request(room, 1 + per_page) if pager.has_next_page else {}
         pages = pager.referenced if task_side else []
-        commands = dict(task_side)
+        commands = {**head, **task_side}
         for alias in pages:
             commands.update(
                 queries.result_window(
@@ -425,8 +445,20 @@ def read_task_pages(
                 res.result, TASK_RESULTS.list_key if res.method == TASK_RESULTS.method else TASKS.list_key
             )
             for res in answer
+            if res.key not in head
         }
         read = pager.update_state(rows) if task_side else []
+        if head:
+            wanted = list(on_head({res.key: res for res in answer if res.key in head})) if on_head else []
+            head = {}
+            if wanted and not set(wanted) <= set(pager.select):
+                # The guessed select missed a field the portal lists: read these pages again with it.
+                pager.select = wanted
+                pager.init_request()
+                continue
+            if wanted:
+                pager.select = wanted
+                _cut_to(read or [], wanted)
         for page in read or []:
             entry = _Waiting(page.fresh, tuple(int(t["id"]) for t in page.tasks))
             if per_page and page.later:
@@ -445,6 +477,15 @@ def read_task_pages(
             plan.note(len(done.ids), len(done.results))
             fresh = {int(t["id"]) for t in done.tasks}
             yield done.tasks, [r for r in done.results.values() if int(r["taskId"]) in fresh]
+
+
+def _cut_to(pages: Sequence[TaskPage], select: Sequence[str]) -> None:
+    """Drop the fields of the first batch's tasks that later pages will not select (the guess asked for more)."""
+    keep = set(select) | {"id"}
+    for page in pages:
+        for task in page.tasks:
+            for name in [n for n in task if n not in keep]:
+                del task[name]
 
 
 def _take(entry: _Waiting, window: list[list[Row]], limit: int, cap: queries.PageCap) -> None:

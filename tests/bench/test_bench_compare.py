@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bitrix24_source.cli.sync import DUCKDB_MEMORY_LIMIT
+
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_compare.py"
 DEALS, TASKS, RSS_DEALS, PUSH_DEALS = 300, 30, 400, 120
 
@@ -82,3 +84,21 @@ def test_the_comparison_benchmark_writes_every_figure_for_every_tool(tmp_path: P
     ]
     assert {"extract", "normalize", "load"} <= set(ours["e2e"]["steps_s"])
     assert (tmp_path / "bench_compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the request floors are arithmetic: 300 deals are 6 pages, one batch with or without a field list
+    assert results["meta"]["request_floor_per_10k"] == 4.0
+    assert results["meta"]["request_floor_per_10k_with_field_list"] == round(10_000 / DEALS, 2)
+    # the end-to-end jobs load the way the CLI does
+    assert results["meta"]["duckdb_memory_limit"] == DUCKDB_MEMORY_LIMIT
+
+
+def test_the_request_floor_counts_pages_and_the_field_list() -> None:
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import bench_compare
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    # 50,000 deals: 1,000 pages of 50 fill 20 batches of 50; one command more needs a 21st
+    assert bench_compare.request_floor(50_000) == 20
+    assert bench_compare.request_floor(50_000, extra_commands=1) == 21
+    assert bench_compare.request_floor(49_950, extra_commands=1) == 20
+    assert bench_compare.DUCKDB_MEMORY_LIMIT == DUCKDB_MEMORY_LIMIT

@@ -14,7 +14,7 @@ import requests
 
 from bitrix24_source.client import Bitrix24Client, RetryPolicy
 from bitrix24_source.client.commands import result_ref
-from bitrix24_source.client.limits import BATCH_METHOD, PortalLimiter, RateLimit, limiter_for
+from bitrix24_source.client.limits import BATCH_METHOD, PortalLimiter, RateLimit, WaitNotice, limiter_for
 from bitrix24_source.sandbox import CostModel, Sandbox
 from bitrix24_source.sandbox import RateLimit as SandboxRateLimit
 from tests.unit.test_limiter import FakeClock
@@ -205,7 +205,11 @@ def test_a_budget_used_up_by_another_client_makes_a_visible_wait(
     with _metered() as metered:
         limiter = PortalLimiter(None, 0.5)
         assert limiter.budget is not None
-        limiter.budget.warn_after = 0.0  # the sandbox's window is 1 s: every wait counts here
+        # the sandbox's window is 1 s: every wait counts here
+        limiter.budget.warn_after = limiter.warn_after = 0.0
+        notices: list[WaitNotice] = []
+        limiter.add_wait_listener(notices.append)
+        limiter.add_wait_listener(notices.append)  # listeners are kept once
         c = make_client(
             webhook_url=metered.webhook_url,
             limiter=limiter,
@@ -222,6 +226,13 @@ def test_a_budget_used_up_by_another_client_makes_a_visible_wait(
         warnings = [r.getMessage() for r in caplog.records if r.name == "bitrix24_source.client.limits"]
         assert warnings and all("user.current" in w and "resets at" in w for w in warnings)
         assert any("429 OPERATION_TIME_LIMIT" in w for w in warnings)
+        # the same waits reach the wait listeners (the source shows them in dlt's progress display)
+        refusals = [
+            n for n in notices if n.reason == "user.current refused (429 OPERATION_TIME_LIMIT), retrying"
+        ]
+        assert refusals and all(n.seconds >= 0.2 for n in refusals)
+        assert refusals[0].describe().startswith(f"waiting {refusals[0].seconds:.0f} s: user.current refused")
+        assert len(notices) == len({id(n) for n in notices})
 
 
 def test_a_batch_waits_for_the_budget_of_the_methods_inside_it(
@@ -236,3 +247,51 @@ def test_a_batch_waits_for_the_budget_of_the_methods_inside_it(
             assert result.is_success, result.error_messages
         assert limiter.budget is not None and limiter.budget.operating(BATCH_METHOD) == 0.0
         assert metered.stats().rejected_429 == 0 and c.stats.waited_seconds > 0
+
+
+def test_a_long_budget_wait_is_announced_when_it_starts_and_after_every_slice(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock(1_700_000_000.0)
+    limiter = PortalLimiter(None, 480.0, clock=clock, wall=clock, sleep=clock.sleep)
+    notices: list[WaitNotice] = []
+    limiter.add_wait_listener(notices.append)
+    limiter.observe("tasks.task.list", 478.0, clock.now + 150.0)
+    with caplog.at_level(logging.WARNING, logger="bitrix24_source.client.limits"):
+        waited = limiter.before_request(["tasks.task.list"])
+    assert waited == pytest.approx(151.0) and sum(clock.slept) == pytest.approx(151.0)
+    assert [round(n.seconds) for n in notices] == [151, 91, 31]
+    assert [n.ongoing for n in notices] == [False, True, True]
+    assert (
+        notices[0]
+        .describe()
+        .startswith(
+            "waiting 151 s: operating budget: tasks.task.list used 478.0 of 480 s operating time per 10 minutes"
+        )
+    )
+    assert notices[1].describe().startswith("still waiting 91 s: operating budget: tasks.task.list")
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("operating budget nearly used: waiting 151 s before calling tasks.task.list")
+
+
+def test_a_full_request_bucket_makes_a_visible_wait(caplog: pytest.LogCaptureFixture) -> None:
+    # after a 503 the bucket is taken as full; at 0.1 requests per second the next request waits 20 s
+    clock = FakeClock()
+    limiter = PortalLimiter(RateLimit(burst=5, drain=0.1), None, clock=clock, sleep=clock.sleep)
+    notices: list[WaitNotice] = []
+    limiter.add_wait_listener(notices.append)
+    assert limiter.bucket is not None
+    limiter.bucket.on_rejected()
+    with caplog.at_level(logging.WARNING, logger="bitrix24_source.client.limits"):
+        waited = limiter.before_request(["crm.item.list"])
+    assert waited == pytest.approx(20.0) and clock.slept == [pytest.approx(20.0)]
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert (
+        warning == "request bucket full: waiting 20 s before calling crm.item.list (burst 5, drain 0.1 per s)"
+    )
+    assert [n.describe() for n in notices] == ["waiting 20 s: request bucket full (burst 5, drain 0.1 per s)"]
+    # once the bucket has drained a request does not wait, and nothing is logged or announced
+    clock.now += 100.0
+    caplog.clear()
+    assert limiter.before_request(["crm.item.list"]) == 0.0
+    assert caplog.records == [] and len(notices) == 1

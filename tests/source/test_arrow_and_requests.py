@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bitrix24_source import bitrix24_source
+from bitrix24_source.cli import sync as cli_sync
 from bitrix24_source.sandbox import Sandbox
 from bitrix24_source.source import resource_stats
 from tests.helpers import column_types, fetch_table, make_pipeline
@@ -84,3 +85,20 @@ def test_values_that_do_not_fit_their_column_go_to_a_raw_text_column(tmp_path: P
         others = [row for row in stored.values() if row["id"] not in (odd["id"], exact["id"])]
         assert others and all(row["opportunity_raw"] is None for row in others)
         assert_rows_equal(p.rows("deals"), stored.values())
+
+
+def test_the_duckdb_warehouses_of_the_cli_and_demo_cap_duckdbs_memory(tmp_path: Path) -> None:
+    # DuckDB's default buffer pool is 80 % of RAM; loading 500,000 deals took a sync past 800 MB without a cap
+    with Sandbox(seed=23, deals=60, leads=1, contacts=1, companies=1, users=1, tasks=0) as p:
+        destination = cli_sync.duckdb_warehouse(str(tmp_path / "capped.duckdb"))
+        pipeline = make_pipeline(tmp_path, destination=destination)
+        pipeline.run(bitrix24_source(webhook_url=p.webhook_url, rate_limit=None).with_resources("deals"))
+        assert_rows_equal(p.rows("deals"), fetch_table(pipeline, "deals"))
+        with pipeline.sql_client() as sql:
+            [(limit,)] = sql.execute_sql("SELECT current_setting('memory_limit')")
+        assert limit == "95.3 MiB"  # DuckDB prints 100MB (decimal) in binary units
+    # the CLI's choice: DuckDB capped unless its credentials are configured as a table, other names as given
+    assert cli_sync.sync_destination("postgres", "p", "100MB") == "postgres"
+    assert cli_sync.sync_destination("duckdb", "p", None) == "duckdb"
+    capped = cli_sync.sync_destination("duckdb", "p", "100MB")
+    assert capped.config_params["credentials"].global_config == {"memory_limit": "100MB"}

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import dlt
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from bitrix24_source import bitrix24_source
+from bitrix24_source import Bitrix24Client, bitrix24_source
 from bitrix24_source.errors import Bitrix24Error, ConfigError
-from bitrix24_source.sandbox import Fault, Sandbox
+from bitrix24_source.sandbox import CostModel, Fault, Sandbox
 from bitrix24_source.source import resource_stats
+from bitrix24_source.source.reader import WAIT_COUNTER, PortalReader
 from tests.helpers import fetch_table, make_pipeline
 from tests.source.compare import assert_rows_equal
 
@@ -61,12 +64,13 @@ def test_task_listing_ending_on_full_page_sends_no_empty_batch(
     # selecting only the transformer extracts tasks without loading them
     assert "tasks" not in pipeline.default_schema.data_table_names()
     stats = portal.stats()
-    # 100 tasks = 2 full pages, both in the first batch (a keyset page and an offset page after it); the
-    # batch also asks for the listing's final task: the pages hold it, so no batch with an empty tasks page
-    # (rejected by the portal: `in []`) is sent. The second batch reads the offset page's results. The
-    # resource's third request is its field list (tasks.task.field.list), counted where it is read.
-    assert resource_stats(pipeline)["tasks"]["requests"] == 3
+    # 100 tasks = 2 full pages, both in the first batch (a keyset page and an offset page after it) with
+    # the task field list; the batch also asks for the listing's final task: the pages hold it, so no batch
+    # with an empty tasks page (rejected by the portal: `in []`) is sent. The second batch reads the offset
+    # page's results. No request of its own for the field list: 2 requests in all.
+    assert resource_stats(pipeline)["tasks"]["requests"] == 2
     assert stats.http_by_method["batch"] == 2
+    assert "tasks.task.field.list" not in stats.http_by_method
     assert "tasks.task.list" not in stats.http_by_method
     assert _warnings(caplog) == []
 
@@ -233,3 +237,60 @@ def test_pipeline_scenarios_run(
     assert "deal_products" in out and "LOADED" in out
     assert len(fetch_table(pipeline, "deals")) == len(portal.rows("deals"))
     assert len(fetch_table(pipeline, "deal_products")) == len(portal.rows("deal_products"))
+
+
+def test_a_sync_held_up_by_the_operating_budget_says_so_in_the_log_and_the_progress(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every call is billed 1 ms plus 1 ms per row skipped (offset); 10 s allowed per method in a 3-second
+    # window (10 baskets of 0.3 s). Another client of the same webhook first uses 9.95 s of crm.item.list
+    # (one deep offset page); the sync's first batch (a few ms) brings it within 1 % of the limit, so the
+    # next crm.item.list batch waits for the window's reset: the budget has no room for it.
+    limit = 10.0
+    with Sandbox(
+        seed=6,
+        deals=5,
+        leads=5,
+        contacts=5,
+        companies=5,
+        users=2,
+        tasks=1,
+        operating_limit=limit,
+        operating_basket_seconds=0.3,
+        cost_model=CostModel(base=0.001, per_row=0.0, per_offset_row=0.001, count=0.0),
+    ) as p:
+        # The waits here last seconds; on a real portal (a 10-minute window) only waits longer than
+        # WAIT_WARNING_SECONDS are shown. The source's client shares this limiter (one per portal and caller).
+        limiter = Bitrix24Client(webhook_url=p.webhook_url, rate_limit=None, operating_limit=limit).limiter
+        assert limiter.budget is not None
+        limiter.budget.warn_after = 0.0
+        shown = io.StringIO()
+        # what `bitrix24-dlt sync` shows when its output is not a terminal (cli/sync.py `progress`)
+        pipeline = make_pipeline(
+            tmp_path, progress=dlt.progress.log(log_period=10.0, logger=shown, dump_system_stats=False)
+        )
+        source = bitrix24_source(webhook_url=p.webhook_url, rate_limit=None, operating_limit=limit)
+        other = Bitrix24Client(webhook_url=p.webhook_url, rate_limit=None, operating_limit=None)
+        original = PortalReader.batch
+
+        def batch(self: PortalReader, resource: str, calls: Any, *, version: int = 2) -> Any:
+            if not p.stats().by_method.get("crm.item.list"):
+                # right before the sync's first batch, so the 3-second window has not moved on
+                other.call("crm.item.list", {"entityTypeId": 2, "start": 9_950})
+            return original(self, resource, calls, version=version)
+
+        monkeypatch.setattr(PortalReader, "batch", batch)
+        with caplog.at_level(logging.WARNING, logger="bitrix24_source"):
+            pipeline.run(source.with_resources("leads", "deals"))
+        for table in ("leads", "deals"):
+            assert_rows_equal(p.rows(table), fetch_table(pipeline, table))
+        assert p.stats().rejected_429 == 0
+        warnings = [w for w in _warnings(caplog) if "operating budget nearly used" in w]
+        assert len(warnings) == 1
+        assert "before calling batch, crm.item.fields, crm.item.list: " in warnings[0]
+        assert (
+            f"crm.item.list used 10.0 of {limit:g} s operating time per 10 minutes, resets at" in warnings[0]
+        )
+        shown_waits = [line for line in shown.getvalue().splitlines() if line.startswith(WAIT_COUNTER)]
+        assert shown_waits and "[waiting" in shown_waits[0]
+        assert "s: operating budget: crm.item.list used 10.0 of 10 s" in shown_waits[0]
