@@ -291,11 +291,12 @@ def check_write_options(target: WriteTarget, fields: EntityFields, key: str | No
 
 
 def added_id(method: str, result: Any) -> int | None:
-    """The id of the record an add created: ``{"item": {"id": 342}}`` (§7.2) or ``{"task": {"id": "3711"}}``
-    (§7.4); a bare int id as the classic methods return (§7.3)."""
+    """The id of the record an add created: ``{"item": {"id": 342}}`` (§7.2), ``{"task": {"id": "3711"}}``
+    (§7.4) or ``{"productRow": {"id": 17647}}`` (crm-item-productrow-add.md); a bare int id as the classic
+    methods return (§7.3)."""
     node = result
     if isinstance(node, Mapping):
-        node = node.get("item", node.get("task", node))
+        node = node.get("item", node.get("task", node.get("productRow", node)))
     if isinstance(node, Mapping):
         node = node.get("id", node.get("ID"))
     return as_id(node)
