@@ -6,13 +6,16 @@ they were, changed rows with the values sent, added rows found by their markers,
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bitrix24_source.destination.results import RESULTS_TABLE
 from bitrix24_source.sandbox import Sandbox
+from tests.cli.process import clean_env, run_cli
 
 # What every write moves on its own (crm.item.update stamps them; a stage move also sets movedTime/movedBy
 # and previousStageId).
@@ -262,3 +265,22 @@ def test_quotes_upsert_by_key_and_refuse_unkeyed_adds(
         deleted=set(),
         added=[],
     )
+
+
+def test_cli_push_writes_a_smart_process_and_product_rows(items_portal: Sandbox, tmp_path: Path) -> None:
+    env = clean_env(SOURCES__BITRIX24__WEBHOOK_URL=items_portal.webhook_url)
+    item = min(_state(items_portal, "spa_128"))
+    deal = min(int(r["id"]) for r in items_portal.rows("deals"))
+    (tmp_path / "items.jsonl").write_text(json.dumps({"id": item, "title": "Set by the CLI"}) + "\n")
+    (tmp_path / "lines.jsonl").write_text(json.dumps({"ownerId": deal, "productId": 104, "price": 77}) + "\n")
+    for name, entity in (("items.jsonl", "spa_128"), ("lines.jsonl", "deal_products")):
+        run = run_cli(
+            "push", name, "--entity", entity, "--pipelines-dir", str(tmp_path / "p"), cwd=tmp_path, env=env
+        )
+        assert run.returncode == 0, run.output
+        assert f"{entity}: 1 rows, 1 ok" in run.stdout
+    assert _state(items_portal, "spa_128")[item]["title"] == "Set by the CLI"
+    assert [r["price"] for r in items_portal.rows("deal_products") if r["ownerId"] == deal][-1] == 77.0
+
+    refused = run_cli("push", "items.jsonl", "--entity", "spa_127", cwd=tmp_path, env=env)
+    assert refused.returncode == 2 and "spa_<entityTypeId>" in refused.stderr
