@@ -79,15 +79,16 @@ def bitrix24_destination(
             (and ``bitrix24_write_plan`` on dry runs); default a DuckDB file ``<pipeline>_results.duckdb`` in
             the current directory.
         results_dataset_name: dataset (schema) of the result tables.
-        entity: entity to write (``leads``, ``deals``, ``contacts``, ``companies``, ``tasks``); default the
-            table name of each load.
+        entity: entity to write (``leads``, ``deals``, ``contacts``, ``companies``, ``quotes``, ``invoices``,
+            ``spa_<entityTypeId>``, ``tasks``, ``deal_products``); default the table name of each load.
         key: upsert key column (e.g. ``originId``): rows without ``id`` are looked up by it first and become
             updates when found, adds otherwise.
         allow_duplicates: add rows again even when their markers are already on the portal (a re-run then
             adds again, on purpose); by default such rows are ``already_applied`` and not sent.
         dry_run: validate and record the plan (what would be sent) without writing to Bitrix24.
-        marker_field: field stamped with the idempotency marker on adds (default ``originId`` for CRM
-            entities, tasks ``XML_ID``).
+        marker_field: field stamped with the idempotency marker on adds (default ``originId`` for leads,
+            deals, contacts and companies, ``xmlId`` for invoices and smart processes, tasks ``XML_ID``; quotes
+            have none: their adds need `key` or this option).
         progress: show a tqdm progress bar; default only when stderr is a terminal.
         timeout: HTTP timeout of one request, seconds.
         rate_limit: client limiter (``"default"`` = 50 burst / 2 per s, ``"enterprise"``, a ``RateLimit`` or

@@ -117,7 +117,11 @@ def test_smart_process_items_with_stages_checked_per_pipeline(
         "UNKNOWN_FIELD",
     ]
     wrong_update = by_row[5]["error_description"]
-    assert "'DT128_4:SUCCESS' in pipeline 3" in wrong_update and "DT128_3:NEW (Start)" in wrong_update
+    assert wrong_update == (
+        "field 'stageId' does not allow value 'DT128_4:SUCCESS' in pipeline 3 (allowed: DT128_3:NEW (Start), "
+        "DT128_3:PREPARATION (Preparation), DT128_3:CLIENT (Approval), DT128_3:SUCCESS (Success), "
+        "DT128_3:FAIL (Failure))"
+    )
     assert "in pipeline 3" in by_row[6]["error_description"]
     assert "'Urgent'" in by_row[7]["error_description"]
 
