@@ -7,13 +7,14 @@ rows are compared with the state the input should leave.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from bitrix24_source.destination.results import ERRORS_TABLE, RESULTS_TABLE
+from bitrix24_source.destination.results import ERRORS_TABLE, PLAN_TABLE, RESULTS_TABLE
 from bitrix24_source.sandbox import Fault, Sandbox
 
 # Fields the portal derives from price, discount and tax on every write (crm-item-productrow-add.md).
@@ -230,3 +231,32 @@ def test_key_option_is_refused_for_product_rows(
             [{"ownerId": deal, "productId": 101}], table_name="deal_products"
         )
     assert _state(rows_portal) == before
+
+
+def test_dry_run_plans_product_row_commands_and_writes_nothing(
+    rows_portal: Sandbox, push_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
+) -> None:
+    before = _state(rows_portal)
+    held_id, held = next(iter(sorted(before.items())))
+    other_id, other = next((i, r) for i, r in sorted(before.items()) if r["ownerId"] != held["ownerId"])
+    rows = [
+        {"ownerId": held["ownerId"], "productId": 105, "price": 12.5},
+        {k: held[k] for k in ("ownerId", "productId", "price", "quantity")},  # the deal has this row
+        {"id": other_id, "quantity": other["quantity"] + 1},
+    ]
+    push_pipeline(rows_portal.webhook_url, name="dry", dry_run=True).run(rows, table_name="deal_products")
+
+    assert _state(rows_portal) == before
+    by_row = _by_row(read_table)
+    assert [by_row[n]["status"] for n in range(3)] == ["planned", "already_applied", "planned"]
+    assert by_row[1]["bitrix_id"] == held_id
+    plan = {p["row_number"]: p for p in read_table(PLAN_TABLE)}
+    assert plan[0]["method"] == "crm.item.productrow.add"
+    assert json.loads(plan[0]["params_json"]) == {
+        "fields": {"ownerId": held["ownerId"], "productId": 105, "price": 12.5, "ownerType": "D"}
+    }
+    assert plan[2]["method"] == "crm.item.productrow.update"
+    assert json.loads(plan[2]["params_json"]) == {
+        "id": other_id,
+        "fields": {"quantity": other["quantity"] + 1},
+    }
