@@ -19,9 +19,11 @@ How a load runs (one dlt load job per file of input rows; jobs run one after ano
    ids name (existence, current pipeline and the fields the rows fill in, one request per 2,500 ids; an
    update the record already holds is ``already_applied``), and the crm.status directories
    the values need. Then :mod:`.plan` plans every row of the file: a command, a row error, or "already on
-   the portal". Every add carries a marker in ``originId`` (tasks ``XML_ID``): the ``key=`` value, the
-   row's own value, or ``b24dlt:<hex>`` derived from the row's content and its occurrence number; the
-   markers are looked up (2,500 per request) and adds already there are ``already_applied``.
+   the portal". Every add carries a marker in ``originId`` (invoices and smart processes ``xmlId``, tasks
+   ``XML_ID``): the ``key=`` value, the row's own value, or ``b24dlt:<hex>`` derived from the row's content
+   and its occurrence number; the markers are looked up (2,500 per request) and adds already there are
+   ``already_applied``. Deal product rows carry no marker: :mod:`.productrows` matches their adds with the
+   deal's rows.
 3. :mod:`.portal` sends the rest in chunks of 50 as v2 batches with ``halt=0`` (§4.2), with a checkpoint
    around each batch. Outcome unknown (the client reports ``outcome="unknown"`` after a timeout/reset,
    §6.6; or a resumed in-flight row): adds are looked up by marker before anything is resent, so an add is

@@ -2,8 +2,7 @@
 
 Values of ``crm_status`` fields (stages, sources, types) must be items of their ``crm.status`` directory
 (``statusType`` in the metadata); deal, invoice and smart-process stages are looked up in their pipeline's
-own directory. A unique NAME is
-accepted and sent as its STATUS_ID.
+own directory. A unique NAME is accepted and sent as its STATUS_ID.
 """
 
 from __future__ import annotations

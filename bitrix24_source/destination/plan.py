@@ -17,10 +17,13 @@ Rules (documented in README.md, "Writing to Bitrix24"):
   required on add) before anything is sent; a rejected row names the field in its error description.
 * With ``key=``, rows without ``id`` are looked up by their key: one match makes an update, several reject
   the row (``DUPLICATE_KEY_ON_PORTAL``), none an add.
-* Every add carries a marker in the target's marker field (CRM ``originId``, tasks ``XML_ID``): the upsert
-  key value with ``key=``, the row's own marker-field value, or ``b24dlt:<hex>`` (:func:`add_marker`) derived
-  from the entity, the row's planned values and its occurrence number among identical rows of the input. A
-  re-run computes the same markers; adds whose marker is already on the portal are ``already_applied``.
+* Every add carries a marker in the target's marker field (leads, deals, contacts, companies ``originId``;
+  invoices and smart processes ``xmlId``; tasks ``XML_ID``): the upsert key value with ``key=``, the row's
+  own marker-field value, or ``b24dlt:<hex>`` (:func:`add_marker`) derived from the entity, the row's planned
+  values and its occurrence number among identical rows of the input. A re-run computes the same markers;
+  adds whose marker is already on the portal are ``already_applied``. Quotes have no field for a marker: their
+  adds need ``key=`` or ``marker_field=`` (else ``MARKER_FIELD_MISSING``); deal product rows have none either
+  and are recognised by their deal's rows instead (:mod:`.productrows`).
 * Keys are values: 1001, 1001.0, ``numpy.int64(1001)``, ``Decimal("1001")`` and ``"1001"`` are one key
   (:func:`normalise_key`) for the look-up, the value sent and the marker.
 * The same id or key twice in one input is ``DUPLICATE_IN_INPUT`` for every occurrence after the first;
