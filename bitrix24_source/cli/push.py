@@ -9,6 +9,7 @@ from typing import Any
 
 from bitrix24_source.cli.config import find_credentials
 from bitrix24_source.cli.output import Output
+from bitrix24_source.destination.targets import write_target
 from bitrix24_source.errors import ConfigError
 
 PUSH_EXAMPLES = """\
@@ -22,6 +23,10 @@ examples:
   # JSON lines, results into PostgreSQL instead of ./bitrix24_push_results.duckdb
   bitrix24-dlt push tasks.jsonl --entity tasks --results-destination postgres
 
+  # items of the smart process with entityTypeId 128; deal product rows (one row each, never replaced)
+  bitrix24-dlt push projects.csv --entity spa_128
+  bitrix24-dlt push lines.csv --entity deal_products
+
 exit status: 0 every row ok (or planned), 2 some rows failed (see `bitrix24-dlt results`), 1 a problem.
 """
 
@@ -31,7 +36,30 @@ examples:
   bitrix24-dlt results --pipeline-name deals_push --limit 100
 """
 
-ENTITIES = ("leads", "deals", "contacts", "companies", "tasks")
+ENTITIES = (
+    "leads",
+    "deals",
+    "contacts",
+    "companies",
+    "quotes",
+    "invoices",
+    "spa_<entityTypeId>",
+    "tasks",
+    "deal_products",
+)
+
+
+def _entity(name: str) -> str:
+    """An --entity the destination can write (`spa_<entityTypeId>` names any smart process)."""
+    try:
+        write_target(name)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{name!r} cannot be written: use one of {', '.join(ENTITIES)}"
+        ) from None
+    return name
+
+
 RESULTS_TABLE = "bitrix24_write_results"
 ERRORS_TABLE = "bitrix24_write_errors"
 PLAN_TABLE = "bitrix24_write_plan"
@@ -63,7 +91,13 @@ def add_parsers(commands: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     push.add_argument("file", type=Path, help="a .csv, .parquet or .jsonl/.ndjson file")
-    push.add_argument("--entity", required=True, choices=ENTITIES, help="what the rows are")
+    push.add_argument(
+        "--entity",
+        required=True,
+        type=_entity,
+        metavar="ENTITY",
+        help=f"what the rows are: {', '.join(ENTITIES)}",
+    )
     push.add_argument("--key", default=None, help="upsert key column: rows without id are looked up by it")
     push.add_argument("--dry-run", action="store_true", help="validate and record the plan, write nothing")
     push.add_argument(

@@ -19,9 +19,11 @@ How a load runs (one dlt load job per file of input rows; jobs run one after ano
    ids name (existence, current pipeline and the fields the rows fill in, one request per 2,500 ids; an
    update the record already holds is ``already_applied``), and the crm.status directories
    the values need. Then :mod:`.plan` plans every row of the file: a command, a row error, or "already on
-   the portal". Every add carries a marker in ``originId`` (tasks ``XML_ID``): the ``key=`` value, the
-   row's own value, or ``b24dlt:<hex>`` derived from the row's content and its occurrence number; the
-   markers are looked up (2,500 per request) and adds already there are ``already_applied``.
+   the portal". Every add carries a marker in ``originId`` (invoices and smart processes ``xmlId``, tasks
+   ``XML_ID``): the ``key=`` value, the row's own value, or ``b24dlt:<hex>`` derived from the row's content
+   and its occurrence number; the markers are looked up (2,500 per request) and adds already there are
+   ``already_applied``. Deal product rows carry no marker: :mod:`.productrows` matches their adds with the
+   deal's rows.
 3. :mod:`.portal` sends the rest in chunks of 50 as v2 batches with ``halt=0`` (§4.2), with a checkpoint
    around each batch. Outcome unknown (the client reports ``outcome="unknown"`` after a timeout/reset,
    §6.6; or a resumed in-flight row): adds are looked up by marker before anything is resent, so an add is
@@ -79,15 +81,16 @@ def bitrix24_destination(
             (and ``bitrix24_write_plan`` on dry runs); default a DuckDB file ``<pipeline>_results.duckdb`` in
             the current directory.
         results_dataset_name: dataset (schema) of the result tables.
-        entity: entity to write (``leads``, ``deals``, ``contacts``, ``companies``, ``tasks``); default the
-            table name of each load.
+        entity: entity to write (``leads``, ``deals``, ``contacts``, ``companies``, ``quotes``, ``invoices``,
+            ``spa_<entityTypeId>``, ``tasks``, ``deal_products``); default the table name of each load.
         key: upsert key column (e.g. ``originId``): rows without ``id`` are looked up by it first and become
             updates when found, adds otherwise.
         allow_duplicates: add rows again even when their markers are already on the portal (a re-run then
             adds again, on purpose); by default such rows are ``already_applied`` and not sent.
         dry_run: validate and record the plan (what would be sent) without writing to Bitrix24.
-        marker_field: field stamped with the idempotency marker on adds (default ``originId`` for CRM
-            entities, tasks ``XML_ID``).
+        marker_field: field stamped with the idempotency marker on adds (default ``originId`` for leads,
+            deals, contacts and companies, ``xmlId`` for invoices and smart processes, tasks ``XML_ID``; quotes
+            have none: their adds need `key` or this option).
         progress: show a tqdm progress bar; default only when stderr is a terminal.
         timeout: HTTP timeout of one request, seconds.
         rate_limit: client limiter (``"default"`` = 50 burst / 2 per s, ``"enterprise"``, a ``RateLimit`` or

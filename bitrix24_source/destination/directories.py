@@ -1,8 +1,8 @@
 """crm.status directories in planning: which ones a chunk's values need, and checking values against them; no I/O.
 
 Values of ``crm_status`` fields (stages, sources, types) must be items of their ``crm.status`` directory
-(``statusType`` in the metadata); deal stages are looked up in their pipeline's own directory. A unique NAME is
-accepted and sent as its STATUS_ID.
+(``statusType`` in the metadata); deal, invoice and smart-process stages are looked up in their pipeline's
+own directory. A unique NAME is accepted and sent as its STATUS_ID.
 """
 
 from __future__ import annotations
@@ -16,26 +16,48 @@ from bitrix24_source.fields import EntityFields, FieldMeta
 
 # Deal stages live in one directory per pipeline: DEAL_STAGE for pipeline 0, DEAL_STAGE_<id> for the others,
 # whose stage ids carry a ``C<id>:`` prefix (DOCS api-reference/crm/status/crm-status-entity-types.md).
+# Smart processes and invoices have one per pipeline too: DYNAMIC_<entityTypeId>_STAGE_<id> and
+# SMART_INVOICE_STAGE_<id>, stage ids prefixed ``DT<entityTypeId>_<id>:`` (crm-status-entity-types.md,
+# crm-status-get.md "DYNAMIC_1038_STAGE_37" / "DT1038_37:SUCCESS"); crm.item.fields names the default
+# pipeline's directory as the stage field's statusType.
 DEAL_STAGE: Final = "DEAL_STAGE"
 _STAGE_PREFIX: Final = re.compile(r"C(\d+):")
+_ITEM_STAGES: Final = re.compile(r"(DYNAMIC_\d+_STAGE|SMART_INVOICE_STAGE)_(\d+)")
+_ITEM_STAGE_PREFIX: Final = re.compile(r"DT\d+_(\d+):")
 _FEW: Final = 8  # allowed values listed in an error message
 
 
-def stage_directory(category: int) -> str:
-    """The ENTITY_ID of a deal pipeline's stages."""
-    return DEAL_STAGE if category == 0 else f"{DEAL_STAGE}_{category}"
+def stage_directory(category: int, base: str = DEAL_STAGE) -> str:
+    """The ENTITY_ID of a pipeline's stages (`base`: DEAL_STAGE, DYNAMIC_<id>_STAGE, SMART_INVOICE_STAGE)."""
+    if base == DEAL_STAGE:
+        return DEAL_STAGE if category == 0 else f"{DEAL_STAGE}_{category}"
+    return f"{base}_{category}"
+
+
+def _pipelined(status_type: str) -> tuple[str, re.Pattern[str], int] | None:
+    """A per-pipeline stage directory: its base name, the stage-id prefix naming a pipeline, and the
+    pipeline a stage without that prefix belongs to; None for a directory that is one for all records."""
+    if status_type == DEAL_STAGE:
+        return DEAL_STAGE, _STAGE_PREFIX, 0
+    match = _ITEM_STAGES.fullmatch(status_type)
+    if match is None:
+        return None
+    return match.group(1), _ITEM_STAGE_PREFIX, int(match.group(2))
 
 
 def _directory_of(meta: FieldMeta, value: str, category: int | None) -> tuple[str, str]:
     """The directory a value of `meta` must come from, and how to name it in a message."""
     assert meta.status_type is not None
-    if meta.status_type != DEAL_STAGE:
+    pipelined = _pipelined(meta.status_type)
+    if pipelined is None:
         return meta.status_type, ""
+    base, stage_prefix, default = pipelined
     if category is None:
-        # Without a pipeline in the row, the stage id names it: "C3:NEW" is pipeline 3, "NEW" pipeline 0.
-        prefix = _STAGE_PREFIX.match(value)
-        category = int(prefix.group(1)) if prefix else 0
-    return stage_directory(category), f" in pipeline {category}"
+        # Without a pipeline in the row, the stage id names it: "C3:NEW" is pipeline 3, "NEW" pipeline 0;
+        # "DT128_4:NEW" is pipeline 4 of smart process 128.
+        prefix = stage_prefix.match(value)
+        category = int(prefix.group(1)) if prefix else default
+    return stage_directory(category, base), f" in pipeline {category}"
 
 
 def _row_category(fields: EntityFields, values: Mapping[str, Any]) -> int | None:
@@ -64,13 +86,13 @@ def _directory_value(
     if items is None or value in items:
         return value
     by_name = [status_id for status_id, name in items.items() if name == value]
-    if by_name and meta.status_type == DEAL_STAGE and category is None:
+    if by_name and _pipelined(str(meta.status_type)) is not None and category is None:
         # Stage names repeat across pipelines ("New", "In progress"): without the row's categoryId the
         # pipeline is a guess, and a wrong guess would send a stage the user never wrote.
         raise InvalidValue(
             INVALID_ENUM_VALUE,
             f"field {meta.name!r}: stage name {value!r} needs the row's categoryId to pick the pipeline; "
-            f"give categoryId or use the stage id (e.g. {by_name[0]!r} in pipeline 0, 'C<n>:…' in pipeline n)",
+            f"give categoryId or use the stage id (e.g. {by_name[0]!r})",
         )
     if len(by_name) == 1:
         return by_name[0]

@@ -37,6 +37,7 @@ from bitrix24_source.destination.plan import (
     row_id,
 )
 from bitrix24_source.destination.portal import Portal, PortalCache
+from bitrix24_source.destination.productrows import ProductRowsPortal
 from bitrix24_source.destination.results import JobIdentity, Tallies, journal_records
 from bitrix24_source.destination.rows import ROW_COLUMN, decode_row, is_encoded
 from bitrix24_source.destination.targets import WriteOptionError, check_write_options, write_target
@@ -87,6 +88,8 @@ class LoadJob:
     ) -> None:
         load_id, table_name = self.identity.load_id, self.identity.table
         portal = cache.portal(webhook_url, self.target)
+        if self.target.family == "product_rows":
+            portal = ProductRowsPortal(portal)
         tally = tallies.of(load_id, table_name)
         requests_before = portal.client.stats.http_requests
         started = time.monotonic()
@@ -121,6 +124,8 @@ class LoadJob:
             planned = plan_rows(
                 dict(enumerate(rows)), self.target, fields, plan_options, portal.lookup, indexes
             )
+            if isinstance(portal, ProductRowsPortal) and not self.options.allow_duplicates:
+                planned = portal.recognise_adds(planned)  # product rows carry no marker: .productrows
             planned = [_deleted_by_a_lost_attempt(p) if p.row_number in maybe_sent else p for p in planned]
             bar = self._progress_bar(len(rows), len(done))
             for chunk in chunked([p for p in planned if p.row_number not in done], MAX_BATCH):

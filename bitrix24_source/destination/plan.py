@@ -17,10 +17,13 @@ Rules (documented in README.md, "Writing to Bitrix24"):
   required on add) before anything is sent; a rejected row names the field in its error description.
 * With ``key=``, rows without ``id`` are looked up by their key: one match makes an update, several reject
   the row (``DUPLICATE_KEY_ON_PORTAL``), none an add.
-* Every add carries a marker in the target's marker field (CRM ``originId``, tasks ``XML_ID``): the upsert
-  key value with ``key=``, the row's own marker-field value, or ``b24dlt:<hex>`` (:func:`add_marker`) derived
-  from the entity, the row's planned values and its occurrence number among identical rows of the input. A
-  re-run computes the same markers; adds whose marker is already on the portal are ``already_applied``.
+* Every add carries a marker in the target's marker field (leads, deals, contacts, companies ``originId``;
+  invoices and smart processes ``xmlId``; tasks ``XML_ID``): the upsert key value with ``key=``, the row's
+  own marker-field value, or ``b24dlt:<hex>`` (:func:`add_marker`) derived from the entity, the row's planned
+  values and its occurrence number among identical rows of the input. A re-run computes the same markers;
+  adds whose marker is already on the portal are ``already_applied``. Quotes have no field for a marker: their
+  adds need ``key=`` or ``marker_field=`` (else ``MARKER_FIELD_MISSING``); deal product rows have none either
+  and are recognised by their deal's rows instead (:mod:`.productrows`).
 * Keys are values: 1001, 1001.0, ``numpy.int64(1001)``, ``Decimal("1001")`` and ``"1001"`` are one key
   (:func:`normalise_key`) for the look-up, the value sent and the marker.
 * The same id or key twice in one input is ``DUPLICATE_IN_INPUT`` for every occurrence after the first;
@@ -66,6 +69,7 @@ CONFLICTING_COLUMNS: Final = "CONFLICTING_COLUMNS"
 NOTHING_TO_UPDATE: Final = "NOTHING_TO_UPDATE"
 DUPLICATE_KEY_ON_PORTAL: Final = "DUPLICATE_KEY_ON_PORTAL"
 DUPLICATE_MARKER_ON_PORTAL: Final = "DUPLICATE_MARKER_ON_PORTAL"
+MARKER_FIELD_MISSING: Final = "MARKER_FIELD_MISSING"  # an add to an entity without an outside-id field
 INVALID_VALUE: Final = "INVALID_VALUE"  # a value the checks did not foresee (the exception is in the text)
 NOT_FOUND: Final = "NOT_FOUND"  # the portal's own code for a missing record (§7.2), found before sending
 LOAD_ABORTED: Final = "LOAD_ABORTED"  # the load failed for good before this row had an outcome
@@ -399,7 +403,9 @@ def plan_row(
             row_number, "delete", str(bitrix_id), bitrix_id, method, params, None, None, None, original
         )
 
-    marker_field = fields.resolve(target.marker_field) or target.marker_field
+    marker_field = (
+        (fields.resolve(target.marker_field) or target.marker_field) if target.marker_field else None
+    )
     key_field = (fields.resolve(options.key) or options.key) if options.key else None
     comm_kind = comm_key(options.key)
     fields_out: dict[str, Any] = {}
@@ -420,6 +426,9 @@ def plan_row(
             problems.append((READ_ONLY_FIELD, f"field {name!r} is read-only", name))
             continue
         if meta.immutable and operation == "update":
+            held = (options.existing or {}).get(bitrix_id or 0)
+            if held is not None and canonical in held and holds_values(held, {canonical: value}):
+                continue  # the value the record has (a row read from the portal, sent back): not a change
             problems.append(
                 (IMMUTABLE_FIELD, f"field {name!r} can only be set when the record is added", name)
             )
@@ -457,6 +466,17 @@ def plan_row(
     marker: str | None = None
     content: str | None = None
     if operation == "add":
+        for name, fixed in target.fixed_fields.items():
+            given = fields_out.get(name, fixed)
+            if normalise_key(given) != normalise_key(fixed):
+                problems.append(
+                    (
+                        INVALID_VALUE,
+                        f"field {name!r} must be {fixed!r} for {target.entity}, not {given!r}",
+                        name,
+                    )
+                )
+            fields_out[name] = fixed
         for required in fields.required:
             if required not in fields_out or fields_out[required] in ("", []):
                 problems.append((REQUIRED_FIELD_MISSING, f"required field {required!r} is missing", required))
@@ -465,10 +485,20 @@ def plan_row(
             if comm_kind is not None:
                 # crm.item.add takes communications in `fm` (api-reference/crm/universal/crm-item-add.md).
                 fields_out["fm"] = [{"typeId": comm_kind, "value": key_text, "valueType": "WORK"}]
-        elif fields_out.get(marker_field) not in (None, ""):
+        elif marker_field is not None and fields_out.get(marker_field) not in (None, ""):
             marker = normalise_key(fields_out[marker_field])
-        else:
+        elif marker_field is not None:
             content = _content(fields_out)
+        elif target.family == "crm_item":
+            problems.append(
+                (
+                    MARKER_FIELD_MISSING,
+                    f"{target.entity} have no field for an outside id (originId / xmlId), so a re-run could "
+                    "not recognise this add: pass key=<a field that identifies the record> or "
+                    "marker_field=<a single-valued string field>",
+                    None,
+                )
+            )
         if target.family == "crm_item" and ORIGINATOR_FIELD in fields.fields:
             fields_out.setdefault(ORIGINATOR_FIELD, ORIGINATOR)
     elif not fields_out and not problems:
@@ -657,7 +687,7 @@ def plan_rows(
     # Keyed adds were looked up as keys above (an add is keyed by a value nobody holds); the other markers
     # all live in the target's marker field.
     markers = [p.marker for p in planned if p.is_valid and p.operation == "add" and p.marker and not p.keyed]
-    if not markers:
+    if not markers or target.marker_field is None:
         return planned
     marker_field = fields.resolve(target.marker_field) or target.marker_field
     return mark_existing(planned, look_up(marker_field, markers))

@@ -57,7 +57,7 @@ class Portal:
             raise job_error(exc, f"cannot read the field metadata of {target.entity}") from None
         finally:
             self.client.retry = policy
-        parse = parse_crm_item_fields if target.family == "crm_item" else parse_task_fields
+        parse = parse_task_fields if target.family == "tasks" else parse_crm_item_fields
         return parse(result)
 
     def read_directories(self, entity_ids: Sequence[str]) -> dict[str, dict[str, str]]:

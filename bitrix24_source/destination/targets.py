@@ -1,20 +1,23 @@
 """Write targets: which methods write each entity, their parameters and their answers; no I/O.
 
-CRM entities are written through the universal ``crm.item.*`` family with camelCase fields (§7.2); tasks
-through v2 ``tasks.task.*`` with UPPER_CASE fields (§7.4). ``marker_field`` and ``key=`` must name fields the
-portal will store (:func:`check_write_options`).
+CRM entities (leads, deals, contacts, companies, quotes, invoices and smart processes ``spa_<entityTypeId>``)
+are written through the universal ``crm.item.*`` family with camelCase fields (§7.2); tasks through v2
+``tasks.task.*`` with UPPER_CASE fields (§7.4); deal product rows (``deal_products``) one row per command
+through ``crm.item.productrow.add`` / ``.update`` / ``.delete`` (:mod:`.productrows` says why not ``.set``).
+``marker_field`` and ``key=`` must name fields the portal will store (:func:`check_write_options`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from bitrix24_source.fields import EntityFields
 
 Operation = Literal["add", "update", "delete"]
-Family = Literal["crm_item", "tasks"]
+Family = Literal["crm_item", "tasks", "product_rows"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,38 +25,61 @@ class WriteTarget:
     """Where the rows of one table go: the method family and its parameter names.
 
     Attributes:
-        entity: the table / entity name (``deals``, ``tasks``, ...).
-        family: ``crm_item`` (crm.item.*, camelCase, §7.2) or ``tasks`` (v2 tasks.task.*, UPPER_CASE, §7.4).
-        entity_type_id: crm.item entityTypeId (§7.1), None for tasks.
-        marker_field: the field stamped with an idempotency marker on adds (canonical spelling).
+        entity: the table / entity name (``deals``, ``tasks``, ``spa_128``, ``deal_products``, ...).
+        family: ``crm_item`` (crm.item.*, camelCase, §7.2), ``tasks`` (v2 tasks.task.*, UPPER_CASE, §7.4) or
+            ``product_rows`` (crm.item.productrow.*, camelCase).
+        entity_type_id: crm.item entityTypeId (§7.1): of the entity, or of the product rows' owner; None for
+            tasks.
+        marker_field: the field stamped with an idempotency marker on adds (canonical spelling); None when
+            the entity has no field for an outside id (quotes, product rows): then adds need ``key=`` or
+            ``marker_field=`` (quotes) or are recognised another way (product rows, :mod:`.productrows`).
+        fixed_fields: values every add carries whatever the row says (the product rows' ``ownerType``); a
+            row that gives another value is rejected.
     """
 
     entity: str
     family: Family
     entity_type_id: int | None
-    marker_field: str
+    marker_field: str | None
+    fixed_fields: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def fields_method(self) -> str:
-        return "crm.item.fields" if self.family == "crm_item" else "tasks.task.getFields"
+        return {
+            "crm_item": "crm.item.fields",
+            "tasks": "tasks.task.getFields",
+            "product_rows": "crm.item.productrow.fields",
+        }[self.family]
 
     @property
     def list_method(self) -> str:
-        return "crm.item.list" if self.family == "crm_item" else "tasks.task.list"
+        return {
+            "crm_item": "crm.item.list",
+            "tasks": "tasks.task.list",
+            "product_rows": "crm.item.productrow.list",
+        }[self.family]
 
     @property
     def id_field(self) -> str:
-        return "id" if self.family == "crm_item" else "ID"
+        return "ID" if self.family == "tasks" else "id"
 
     def fields_params(self) -> dict[str, Any]:
+        # crm.item.productrow.fields takes no parameters (crm-item-productrow-fields.md).
         return {"entityTypeId": self.entity_type_id} if self.family == "crm_item" else {}
 
     def command(
         self, operation: Operation, bitrix_id: int | None, fields: Mapping[str, Any]
     ) -> tuple[str, dict[str, Any]]:
         """The (method, params) pair of one write."""
+        if self.family == "product_rows":
+            # api-reference/crm/universal/product-rows/crm-item-productrow-add.md: {"fields": {ownerId,
+            # ownerType, ...}}; -update.md: {"id", "fields"}; -delete.md: {"id"}.
+            params: dict[str, Any] = {} if bitrix_id is None else {"id": bitrix_id}
+            if operation != "delete":
+                params["fields"] = dict(fields)
+            return f"crm.item.productrow.{operation}", params
         if self.family == "crm_item":
-            params: dict[str, Any] = {"entityTypeId": self.entity_type_id}
+            params = {"entityTypeId": self.entity_type_id}
             if bitrix_id is not None:
                 params["id"] = bitrix_id
             if operation != "delete":
@@ -103,8 +129,9 @@ class WriteTarget:
         return sorted({i for v in ids or [] if (i := as_id(v)) is not None})
 
     def lookup_rows(self, result: Any) -> list[dict[str, Any]]:
-        """The rows of a lookup response (`items` for crm.item.list, `tasks` for tasks.task.list, §3.3)."""
-        key = "items" if self.family == "crm_item" else "tasks"
+        """The rows of a lookup response (`items` for crm.item.list, `tasks` for tasks.task.list, §3.3;
+        `productRows` for crm.item.productrow.list, crm-item-productrow-list.md)."""
+        key = {"crm_item": "items", "tasks": "tasks", "product_rows": "productRows"}[self.family]
         rows = result.get(key) if isinstance(result, Mapping) else result
         return [dict(row) for row in rows or [] if isinstance(row, Mapping)]
 
@@ -145,7 +172,33 @@ def comm_key(key: str | None) -> str | None:
 
 
 CRM_ENTITY_TYPE_IDS: Final = {"leads": 1, "deals": 2, "contacts": 3, "companies": 4}  # §7.1
-WRITE_ENTITIES: Final = (*CRM_ENTITY_TYPE_IDS, "tasks")
+# Quotes ("estimates") and new invoices are crm.item types 7 and 31 (api-reference/crm/universal/index.md,
+# invoice.md); smart processes are spa_<entityTypeId>.
+ITEM_ENTITY_TYPE_IDS: Final = {"quotes": 7, "invoices": 31}
+SPA_PREFIX: Final = "spa_"
+_SPA_NAME: Final = re.compile(r"spa_([1-9]\d*)")
+PRODUCT_ROWS_ENTITY: Final = "deal_products"
+# crm-item-productrow-add.md: ownerType is the short symbolic code of the owner's type, "D" for deals
+# (api-reference/crm/data-types.md#object_type).
+DEAL_OWNER_TYPE: Final = "D"
+WRITE_ENTITIES: Final = (
+    *CRM_ENTITY_TYPE_IDS,
+    *ITEM_ENTITY_TYPE_IDS,
+    f"{SPA_PREFIX}<entityTypeId>",
+    "tasks",
+    PRODUCT_ROWS_ENTITY,
+)
+
+
+def smart_process_type_id(entity: str) -> int | None:
+    """The entityTypeId a ``spa_<entityTypeId>`` name carries, when it is one a smart process can have: 128
+    to 192, or an even number from 1030 on (api-reference/crm/universal/user-defined-object-types/
+    crm-type-add.md)."""
+    match = _SPA_NAME.fullmatch(entity)
+    if match is None:
+        return None
+    type_id = int(match.group(1))
+    return type_id if 128 <= type_id <= 192 or (type_id >= 1030 and type_id % 2 == 0) else None
 
 
 def write_target(entity: str, marker_field: str | None = None) -> WriteTarget:
@@ -158,10 +211,31 @@ def write_target(entity: str, marker_field: str | None = None) -> WriteTarget:
         # originId ("Item ID in data source") is the documented field for an outside system's id on leads,
         # deals, contacts and companies (api-reference/crm/universal/object-fields.md); they have no xmlId.
         return WriteTarget(entity, "crm_item", CRM_ENTITY_TYPE_IDS[entity], marker_field or "originId")
+    spa_type_id = smart_process_type_id(entity)
+    if entity == "invoices" or spa_type_id is not None:
+        # Invoices and smart processes have no originId; their field for an outside id is xmlId ("External
+        # code", object-fields.md #invoice and #spa).
+        type_id = spa_type_id if spa_type_id is not None else ITEM_ENTITY_TYPE_IDS[entity]
+        return WriteTarget(entity, "crm_item", type_id, marker_field or "xmlId")
+    if entity == "quotes":
+        # Quotes have neither originId nor xmlId (object-fields.md #quote): no default marker field.
+        return WriteTarget(entity, "crm_item", ITEM_ENTITY_TYPE_IDS[entity], marker_field)
     if entity == "tasks":
         return WriteTarget(entity, "tasks", None, marker_field or "XML_ID")
+    if entity == PRODUCT_ROWS_ENTITY:
+        if marker_field is not None:
+            raise ValueError(
+                f"Bitrix24 destination cannot stamp markers on {entity}: product rows have no writable field "
+                "for an outside id (crm-item-productrow-fields.md); leave marker_field unset"
+            )
+        return WriteTarget(
+            entity, "product_rows", CRM_ENTITY_TYPE_IDS["deals"], None, {"ownerType": DEAL_OWNER_TYPE}
+        )
+    hint = ""
+    if _SPA_NAME.fullmatch(entity):
+        hint = " (a smart process's entityTypeId is 128-192 or an even number from 1030 on)"
     raise ValueError(
-        f"Bitrix24 destination cannot write table {entity!r}: use one of {', '.join(WRITE_ENTITIES)} "
+        f"Bitrix24 destination cannot write table {entity!r}{hint}: use one of {', '.join(WRITE_ENTITIES)} "
         "as the table name or pass entity=..."
     )
 
@@ -183,12 +257,18 @@ def check_write_options(target: WriteTarget, fields: EntityFields, key: str | No
     Raises:
         WriteOptionError: the option and the field it names, and what is wrong with it.
     """
+    if key and target.family == "product_rows":
+        raise WriteOptionError(
+            f"Bitrix24 destination option key={key!r}: product rows are updated by their id; rows without "
+            "id are added (and recognised on a re-run by the deal's existing rows), so key= does not apply"
+        )
     if comm_key(key) is not None and target.entity not in COMM_ENTITY_TYPES:
         raise WriteOptionError(
             f"Bitrix24 destination option key={key!r}: upsert by {key} works for "
             f"{', '.join(COMM_ENTITY_TYPES)} (the portal's duplicate search), not for {target.entity}"
         )
-    checks = [("marker_field", target.marker_field)] + ([("key", key)] if key and not comm_key(key) else [])
+    checks = [("marker_field", target.marker_field)] if target.marker_field is not None else []
+    checks += [("key", key)] if key and not comm_key(key) else []
     for option, name in checks:
         canonical = fields.resolve(name)
         if canonical is None:
@@ -211,11 +291,12 @@ def check_write_options(target: WriteTarget, fields: EntityFields, key: str | No
 
 
 def added_id(method: str, result: Any) -> int | None:
-    """The id of the record an add created: ``{"item": {"id": 342}}`` (§7.2) or ``{"task": {"id": "3711"}}``
-    (§7.4); a bare int id as the classic methods return (§7.3)."""
+    """The id of the record an add created: ``{"item": {"id": 342}}`` (§7.2), ``{"task": {"id": "3711"}}``
+    (§7.4) or ``{"productRow": {"id": 17647}}`` (crm-item-productrow-add.md); a bare int id as the classic
+    methods return (§7.3)."""
     node = result
     if isinstance(node, Mapping):
-        node = node.get("item", node.get("task", node))
+        node = node.get("item", node.get("task", node.get("productRow", node)))
     if isinstance(node, Mapping):
         node = node.get("id", node.get("ID"))
     return as_id(node)

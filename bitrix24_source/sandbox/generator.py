@@ -73,6 +73,7 @@ _PRODUCTS = tuple(
         for b, p in (("basic", 9900), ("pro", 24900), ("enterprise", 99000))
     )
 )
+PRODUCTS = _PRODUCTS  # the catalogue: crm.item.productrow.add names a row after its productId from here
 _TASK_VERBS = ("Call", "Prepare", "Send", "Review", "Approve", "Update", "Check", "Schedule")
 _TASK_OBJECTS = (
     "the contract",

@@ -17,6 +17,7 @@ from bitrix24_source.sandbox import (
     methods_crm,
     methods_dupes,
     methods_items,
+    methods_productrows,
     methods_reference,
     methods_tasks,
     methods_users,
@@ -59,9 +60,10 @@ _V2: dict[str, Handler] = {
     **methods_items.METHODS_V2,
     **methods_activity.METHODS_V2,
     **methods_dupes.METHODS_V2,
+    **methods_productrows.METHODS_V2,
 }
 _V3: dict[str, Handler] = dict(methods_tasks.METHODS_V3)
-_WRITES = methods_crm.WRITES | methods_tasks.WRITES | methods_activity.WRITES
+_WRITES = methods_crm.WRITES | methods_tasks.WRITES | methods_activity.WRITES | methods_productrows.WRITES
 DEFAULT_V3_LIMITS = {"tasks.task.list": 50, "tasks.task.result.list": 50}
 
 # Which key each entity bumps when a row changes (crm.item `updatedTime`, v3 task `changed`, …).

@@ -145,6 +145,11 @@ KNOWN: dict[str, dict[str, str]] = {
             "The sandbox's own six ufCrm_<digits> user fields."
         ),
     },
+    "v2 crm.item.productrow.get": {
+        ".result.productRow: documented keys missing: storeId": (
+            "The recorded real answer of crm.item.productrow.list (tests/fixtures/real-responses/crm_item_productrow_list.json) has no storeId in product rows, while the docs' example shows it; the sandbox's rows follow the recording in every method."
+        ),
+    },
     "v2 crm.item.productrow.list": {
         ".result.productRows[]: documented keys missing: storeId": (
             "The recorded real answer (tests/fixtures/real-responses/crm_item_productrow_list.json) has no storeId in product rows, while the docs' example shows it; the sandbox follows the recording."

@@ -32,6 +32,7 @@ def docs_portal() -> Iterator[Sandbox]:
 def _placeholders(portal: Sandbox) -> dict[str, Any]:
     return {
         "PRODUCT_OWNER": next(r["ownerId"] for r in portal.rows("deal_products")),
+        "PRODUCT_ROW": next(r["id"] for r in portal.rows("deal_products")),
         "RESULT_TASK": next(r["taskId"] for r in portal.rows("task_results")),
         "ACTIVITY_CONTACT": next(r["OWNER_ID"] for r in portal.rows("activities") if r["OWNER_TYPE_ID"] == 3),
     }

@@ -222,8 +222,8 @@ def test_summary_line_counts_the_requests_the_push_made(
 def test_unknown_table_fails_terminally(portal: Sandbox, push_pipeline: Callable[..., Any]) -> None:
     from dlt.pipeline.exceptions import PipelineStepFailed
 
-    with pytest.raises(PipelineStepFailed, match="cannot write table 'invoices'"):
-        push_pipeline(portal.webhook_url, name="bad_table").run([{"title": "x"}], table_name="invoices")
+    with pytest.raises(PipelineStepFailed, match="cannot write table 'orders'"):
+        push_pipeline(portal.webhook_url, name="bad_table").run([{"title": "x"}], table_name="orders")
 
 
 def test_tasks_through_v2_upper_case_fields(

@@ -371,7 +371,14 @@ def test_tasks_use_v2_upper_case_fields() -> None:
 
 def test_unknown_entity_is_refused_with_the_allowed_names() -> None:
     with pytest.raises(ValueError, match="deals"):
-        write_target("invoices")
+        write_target("orders")
+    # crm-type-add.md: a smart process's entityTypeId is 128-192 or an even number from 1030 on.
+    with pytest.raises(ValueError, match="128-192"):
+        write_target("spa_1031")
+    assert (
+        write_target("spa_1036").entity_type_id == 1036 and write_target("spa_1036").marker_field == "xmlId"
+    )
+    assert write_target("invoices").entity_type_id == 31 and write_target("quotes").marker_field is None
 
 
 def test_recorded_classic_field_metadata_parses() -> None:
