@@ -25,7 +25,16 @@ ITEM_TABLES = {"quotes": 7, "invoices": 31, "spa_128": 128, "spa_1036": 1036}
 
 def _portal() -> Sandbox:
     return Sandbox(
-        seed=31, deals=5, leads=1, contacts=4, companies=3, users=3, tasks=0, spa_items=120, quotes=60, invoices=70
+        seed=31,
+        deals=5,
+        leads=1,
+        contacts=4,
+        companies=3,
+        users=3,
+        tasks=0,
+        spa_items=120,
+        quotes=60,
+        invoices=70,
     )
 
 
@@ -84,9 +93,13 @@ def test_item_tables_equal_the_portal_and_follow_rest_changes(tmp_path: Path) ->
             },
         )
         quote = next(r for r in portal.rows("quotes") if r["stageId"] == "DRAFT")
-        client.call("crm.item.update", {"entityTypeId": 7, "id": quote["id"], "fields": {"stageId": "APPROVED"}})
+        client.call(
+            "crm.item.update", {"entityTypeId": 7, "id": quote["id"], "fields": {"stageId": "APPROVED"}}
+        )
         invoice = portal.rows("invoices")[3]
-        client.call("crm.item.update", {"entityTypeId": 31, "id": invoice["id"], "fields": {"title": "Edited"}})
+        client.call(
+            "crm.item.update", {"entityTypeId": 31, "id": invoice["id"], "fields": {"title": "Edited"}}
+        )
         added = client.call("crm.item.add", {"entityTypeId": 128, "fields": {"title": "Added project"}})
         added_id = added.result["item"]["id"]
         gone = {31: portal.rows("invoices")[20]["id"], 1036: portal.rows("spa_1036")[30]["id"]}
