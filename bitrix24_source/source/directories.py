@@ -1,8 +1,9 @@
 """Reference lists read whole and replaced each run: smart-process types, CRM statuses, pipelines, departments.
 
 I/O through a PortalReader. These lists are small (tens to hundreds of rows) and offer no keyset or
-modification time, so each run reads them with offset pages: every list's first page in one batch, then the
-remaining pages (their `start` values are known from the first page's `total`) in batches of 50 commands.
+modification time, so each run reads them with offset pages: every list's first page in one request (a batch
+when there are several lists), then the remaining pages, whose `start` values the first page's `total` tells,
+in batches of 50 commands.
 
 * `spa_types`: `crm.type.list` (`result.types`, 50 per page by `start`; DOCS api-reference/crm/universal/
   user-defined-object-types/crm-type-list.md). The same listing finds the `spa_<entityTypeId>` resources.
@@ -21,9 +22,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
-from bitrix24_source.client.commands import CommandResult
 from bitrix24_source.errors import ApiError, Bitrix24Error
 from bitrix24_source.source import queries
 from bitrix24_source.source.reader import PortalReader
@@ -130,8 +131,21 @@ _OPTIONAL_CATEGORY_TYPES: Final = frozenset({31})
 """A portal without smart invoices answers crm.category.list for 31 with an error (crm-category-list.md,
 error table): such a portal has no invoice pipelines, which is not a failure of the run."""
 
+_ABSENT_CATEGORIES: Final = frozenset({"not_found", "validation"})
+"""Error categories that say an optional listing's entity type is absent (crm-category-list.md, error table:
+NOT_FOUND, ENTITY_TYPE_NOT_SUPPORTED); anything else fails the run."""
+
 Listing = tuple[str, dict[str, Any], str | None]
 """(method, params without `start`, the key of the rows in `result` or None for a bare list)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Page:
+    """One offset page: its rows' `result`, and the list's `total` and `next` (§3.1)."""
+
+    result: Any
+    total: int | None
+    next: int | None
 
 
 def offset_lists(
@@ -141,31 +155,36 @@ def offset_lists(
     *,
     optional: frozenset[str] = frozenset(),
 ) -> dict[str, list[dict[str, Any]]]:
-    """Every row of each listing, by key: the first pages in one batch, the rest in batches of 50 commands.
+    """Every row of each listing, by key: the first pages together, then the rest (up to 50 commands a batch).
 
     Offset pages (§3.1) tell the total on the first page, so the remaining `start` values are known and sent
-    together. Listings in `optional` are read last; one that fails is left out (logged), not raised.
+    together. One command alone goes as a plain call (the same one request, without the batch envelope).
+    Listings in `optional` are sent last; one whose entity type the portal lacks is left out (logged).
 
     Raises:
         Bitrix24Error: a listing not in `optional` failed.
     """
     keys = sorted(listings, key=lambda k: k in optional)
     rows: dict[str, list[dict[str, Any]]] = {}
+    failed: set[str] = set()
     pending: list[tuple[str, int]] = [(key, 0) for key in keys]
     while pending:
         chunk, pending = pending[:BATCH_LIMIT], pending[BATCH_LIMIT:]
-        commands = {f"{key}_{start}": _page_command(listings[key], start) for key, start in chunk}
-        results = reader.batch(resource, commands)
-        for (key, start), res in zip(chunk, results, strict=True):
-            if not res.ok:
-                _fail(key, res, optional=key in optional)
-                rows.pop(key, None)
+        commands = {(key, start): _page_command(listings[key], start) for key, start in chunk}
+        for (key, start), page in _send(reader, resource, commands).items():
+            if isinstance(page, Bitrix24Error):
+                if key not in optional or page.category not in _ABSENT_CATEGORIES:
+                    raise page
+                logger.info("%s: %s answered %s; left out", key, listings[key][0], page.code)
+                failed.add(key)
                 continue
-            page = queries.rows_of(res.result, listings[key][2])
-            rows.setdefault(key, []).extend(page)
+            found = queries.rows_of(page.result, listings[key][2])
+            rows.setdefault(key, []).extend(found)
             if start == 0:
-                pending += [(key, offset) for offset in _later_starts(res, len(page))]
-    return {key: rows[key] for key in keys if key in rows}
+                later = [(key, offset) for offset in _later_starts(listings[key][0], page, len(found))]
+                # optional listings stay last: a failure halts nothing after it (§4.2)
+                pending = sorted(pending + later, key=lambda item: item[0] in optional)
+    return {key: rows.get(key, []) for key in keys if key not in failed}
 
 
 def _page_command(listing: Listing, start: int) -> queries.Cmd:
@@ -173,22 +192,35 @@ def _page_command(listing: Listing, start: int) -> queries.Cmd:
     return (method, {**params, "start": start})
 
 
-def _later_starts(first: CommandResult, first_rows: int) -> range:
-    """The `start` of every page after the first: from `total`, or from `next` when no total is given."""
+def _send(
+    reader: PortalReader, resource: str, commands: Mapping[tuple[str, int], queries.Cmd]
+) -> dict[tuple[str, int], _Page | Bitrix24Error]:
+    if len(commands) == 1:
+        ((which, (method, params)),) = commands.items()
+        try:
+            answer = reader.answer(resource, method, params)
+        except Bitrix24Error as exc:
+            return {which: exc}
+        return {which: _Page(answer.result, answer.total, answer.next)}
+    named = {f"{key}_{start}": command for (key, start), command in commands.items()}
+    out: dict[tuple[str, int], _Page | Bitrix24Error] = {}
+    for which, res in zip(commands, reader.batch(resource, named), strict=True):
+        if res.ok:
+            out[which] = _Page(res.result, res.total, res.next)
+        else:
+            out[which] = res.error or ApiError(
+                f"{res.method}: command {res.key} was not executed", code="NOT_EXECUTED"
+            )
+    return out
+
+
+def _later_starts(method: str, first: _Page, first_rows: int) -> range:
+    """The `start` of every page after the first, from the first page's `total`."""
     if first.total is not None and first.total > first_rows:
         return range(PAGE_SIZE, first.total, PAGE_SIZE)
     if first.next is not None:
-        raise ApiError(f"{first.method}: a `next` without a `total`", code="UNEXPECTED_RESULT")
+        raise ApiError(f"{method}: an answer with `next` but no `total`", code="UNEXPECTED_RESULT")
     return range(0)
-
-
-def _fail(key: str, res: CommandResult, *, optional: bool) -> None:
-    error: Bitrix24Error = res.error or ApiError(
-        f"{res.method}: command {res.key} was not executed", code="NOT_EXECUTED"
-    )
-    if not optional or res.error is None:
-        raise error
-    logger.info("%s: %s answered %s; left out", key, res.method, error.code)
 
 
 def spa_type_rows(reader: PortalReader, resource: str) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from bitrix24_source.errors import Bitrix24Error, ConfigError
 from bitrix24_source.fields import FieldMeta, kind_of
 from bitrix24_source.source.directories import spa_type_rows
 from bitrix24_source.source.reader import PortalReader
-from bitrix24_source.source.settings import SMART_PROCESSES, SPA_PREFIX, SPA_TYPES_TABLE
+from bitrix24_source.source.settings import SMART_PROCESSES, SPA_TYPES_TABLE, is_spa_name
 
 logger = logging.getLogger(__name__)
 
@@ -74,11 +74,6 @@ def select_resources(source: Any, names: Iterable[str]) -> Any:
         else:
             chosen.append(name)
     return source.with_resources(*dict.fromkeys(chosen))
-
-
-def is_spa_name(name: str) -> bool:
-    """Whether `name` is a smart-process resource name (`spa_<entityTypeId>`)."""
-    return name.startswith(SPA_PREFIX) and name[len(SPA_PREFIX) :].isdigit()
 
 
 class EnumLabels:

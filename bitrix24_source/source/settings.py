@@ -86,6 +86,11 @@ def spa_spec(entity_type_id: int) -> EntitySpec:
     return _crm(f"{SPA_PREFIX}{entity_type_id}", entity_type_id, default=False)
 
 
+def is_spa_name(name: str) -> bool:
+    """Whether `name` is a smart-process resource name (`spa_<entityTypeId>`)."""
+    return name.startswith(SPA_PREFIX) and name[len(SPA_PREFIX) :].isdigit()
+
+
 SPA_TYPES_TABLE: Final = "spa_types"
 CRM_STATUSES_TABLE: Final = "crm_statuses"
 CRM_CATEGORIES_TABLE: Final = "crm_categories"

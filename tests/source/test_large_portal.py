@@ -99,6 +99,12 @@ def test_field_definitions(loaded: Loaded) -> None:
         "tasks",
         "task_results",
         "deal_products",
+        "quotes",
+        "invoices",
+        "spa_types",
+        "crm_statuses",
+        "crm_categories",
+        "departments",
     }
 
 
