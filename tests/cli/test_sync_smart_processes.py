@@ -1,10 +1,13 @@
-"""`bitrix24-dlt sync --resources` with smart processes (names that depend on the portal) and the directories."""
+"""`bitrix24-dlt sync --resources`, `fields` and `doctor` with smart processes (names that depend on the portal)
+and the directories."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
+import requests
 
 from bitrix24_source.sandbox import Sandbox
 from tests.cli.process import WEBHOOK_CODE, run_cli, summary_row
@@ -63,3 +66,25 @@ def test_sync_all_includes_the_new_tables(
     for table in ("quotes", "invoices", "spa_128", "spa_1036", "spa_types", "crm_statuses", "crm_categories"):
         assert summary_row(run.stdout, table)[0] == str(len(portal.rows(table)))
     assert_rows_equal(portal.rows("spa_128"), _rows(db, "spa_128"))
+
+
+def test_fields_describes_a_smart_process(
+    portal: Sandbox, portal_env: dict[str, str], tmp_path: Path
+) -> None:
+    run = run_cli("fields", "spa_128", "--json", "--custom", cwd=tmp_path, env=portal_env)
+    assert run.returncode == 0, run.output
+    listed = {row["name"]: row for row in json.loads(run.stdout)}
+    raw = requests.post(portal.webhook_url + "crm.item.fields", json={"entityTypeId": 128}, timeout=10).json()
+    custom = {name: desc for name, desc in raw["result"]["fields"].items() if name.startswith("ufCrm")}
+    assert custom and set(listed) == set(custom)
+    enum = next(name for name, desc in custom.items() if desc["type"] == "enumeration")
+    assert listed[enum]["labels"] == {str(item["ID"]): item["VALUE"] for item in custom[enum]["items"]}
+    wrong = run_cli("fields", "spa_x", cwd=tmp_path, env=portal_env)
+    assert wrong.returncode == 2 and "unknown entity spa_x" in wrong.stderr
+
+
+def test_doctor_checks_the_scopes_of_the_new_tables(portal_env: dict[str, str], tmp_path: Path) -> None:
+    run = run_cli("doctor", "--resources", "smart_processes,departments", cwd=tmp_path, env=portal_env)
+    assert run.returncode == 0, run.output
+    assert "scope crm granted (smart_processes" in run.stdout
+    assert "scope department granted (departments)" in run.stdout
