@@ -9,6 +9,10 @@ How it reads:
   ids, batched, `>id` continuation for full pages (keyset.py).
 * CRM, users and product rows leave as one pyarrow table per HTTP request, typed column by column
   (schema.ArrowPages), and are loaded from parquet files.
+* Quotes, invoices and smart processes (`spa_<entityTypeId>`, one resource per type crm.type.list lists when
+  the source is created): read like deals (items.py); `enum_labels=True` adds enumeration labels.
+* Directories (`spa_types`, `crm_statuses`, `crm_categories`, `departments`): offset pages, replaced each run
+  (directories.py).
 * Tasks and task results: several pages of tasks per v3 batch with the results of those tasks in the same
   request (`$refArray`, §5.6), paged by id or newest-first (task_pages.py).
 * Incremental: `updatedTime` (CRM) and `changed` (tasks) through `dlt.sources.incremental` with a lag window,
@@ -205,7 +209,7 @@ def bitrix24_source(
     resources.append(_users_resource(run))
     resources += _task_resources(reader, run.fields, lag_seconds, stats)
     resources.append(_field_definitions_resource(run))
-    spa_ids = discover_smart_processes(reader, smart_processes).type_ids
+    spa_ids = discover_smart_processes(reader, smart_processes)
     for spec in (*CRM_ITEM_ENTITIES, *(spa_spec(type_id) for type_id in spa_ids)):
         run.fields.register(spec.name, spec)
         resources.append(_crm_resource(spec, run))

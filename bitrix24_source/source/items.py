@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from bitrix24_source.errors import Bitrix24Error, ConfigError
@@ -27,28 +26,20 @@ LABEL_SUFFIX = "_label"
 """Suffix of the column that holds an enumeration field's label(s) (`enum_labels=True`)."""
 
 
-@dataclass(slots=True)
-class Discovery:
-    """The smart-process types a source found (entityTypeIds), or why it found none."""
-
-    type_ids: list[int] = field(default_factory=list)
-    error: Bitrix24Error | None = None
-
-
-def discover_smart_processes(reader: PortalReader, given: Sequence[int] | None) -> Discovery:
+def discover_smart_processes(reader: PortalReader, given: Sequence[int] | None) -> list[int]:
     """The entityTypeIds of the portal's smart processes: `given`, or crm.type.list's `entityTypeId`s.
 
     A portal that refuses the listing (no `crm` scope, no access) has no smart-process resources for this
-    source; the error is kept so that selecting one by name says why it is missing (`select_resources`).
+    source: a WARNING names the error, and selecting one by name fails in `select_resources`.
     """
     if given is not None:
-        return Discovery(sorted({int(type_id) for type_id in given}))
+        return sorted({int(type_id) for type_id in given})
     try:
         rows = spa_type_rows(reader, SPA_TYPES_TABLE)
     except Bitrix24Error as exc:
         logger.warning("crm.type.list failed (%s): no smart-process resources", exc.code)
-        return Discovery(error=exc)
-    return Discovery(sorted({int(row["entityTypeId"]) for row in rows}))
+        return []
+    return sorted({int(row["entityTypeId"]) for row in rows})
 
 
 def select_resources(source: Any, names: Iterable[str]) -> Any:
