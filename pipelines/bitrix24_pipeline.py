@@ -26,7 +26,11 @@ import dlt
 from bitrix24_source import bitrix24_source
 from bitrix24_source.cli import sync as cli_sync
 from bitrix24_source.cli.output import Output
-from bitrix24_source.source.settings import ALL_RESOURCES
+from bitrix24_source.source import select_resources
+from bitrix24_source.source.settings import ALL_RESOURCES, SMART_PROCESSES
+
+EVERY_RESOURCE = (*ALL_RESOURCES, SMART_PROCESSES)
+"""Every resource, the portal's smart processes (`spa_<entityTypeId>`) included."""
 
 SCENARIO_DB = Path("bitrix24.duckdb")
 DEMO_DB = Path("bitrix24_demo.duckdb")
@@ -74,7 +78,7 @@ def full_load(
     """Every resource; the first run is a full load, later runs merge changes (incremental CRM and tasks)."""
     pipeline = _pipeline("bitrix24_full", db_path, progress="log", fresh=fresh)
     started = time.monotonic()
-    load_info = pipeline.run(_source(webhook_url).with_resources(*ALL_RESOURCES))
+    load_info = pipeline.run(select_resources(_source(webhook_url), EVERY_RESOURCE))
     print(load_info)
     print_summary(pipeline, time.monotonic() - started)
     return pipeline
@@ -208,7 +212,7 @@ def demo(db_path: Path | str = DEMO_DB) -> None:
         )
         started = time.monotonic()
         with out.step("reading field metadata"):
-            source = _source(portal.webhook_url).with_resources(*ALL_RESOURCES)
+            source = select_resources(_source(portal.webhook_url), EVERY_RESOURCE)
         load_info = cli_sync.run_steps(out, pipeline, source)
         seconds = time.monotonic() - started
         out.line(str(load_info))

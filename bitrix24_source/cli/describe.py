@@ -10,17 +10,26 @@ from typing import Any
 from bitrix24_source.cli.config import find_credentials, token_saver
 from bitrix24_source.cli.output import Output
 from bitrix24_source.fields import FieldMeta, parse_field_map
+from bitrix24_source.source.settings import SPA_PREFIX, is_spa_name
 
 EXAMPLES = """\
 examples:
   bitrix24-dlt fields deals                      # types, required, read-only, multiple, labels
   bitrix24-dlt fields contacts --custom          # only the portal's own fields (UF_*)
   bitrix24-dlt fields tasks --json > tasks.json  # machine-readable
+  bitrix24-dlt fields spa_128                    # a smart process (entityTypeId 128)
 """
 
 # (method, params, REST version) describing each entity's fields; the same methods the source reads.
-_CRM_TYPE_IDS = {"leads": 1, "deals": 2, "contacts": 3, "companies": 4}
+_CRM_TYPE_IDS = {"leads": 1, "deals": 2, "contacts": 3, "companies": 4, "quotes": 7, "invoices": 31}
 ENTITIES = (*_CRM_TYPE_IDS, "deal_products", "users", "tasks")
+
+
+def entity_name(text: str) -> str:
+    """An ENTITIES name or a smart process's `spa_<entityTypeId>`."""
+    if text in ENTITIES or is_spa_name(text):
+        return text
+    raise argparse.ArgumentTypeError(f"unknown entity {text}; choose from {', '.join(ENTITIES)} or spa_<id>")
 
 
 def add_parser(commands: Any) -> None:
@@ -32,7 +41,7 @@ def add_parser(commands: Any) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("entity", choices=ENTITIES)
+    parser.add_argument("entity", type=entity_name, help=f"{', '.join(ENTITIES)} or spa_<entityTypeId>")
     parser.add_argument("--custom", action="store_true", help="only user fields (UF_*, ufCrm*)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--webhook-url", default=None, help="instead of the configured credentials")
@@ -40,8 +49,9 @@ def add_parser(commands: Any) -> None:
 
 
 def _describe(client: Any, entity: str) -> dict[str, FieldMeta]:
-    if entity in _CRM_TYPE_IDS:
-        answer = client.call("crm.item.fields", {"entityTypeId": _CRM_TYPE_IDS[entity]})
+    if entity in _CRM_TYPE_IDS or is_spa_name(entity):
+        type_id = _CRM_TYPE_IDS.get(entity) or int(entity.removeprefix(SPA_PREFIX))
+        answer = client.call("crm.item.fields", {"entityTypeId": type_id})
     elif entity == "deal_products":
         answer = client.call("crm.item.productrow.fields", {})
     elif entity == "users":

@@ -17,7 +17,7 @@ from typing import Any
 
 from bitrix24_source.cli.config import Credentials, find_credentials, token_saver
 from bitrix24_source.cli.output import Output
-from bitrix24_source.cli.sync import DEFAULT_RESOURCES, resource_list
+from bitrix24_source.cli.sync import DEFAULT_RESOURCES, resource_list, wants_smart_processes
 from bitrix24_source.errors import ApiError, AuthError, Bitrix24Error, TransportError
 
 EXAMPLES = """\
@@ -41,6 +41,12 @@ SCOPE_OF_RESOURCE: Mapping[str, str] = {
     "task_results": "task",
     "activities": "crm",
     "stage_history": "crm",
+    "quotes": "crm",
+    "invoices": "crm",
+    "spa_types": "crm",
+    "crm_statuses": "crm",
+    "crm_categories": "crm",
+    "departments": "department",
 }
 
 METADATA_SCOPES = ("crm", "user", "task")
@@ -65,6 +71,8 @@ _PROBES: Mapping[str, _Probe] = {
     ),
     "user": _Probe("user.fields", {}),
     "task": _Probe("tasks.task.field.list", {}, version=3),
+    # DOCS api-reference/departments/department-get.md: scope `department`; one department is enough.
+    "department": _Probe("department.get", {"ID": 1}),
 }
 
 OPERATING_WARN_FRACTION = 0.8
@@ -98,7 +106,9 @@ def needed_scopes(resources: Sequence[str]) -> dict[str, list[str]]:
     """scope -> the chosen resources (or "field metadata") that need it."""
     needed: dict[str, list[str]] = {scope: [] for scope in METADATA_SCOPES}
     for name in resources:
-        needed.setdefault(SCOPE_OF_RESOURCE[name], []).append(name)
+        # smart processes (`smart_processes`, `spa_<id>`) are CRM items
+        scope = "crm" if wants_smart_processes([name]) else SCOPE_OF_RESOURCE[name]
+        needed.setdefault(scope, []).append(name)
     return {scope: users or ["field metadata"] for scope, users in needed.items()}
 
 

@@ -9,7 +9,13 @@ from typing import Any
 
 from bitrix24_source.cli.config import find_credentials, token_saver
 from bitrix24_source.cli.output import Output
-from bitrix24_source.source.settings import ALL_ENTITIES, ALL_RESOURCES, FIELD_DEFINITIONS_TABLE
+from bitrix24_source.source.settings import (
+    ALL_ENTITIES,
+    ALL_RESOURCES,
+    FIELD_DEFINITIONS_TABLE,
+    SMART_PROCESSES,
+    is_spa_name,
+)
 
 EXAMPLES = """\
 examples:
@@ -18,6 +24,9 @@ examples:
 
   # two tables into PostgreSQL (credentials: DESTINATION__POSTGRES__CREDENTIALS or .dlt/secrets.toml)
   bitrix24-dlt sync --destination postgres --dataset-name crm --resources deals,contacts
+
+  # every smart process (spa_<entityTypeId> tables), their pipelines and stages
+  bitrix24-dlt sync --resources smart_processes,spa_types,crm_categories,crm_statuses
 
   # start over: drop this pipeline's tables and state, then load everything again
   bitrix24-dlt sync --full-refresh --webhook-url https://example.bitrix24.com/rest/1/<code>/
@@ -56,16 +65,27 @@ def sync_destination(name: str, pipeline_name: str, memory_limit: str | None) ->
 
 
 def resource_list(text: str) -> tuple[str, ...]:
-    """Parse `--resources deals,contacts` (or `all`)."""
+    """Parse `--resources deals,contacts` (or `all`; `smart_processes` and `spa_<entityTypeId>` for smart
+    processes, whose names depend on the portal)."""
     if text.strip() == "all":
-        return ALL_RESOURCES
+        return (*ALL_RESOURCES, SMART_PROCESSES)
     names = tuple(name.strip() for name in text.split(",") if name.strip())
-    unknown = [name for name in names if name not in ALL_RESOURCES]
+    unknown = [name for name in names if not _known(name)]
     if unknown or not names:
+        choices = ", ".join((*ALL_RESOURCES, SMART_PROCESSES, "spa_<entityTypeId>"))
         raise argparse.ArgumentTypeError(
-            f"unknown resource {', '.join(unknown) or '(none)'}; choose from {', '.join(ALL_RESOURCES)} or all"
+            f"unknown resource {', '.join(unknown) or '(none)'}; choose from {choices} or all"
         )
     return names
+
+
+def _known(name: str) -> bool:
+    return name in ALL_RESOURCES or name == SMART_PROCESSES or is_spa_name(name)
+
+
+def wants_smart_processes(names: Sequence[str]) -> bool:
+    """Whether a selection names smart processes (else the source need not list the portal's types)."""
+    return any(name == SMART_PROCESSES or is_spa_name(name) for name in names)
 
 
 def add_parser(commands: Any) -> None:
@@ -145,6 +165,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     import dlt
 
     from bitrix24_source import bitrix24_source
+    from bitrix24_source.source import select_resources
 
     credentials = find_credentials(args.webhook_url)
     out.line(
@@ -167,7 +188,10 @@ def run(args: argparse.Namespace, out: Output) -> int:
             detect_deletes=args.detect_deletes,
             rate_limit=args.rate_limit,
             on_token_refresh=token_saver(credentials),
-        ).with_resources(*args.resources)
+            # the crm.type.list request only when smart processes are asked for
+            smart_processes=None if wants_smart_processes(args.resources) else (),
+        )
+        source = select_resources(source, args.resources)
     info = run_steps(out, pipeline, source, full_refresh=args.full_refresh)
     print_summary(out, pipeline, time.monotonic() - started)
     if info.has_failed_jobs:
@@ -202,9 +226,10 @@ def summary_rows(pipeline: Any) -> list[tuple[str, int | str, int | str, int | s
     from bitrix24_source.source import resource_stats
 
     stats = resource_stats(pipeline)
-    counts = table_counts(pipeline, ALL_RESOURCES)
+    tables = (*ALL_RESOURCES, *sorted(name for name in stats if is_spa_name(name)))
+    counts = table_counts(pipeline, tables)
     rows: list[tuple[str, int | str, int | str, int | str, str]] = []
-    for table in ALL_RESOURCES:
+    for table in tables:
         if (counts is None or table not in counts) and table not in stats:
             continue
         own = stats.get(table, {})

@@ -517,7 +517,10 @@ def blank_crm_row(cat: CrmCatalogue, entity: str, *, user_id: int, now: float) -
         row["stageId"] = pipeline.stages[0]
         if "categoryId" in row:
             row["categoryId"] = pipeline.id
-    if "stageId" in row:
+    if "stageId" in row and entity not in ITEM_TYPES:
+        # Only leads and deals have stageSemanticId (DOCS api-reference/crm/universal/object-fields.md, {#lead}
+        # and {#deal}; the {#quote}, {#invoice} and {#spa} sections have none), so crm.item.list never serves
+        # it for the item types and their rows must not carry it either.
         row["stageSemanticId"] = stage_semantic(entity, row["stageId"])
     if entity in FM_ENTITIES:
         row["fm"] = []

@@ -9,6 +9,10 @@ How it reads:
   ids, batched, `>id` continuation for full pages (keyset.py).
 * CRM, users and product rows leave as one pyarrow table per HTTP request, typed column by column
   (schema.ArrowPages), and are loaded from parquet files.
+* Quotes, invoices and smart processes (`spa_<entityTypeId>`, one resource per type crm.type.list lists when
+  the source is created): read like deals (items.py); `enum_labels=True` adds enumeration labels.
+* Directories (`spa_types`, `crm_statuses`, `crm_categories`, `departments`): offset pages, replaced each run
+  (directories.py).
 * Tasks and task results: several pages of tasks per v3 batch with the results of those tasks in the same
   request (`$refArray`, §5.6), paged by id or newest-first (task_pages.py).
 * Incremental: `updatedTime` (CRM) and `changed` (tasks) through `dlt.sources.incremental` with a lag window,
@@ -48,6 +52,7 @@ from dlt.sources import DltSource
 from bitrix24_source.client import Bitrix24Client, OAuthTokens
 from bitrix24_source.errors import ConfigError
 from bitrix24_source.fields import FieldMeta
+from bitrix24_source.source import directories
 from bitrix24_source.source.activities import activities_resource, lower_id_column
 from bitrix24_source.source.credentials import Bitrix24OAuthCredentials
 from bitrix24_source.source.deletes import (
@@ -61,12 +66,13 @@ from bitrix24_source.source.deletes import (
     tombstone_pages,
 )
 from bitrix24_source.source.history import history_column_hints, stage_history_resource
+from bitrix24_source.source.items import EnumLabels, discover_smart_processes, select_resources
 from bitrix24_source.source.keyset import (
     ProductRowReader,
     keyset_pages,
     partitioned_pages,
 )
-from bitrix24_source.source.metadata import ENTITY_ORDER, FieldStore
+from bitrix24_source.source.metadata import ENTITY_ORDER, FieldStore, static_fields
 from bitrix24_source.source.queries import format_since
 from bitrix24_source.source.reader import PortalReader, ResourceStats, RunStats
 from bitrix24_source.source.schema import (
@@ -79,17 +85,24 @@ from bitrix24_source.source.schema import (
 from bitrix24_source.source.settings import (
     ACTIVITIES,
     BATCH_LIMIT,
+    CRM_CATEGORIES_TABLE,
     CRM_ENTITIES,
+    CRM_ITEM_ENTITIES,
+    CRM_STATUSES_TABLE,
     DEAL_PRODUCTS,
     DEALS,
     DEFAULT_LAG_SECONDS,
     DELETED_COLUMN,
+    DEPARTMENTS_TABLE,
     FIELD_DEFINITIONS_TABLE,
+    SPA_PREFIX,
+    SPA_TYPES_TABLE,
     STAGE_HISTORY,
     TASK_RESULTS,
     TASKS,
     USERS,
     EntitySpec,
+    spa_spec,
 )
 from bitrix24_source.source.task_pages import BLIND_TASK_SELECT, read_task_pages, task_pager
 
@@ -153,13 +166,18 @@ def bitrix24_source(
     verify: bool = True,
     ca_bundle: str | None = None,
     on_token_refresh: Callable[[OAuthTokens], None] | None = None,
+    enum_labels: bool = False,
+    smart_processes: Sequence[int] | None = None,
 ) -> Any:
     """Bitrix24 -> warehouse.
 
     Resources (tables; primary key `id`, merge unless noted): `leads`, `deals`, `contacts`, `companies`
     (selected by default), `deal_products` (selected), `field_definitions` (replace, selected), `users`,
-    `tasks`, `task_results`, `activities`, `stage_history` (primary key (`entity_type_id`, `id`)) (select
-    with `.with_resources(...)`).
+    `tasks`, `task_results`, `activities`, `stage_history` (primary key (`entity_type_id`, `id`)), `quotes`,
+    `invoices`, `spa_<entityTypeId>` (one per smart process found with crm.type.list when the source is
+    created), and the directories `spa_types`, `crm_statuses`, `crm_categories` (key `entity_type_id`, `id`),
+    `departments` (replace). Select them with `.with_resources(...)`, or with `select_resources(source,
+    [...])`, which also takes `smart_processes`.
 
     Args:
         webhook_url: incoming webhook URL, `https://<portal>/rest/<user id>/<code>/` (a secret).
@@ -180,6 +198,10 @@ def bitrix24_source(
         on_token_refresh: OAuth only: called with the new `OAuthTokens` after every refresh. Bitrix24 rotates
             refresh tokens (the old one stops working), so persist them, e.g. with
             `bitrix24_source.source.credentials.save_tokens_to_toml(".dlt/secrets.toml")`.
+        enum_labels: add a `<field>_label` column next to each enumeration custom field of the CRM tables
+            (text; a list of texts for a multiple field), from the field list's items.
+        smart_processes: the entityTypeIds of the smart processes to offer as `spa_<id>` resources; None
+            lists them with one crm.type.list request when the source is created.
 
     Returns:
         The dlt resources.
@@ -197,7 +219,7 @@ def bitrix24_source(
     )
     stats = RunStats()
     reader = PortalReader(client, stats)
-    run = _Run(reader, stats, lag_seconds, detect_deletes, partitions, FieldStore())
+    run = _Run(reader, stats, lag_seconds, detect_deletes, partitions, FieldStore(), enum_labels=enum_labels)
     _quiet_json_notice()
     resources = [_crm_resource(spec, run) for spec in CRM_ENTITIES]
     deals = resources[CRM_ENTITIES.index(DEALS)]
@@ -221,6 +243,18 @@ def bitrix24_source(
         )
     )
     resources.append(_field_definitions_resource(run))
+    spa_ids = discover_smart_processes(reader, smart_processes)
+    for spec in (*CRM_ITEM_ENTITIES, *(spa_spec(type_id) for type_id in spa_ids)):
+        run.fields.register(spec.name, spec)
+        resources.append(_crm_resource(spec, run))
+    resources.append(_directory_resource(SPA_TYPES_TABLE, directories.spa_type_rows, run))
+    resources.append(_directory_resource(CRM_STATUSES_TABLE, directories.status_rows, run))
+    resources.append(
+        _directory_resource(
+            CRM_CATEGORIES_TABLE, lambda r, name: directories.category_rows(r, name, spa_ids), run
+        )
+    )
+    resources.append(_directory_resource(DEPARTMENTS_TABLE, directories.department_rows, run))
     return resources
 
 
@@ -235,6 +269,7 @@ class _Run:
     partitions: int
     fields: FieldStore
     deal_ids: DealIds = field(default_factory=DealIds)
+    enum_labels: bool = False
 
 
 class _Tables:
@@ -294,7 +329,7 @@ class _Tables:
 
 _ARROW_RESOURCES = frozenset(
     {
-        *(spec.name for spec in CRM_ENTITIES),
+        *(spec.name for spec in (*CRM_ENTITIES, *CRM_ITEM_ENTITIES)),
         DEAL_PRODUCTS.name,
         USERS.name,
         ACTIVITIES.name,
@@ -315,6 +350,8 @@ class _JsonAsTextNotice(logging.Filter):
         message = record.getMessage()
         if "when merging arrow schema with dlt schema" not in message:
             return True
+        if message.startswith(f"In resource: {SPA_PREFIX}"):
+            return False
         return not any(message.startswith(f"In resource: {name},") for name in _ARROW_RESOURCES)
 
 
@@ -329,6 +366,7 @@ def _crm_resource(spec: EntitySpec, run: _Run) -> DltResource:
     assert spec.cursor_field is not None
     cursor = spec.cursor_field
     tables = _Tables(run.detect_deletes, cursor=cursor)
+    labels = EnumLabels(run.enum_labels)
 
     def rows(
         updated: dlt.sources.incremental[Any] = dlt.sources.incremental(  # noqa: B008
@@ -349,7 +387,7 @@ def _crm_resource(spec: EntitySpec, run: _Run) -> DltResource:
         head = run.fields.command(spec.name)
 
         def on_head(results: Mapping[str, Any]) -> None:
-            tables.set_fields(run.fields.accept(spec.name, results))
+            tables.set_fields(labels.fields(run.fields.accept(spec.name, results)))
 
         try:
             if run.partitions > 1:
@@ -370,7 +408,7 @@ def _crm_resource(spec: EntitySpec, run: _Run) -> DltResource:
                 own.rows += len(page)
                 kept = [row for row in page if not reader.after_scan_start(spec.name, row.get(cursor))]
                 if kept:
-                    yield tables.page(kept)
+                    yield tables.page(labels.rows(kept))
             if spec is DEALS:
                 # the end of the deals: deal_products reads what it left for later pages of deals (_Pending)
                 yield []
@@ -672,7 +710,7 @@ def _field_definitions_resource(run: _Run) -> DltResource:
         # read by their own first batches, or are read here (the requests are counted here).
         own = run.stats.get(FIELD_DEFINITIONS_TABLE)
         own.rows = 0
-        chosen = [e for e in ENTITY_ORDER if _selected(e)] or list(ENTITY_ORDER)
+        chosen = [e for e in (*ENTITY_ORDER, *run.fields.registered()) if _selected(e)] or list(ENTITY_ORDER)
         for entity, fields in run.fields.fetch(run.reader, FIELD_DEFINITIONS_TABLE, chosen).items():
             rows = field_definition_rows(entity, fields)
             own.rows += len(rows)
@@ -685,6 +723,35 @@ def _field_definitions_resource(run: _Run) -> DltResource:
         primary_key="id",
         write_disposition="replace",
         columns=FIELD_DEFINITION_COLUMNS,
+    )
+
+
+def _directory_resource(
+    name: str, read: Callable[[PortalReader, str], list[dict[str, Any]]], run: _Run
+) -> DltResource:
+    """A reference list read whole and replaced each run (directories.py), typed from its documented fields."""
+    fields = static_fields(directories.DIRECTORY_FIELDS[name])
+    run.fields.register(name, fields=fields)
+    columns = column_hints(fields)
+    mapper = RowMapper(columns)
+
+    def rows() -> Iterator[list[dict[str, Any]]]:
+        own = run.stats.reset(name)
+        try:
+            found = read(run.reader, name)
+            own.rows = len(found)
+            if found:
+                yield [mapper(row) for row in found]
+        finally:
+            _publish(name, own)
+
+    return dlt.resource(
+        rows,
+        name=name,
+        primary_key=directories.DIRECTORY_KEYS[name],
+        write_disposition="replace",
+        columns=columns,
+        selected=False,
     )
 
 
@@ -725,4 +792,11 @@ def _save_state(resource: str, stats: ResourceStats) -> None:
         logger.debug("no resource state for %s: %s", resource, exc)
 
 
-__all__ = ["Bitrix24OAuthCredentials", "DltSource", "ResourceStats", "bitrix24_source", "resource_stats"]
+__all__ = [
+    "Bitrix24OAuthCredentials",
+    "DltSource",
+    "ResourceStats",
+    "bitrix24_source",
+    "resource_stats",
+    "select_resources",
+]

@@ -36,6 +36,7 @@ from bitrix24_source.source.settings import (
     USER_FIELD_TYPES,
     USER_MULTIPLE_FIELDS,
     USERS,
+    EntitySpec,
 )
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,22 @@ class FieldStore:
     def __init__(self) -> None:
         self._meta: dict[str, dict[str, FieldMeta]] = {}
         self._lock = threading.Lock()
+        self._registered: dict[str, EntitySpec | None] = {}
+
+    def register(
+        self, entity: str, spec: EntitySpec | None = None, fields: Mapping[str, FieldMeta] | None = None
+    ) -> None:
+        """Add an entity beyond ENTITY_ORDER: a crm.item `spec` whose field list is read like the deals' (a smart
+        process found on the portal, quotes, invoices), or a directory with documented static `fields`."""
+        with self._lock:
+            self._registered[entity] = spec
+            if fields is not None:
+                self._meta.setdefault(entity, dict(fields))
+
+    def registered(self) -> list[str]:
+        """The entities added with `register`, in that order (after ENTITY_ORDER in `field_definitions`)."""
+        with self._lock:
+            return list(self._registered)
 
     def known(self, entity: str) -> dict[str, FieldMeta] | None:
         """The entity's fields if they were read already."""
@@ -61,7 +78,8 @@ class FieldStore:
         tasks), or `{}` when the fields are known."""
         if self.known(entity) is not None:
             return {}
-        spec = SPECS_BY_NAME[entity]
+        with self._lock:
+            spec = self._registered.get(entity) or SPECS_BY_NAME[entity]
         assert spec.fields_method is not None, entity
         if spec.api_version == 3:
             return {FIELDS_KEY: (spec.fields_method, {})}

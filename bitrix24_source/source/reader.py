@@ -25,6 +25,7 @@ from dlt.common.runtime.collector import LogCollector
 from bitrix24_source.client import Bitrix24Client
 from bitrix24_source.client.commands import CommandResult, TimeInfo
 from bitrix24_source.client.limits import WaitNotice
+from bitrix24_source.client.result import CallResult
 from bitrix24_source.source.queries import Cmd
 
 WAIT_COUNTER = "bitrix24 limiter waits"
@@ -122,11 +123,17 @@ class PortalReader:
 
     def call(self, resource: str, method: str, params: Mapping[str, Any], *, version: int = 2) -> Any:
         """Call one method; its `result`."""
+        return self.answer(resource, method, params, version=version).result
+
+    def answer(
+        self, resource: str, method: str, params: Mapping[str, Any], *, version: int = 2
+    ) -> CallResult:
+        """Call one method; the whole answer (a v2 list's `total` and `next` tell which pages remain)."""
         started = time.monotonic()
         try:
             answer = self.client.call(method, dict(params), version=version)
             self._note_portal_time(resource, answer.time)
-            return answer.result
+            return answer
         finally:
             self.stats.add_request(resource, time.monotonic() - started)
 

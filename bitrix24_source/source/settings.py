@@ -49,7 +49,7 @@ class EntitySpec:
     default: bool = True
 
 
-def _crm(name: str, entity_type_id: int) -> EntitySpec:
+def _crm(name: str, entity_type_id: int, *, default: bool = True) -> EntitySpec:
     """A crm.item entity (§7.2): `items` rows with an `id`, incremental on `updatedTime`."""
     return EntitySpec(
         name,
@@ -58,6 +58,7 @@ def _crm(name: str, entity_type_id: int) -> EntitySpec:
         cursor_field="updatedTime",
         entity_type_id=entity_type_id,
         fields_method="crm.item.fields",
+        default=default,
     )
 
 
@@ -67,6 +68,35 @@ CONTACTS: Final = _crm("contacts", 3)
 COMPANIES: Final = _crm("companies", 4)
 
 CRM_ENTITIES: Final = (LEADS, DEALS, CONTACTS, COMPANIES)
+
+QUOTES: Final = _crm("quotes", 7, default=False)
+INVOICES: Final = _crm("invoices", 31, default=False)
+"""Quotes and smart invoices are crm.item types like deals (DOCS api-reference/crm/universal/index.md)."""
+
+CRM_ITEM_ENTITIES: Final = (QUOTES, INVOICES)
+"""crm.item types beyond the four classic entities with a fixed name; smart processes are `spa_spec(...)`."""
+
+SPA_PREFIX: Final = "spa_"
+SMART_PROCESSES: Final = "smart_processes"
+"""Selector name (CLI `--resources`, `select_resources`) for every `spa_<entityTypeId>` resource of a portal."""
+
+
+def spa_spec(entity_type_id: int) -> EntitySpec:
+    """The `spa_<entityTypeId>` resource of one smart-process type (discovered with crm.type.list)."""
+    return _crm(f"{SPA_PREFIX}{entity_type_id}", entity_type_id, default=False)
+
+
+def is_spa_name(name: str) -> bool:
+    """Whether `name` is a smart-process resource name (`spa_<entityTypeId>`)."""
+    return name.startswith(SPA_PREFIX) and name[len(SPA_PREFIX) :].isdigit()
+
+
+SPA_TYPES_TABLE: Final = "spa_types"
+CRM_STATUSES_TABLE: Final = "crm_statuses"
+CRM_CATEGORIES_TABLE: Final = "crm_categories"
+DEPARTMENTS_TABLE: Final = "departments"
+DIRECTORY_TABLES: Final = (SPA_TYPES_TABLE, CRM_STATUSES_TABLE, CRM_CATEGORIES_TABLE, DEPARTMENTS_TABLE)
+"""Small reference lists read whole and replaced each run (source/directories.py)."""
 
 DEAL_PRODUCTS: Final = EntitySpec(
     "deal_products",
@@ -121,12 +151,18 @@ STAGE_HISTORY: Final = EntitySpec(
 crm-stage-history-list.md). One spec per entity type is made from it with its `entity_type_id`."""
 
 ALL_ENTITIES: Final = (*CRM_ENTITIES, DEAL_PRODUCTS, USERS, TASKS, TASK_RESULTS, ACTIVITIES, STAGE_HISTORY)
-SPECS_BY_NAME: Final = {spec.name: spec for spec in ALL_ENTITIES}
+SPECS_BY_NAME: Final = {spec.name: spec for spec in (*ALL_ENTITIES, *CRM_ITEM_ENTITIES)}
 
 FIELD_DEFINITIONS_TABLE: Final = "field_definitions"
 
-ALL_RESOURCES: Final = (*(spec.name for spec in ALL_ENTITIES), FIELD_DEFINITIONS_TABLE)
-"""Every resource of the source, in load order (`bitrix24_source().with_resources(*ALL_RESOURCES)`)."""
+ALL_RESOURCES: Final = (
+    *(spec.name for spec in ALL_ENTITIES),
+    FIELD_DEFINITIONS_TABLE,
+    *(spec.name for spec in CRM_ITEM_ENTITIES),
+    *DIRECTORY_TABLES,
+)
+"""Every resource of the source with a fixed name, in load order (`bitrix24_source().with_resources(
+*ALL_RESOURCES)`); the `spa_<entityTypeId>` resources depend on the portal (`select_resources`)."""
 DELETED_COLUMN: Final = "_deleted"
 """Hard-delete marker column: rows with `_deleted = true` are removed by dlt's merge (hard_delete hint)."""
 

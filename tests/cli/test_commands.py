@@ -120,9 +120,9 @@ def test_sync_without_credentials_says_where_to_put_them(tmp_path: Path) -> None
 
 
 def test_sync_rejects_an_unknown_resource(tmp_path: Path) -> None:
-    run = run_cli("sync", "--resources", "deals,invoices", cwd=tmp_path)
+    run = run_cli("sync", "--resources", "deals,orders", cwd=tmp_path)
     assert run.returncode == 2  # argparse's usage error
-    assert "unknown resource invoices" in run.stderr
+    assert "unknown resource orders" in run.stderr
 
 
 def _push(tmp_path: Path, env: dict[str, str], *args: str) -> Run:

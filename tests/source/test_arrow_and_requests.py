@@ -37,8 +37,12 @@ def test_field_list_and_last_id_ride_in_the_first_batch(
     # second; the second ends on a full page at the last id, so no batch of empty pages follows
     with Sandbox(seed=22, deals=4_900, leads=1, contacts=1, companies=1, users=1, tasks=0) as p:
         pipeline = make_pipeline(tmp_path)
+        source = bitrix24_source(webhook_url=p.webhook_url, rate_limit=None)
+        # creating the source lists the smart-process types (their `spa_<id>` resources), nothing else
+        assert p.stats().by_method == {"crm.type.list": 1} and p.stats().http_requests == 1
+        p.reset_stats()
         with caplog.at_level(logging.WARNING):
-            pipeline.run(bitrix24_source(webhook_url=p.webhook_url, rate_limit=None).with_resources("deals"))
+            pipeline.run(source.with_resources("deals"))
         # json columns travel as Arrow text, as dlt carries them itself: no notice per page about it
         assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
         assert column_types(pipeline, "deals")["contact_ids"] == "JSON"

@@ -100,6 +100,12 @@ def test_field_definitions(loaded: Loaded) -> None:
         "task_results",
         "deal_products",
         "activities",
+        "quotes",
+        "invoices",
+        "spa_types",
+        "crm_statuses",
+        "crm_categories",
+        "departments",
     }
     assert rows["activities.OWNER_TYPE_ID"]["data_type"] == "bigint"
 
