@@ -8,6 +8,7 @@ from bitrix24_source import bitrix24_destination
 
 pipeline = dlt.pipeline("deals_push", destination=bitrix24_destination(webhook_url=...))
 pipeline.run(df, table_name="deals")      # then read bitrix24_write_results / bitrix24_write_errors
+run_push(pipeline, df, table_name="deals")  # the same; a failed push raises PushFailedError: one line
 ```
 
 How a load runs (one dlt load job per file of input rows; jobs run one after another), module by module:
@@ -49,8 +50,16 @@ from bitrix24_source.destination.options import DestinationOptions
 from bitrix24_source.destination.portal import PortalCache
 from bitrix24_source.destination.results import PushResults, Tallies, flush, last_results
 from bitrix24_source.destination.rows import bitrix24_rows
+from bitrix24_source.destination.run import PushFailedError, run_push
 
-__all__ = ["PushResults", "bitrix24_destination", "bitrix24_rows", "last_results"]
+__all__ = [
+    "PushFailedError",
+    "PushResults",
+    "bitrix24_destination",
+    "bitrix24_rows",
+    "last_results",
+    "run_push",
+]
 
 
 def bitrix24_destination(
