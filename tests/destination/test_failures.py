@@ -183,3 +183,27 @@ def test_a_lost_package_state_stops_the_run_with_what_to_do_and_nothing_is_dupli
     first, last = min(r["load_id"] for r in results), max(r["load_id"] for r in results)
     assert [r["status"] for r in results if r["load_id"] == first] == ["ok"] * 50 + ["error"] * 10
     assert [r["status"] for r in results if r["load_id"] == last] == ["already_applied"] * 50 + ["ok"] * 10
+
+
+def test_a_dropped_pending_package_leaves_its_outcomes_and_a_re_push_adds_nothing_twice(
+    portal: Sandbox,
+    push_pipeline: Callable[..., Any],
+    read_table: Callable[[str], list[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LOAD__RAISE_ON_MAX_RETRIES", "1")
+    rows = [{"title": f"dropped {k}"} for k in range(60)]
+    portal.inject(Fault(kind="reset", method="batch", phase="before", after=2, times=1000))
+    pipeline = push_pipeline(portal.webhook_url, name="dropped")
+    with pytest.raises(PipelineStepFailed):
+        pipeline.run(rows, table_name="deals")
+    portal.clear_faults()
+    pipeline.drop_pending_packages()  # what `dlt pipeline dropped drop-pending-packages` does
+
+    push_pipeline(portal.webhook_url, name="dropped").run(rows, table_name="deals")
+    titles = [r["title"] for r in portal.rows("deals") if str(r["title"]).startswith("dropped ")]
+    assert sorted(titles) == sorted(r["title"] for r in rows)  # each once
+    results = read_table(RESULTS_TABLE)
+    first, last = min(r["load_id"] for r in results), max(r["load_id"] for r in results)
+    assert [r["status"] for r in results if r["load_id"] == first] == ["ok"] * 50  # what the journal held
+    assert [r["status"] for r in results if r["load_id"] == last] == ["already_applied"] * 50 + ["ok"] * 10
