@@ -45,7 +45,7 @@ from dlt.common.destination import Destination
 from dlt.common.typing import TSecretStrValue
 
 from bitrix24_source.destination.dlt_adapter import completing_destination
-from bitrix24_source.destination.job import LoadJob
+from bitrix24_source.destination.job import LoadJob, complete_aborted_loads
 from bitrix24_source.destination.options import DestinationOptions
 from bitrix24_source.destination.portal import PortalCache
 from bitrix24_source.destination.results import PushResults, Tallies, flush, last_results
@@ -130,6 +130,7 @@ def bitrix24_destination(
 
     def complete(load_id: str) -> None:
         cache.forget(load_id)
+        complete_aborted_loads(load_id, tallies, dry_run=options.dry_run)
         flush(options.results_destination, options.results_dataset_name, tallies)
 
     config: dict[str, Any] = {} if webhook_url is None else {"webhook_url": webhook_url}

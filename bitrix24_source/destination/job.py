@@ -29,7 +29,13 @@ from bitrix24_source.destination.dlt_adapter import (
     job_file_id,
     read_rows,
 )
-from bitrix24_source.destination.journal import Journal, JournalRecord, journal_path
+from bitrix24_source.destination.journal import (
+    Journal,
+    JournalRecord,
+    journal_path,
+    orphaned_loads,
+    unflushed_loads,
+)
 from bitrix24_source.destination.options import DestinationOptions
 from bitrix24_source.destination.plan import (
     NOT_FOUND,
@@ -77,6 +83,7 @@ class LoadJob:
         rows, indexes = input_rows(read_rows(self.path))
         try:
             self._check_journal(done)
+            self._check_orphans()
             if self.first_run:
                 commit_destination_state()  # from now on, a journal without this checkpoint means a lost state
             self._run(cache, webhook_url, tallies, rows, indexes, done, maybe_sent)
@@ -183,6 +190,25 @@ class LoadJob:
                 "already_applied"
             )
 
+    def _check_orphans(self) -> None:
+        """Stop once when the journal of an earlier load outlived its package (dropped or deleted): that load's
+        rows without a recorded outcome may have been written, and only a push of its frame can tell."""
+        pipeline = dlt.current.pipeline()
+        known = {self.identity.load_id}
+        known.update(pipeline.list_normalized_load_packages())
+        known.update(pipeline.list_completed_load_packages())
+        orphans = orphaned_loads(pipeline.working_dir, known)
+        if orphans:
+            count = sum(len(Journal(path).load()) for d in orphans for path in d.glob("*.jsonl"))
+            raise JobFailedError(
+                f"bitrix24 destination: the load package of load {', '.join(d.name for d in orphans)} is gone "
+                f"(dropped or deleted) but its journal in {orphans[0].parent} holds {count} row outcomes: the "
+                "rows of that load without an outcome may have been written. This load is aborted; push that "
+                "frame again (without allow_duplicates): adds already on the portal are found by their markers "
+                "and reported already_applied. The outcomes recorded so far are loaded with the next completed "
+                "load"
+            )
+
     def _record_abort(
         self,
         rows: Sequence[Mapping[str, Any]],
@@ -267,6 +293,49 @@ class LoadJob:
             desc=f"bitrix24 {self.identity.table}",
             dynamic_ncols=True,
         )
+
+
+def complete_aborted_loads(current_load_id: str, tallies: Tallies, *, dry_run: bool) -> None:
+    """Give every row of the packages that were aborted from outside the destination (``abort_packages``)
+    its result row before their journals are flushed.
+
+    A package the destination aborts itself has all its rows journaled (:meth:`LoadJob._record_abort`). One
+    that the user aborted while a job was pending has only the rows written so far; the rest are read from
+    the package's own job files (dlt keeps an aborted package among the loaded ones) and recorded
+    ``LOAD_ABORTED``.
+    """
+    pipeline = dlt.current.pipeline()
+    completed = set(pipeline.list_completed_load_packages())
+    for directory in unflushed_loads(pipeline.working_dir):
+        load_id = directory.name
+        if load_id == current_load_id or load_id not in completed:
+            continue
+        package = pipeline.get_load_package_info(load_id)
+        for jobs in package.jobs.values():
+            for job in jobs:
+                parsed = job.job_file_info
+                path = directory / f"{parsed.table_name}.{parsed.file_id}.jsonl"
+                if not path.exists():
+                    continue  # a job of the package that never started, or not this destination's table
+                journal = Journal(path)
+                done = journal.load()
+                rows, indexes = input_rows(read_rows(job.file_path))
+                missing = [
+                    aborted_row(
+                        n,
+                        row,
+                        indexes.get(n),
+                        "the load package was aborted (abort_packages) before this row had a recorded outcome; "
+                        "if it was being sent, push the frame again to settle it (adds already on the portal "
+                        "are found by their markers)",
+                    )
+                    for n, row in enumerate(rows)
+                    if n not in done
+                ]
+                identity = JobIdentity(load_id=load_id, table=parsed.table_name, job_id=parsed.file_id)
+                records = journal_records(missing, {}, identity, dry_run=dry_run)
+                journal.append(records)
+                tallies.of(load_id, parsed.table_name).count(records)
 
 
 def input_rows(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[int, Any]]:

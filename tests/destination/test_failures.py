@@ -185,12 +185,17 @@ def test_a_lost_package_state_stops_the_run_with_what_to_do_and_nothing_is_dupli
     assert [r["status"] for r in results if r["load_id"] == last] == ["already_applied"] * 50 + ["ok"] * 10
 
 
-def test_a_dropped_pending_package_leaves_its_outcomes_and_a_re_push_adds_nothing_twice(
+@pytest.mark.parametrize("how", ["aborted", "deleted"])
+def test_a_package_aborted_or_deleted_from_outside_keeps_every_row_and_a_re_push_adds_nothing_twice(
     portal: Sandbox,
     push_pipeline: Callable[..., Any],
     read_table: Callable[[str], list[dict[str, Any]]],
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+    how: str,
 ) -> None:
+    import shutil
+
     monkeypatch.setenv("LOAD__RAISE_ON_MAX_RETRIES", "1")
     rows = [{"title": f"dropped {k}"} for k in range(60)]
     portal.inject(Fault(kind="reset", method="batch", phase="before", after=2, times=1000))
@@ -198,12 +203,27 @@ def test_a_dropped_pending_package_leaves_its_outcomes_and_a_re_push_adds_nothin
     with pytest.raises(PipelineStepFailed):
         pipeline.run(rows, table_name="deals")
     portal.clear_faults()
-    pipeline.drop_pending_packages()  # what `dlt pipeline dropped drop-pending-packages` does
+    if how == "aborted":
+        pipeline.abort_packages()  # `dlt pipeline dropped abort-packages` (formerly drop-pending-packages)
+    else:
+        (package,) = (tmp_path / "pipelines" / "dropped" / "load" / "normalized").iterdir()
+        shutil.rmtree(package)  # the package is gone, its journal stays
+        with pytest.raises(PipelineStepFailed, match=r"is gone \(dropped or deleted\) but its journal"):
+            push_pipeline(portal.webhook_url, name="dropped").run(rows, table_name="deals")
 
     push_pipeline(portal.webhook_url, name="dropped").run(rows, table_name="deals")
     titles = [r["title"] for r in portal.rows("deals") if str(r["title"]).startswith("dropped ")]
     assert sorted(titles) == sorted(r["title"] for r in rows)  # each once
     results = read_table(RESULTS_TABLE)
-    first, last = min(r["load_id"] for r in results), max(r["load_id"] for r in results)
-    assert [r["status"] for r in results if r["load_id"] == first] == ["ok"] * 50  # what the journal held
-    assert [r["status"] for r in results if r["load_id"] == last] == ["already_applied"] * 50 + ["ok"] * 10
+    loads = [[r for r in results if r["load_id"] == i] for i in sorted({r["load_id"] for r in results})]
+    if how == "aborted":
+        first, last = loads
+        # Every row of the aborted package: the 50 written, and the 10 it never got to.
+        assert [r["status"] for r in first] == ["ok"] * 50 + ["error"] * 10
+        assert {r["error_code"] for r in first[50:]} == {"LOAD_ABORTED"}
+        assert "abort_packages" in first[50]["error_description"]
+    else:
+        first, stopped, last = loads
+        assert [r["status"] for r in first] == ["ok"] * 50  # what the deleted package's journal held
+        assert {r["error_code"] for r in stopped} == {"LOAD_ABORTED"} and len(stopped) == 60
+    assert [r["status"] for r in last] == ["already_applied"] * 50 + ["ok"] * 10
