@@ -25,11 +25,13 @@ How a load runs (one dlt load job per file of input rows; jobs run one after ano
    markers are looked up (2,500 per request) and adds already there are ``already_applied``.
 3. :mod:`.portal` sends the rest in chunks of 50 as v2 batches with ``halt=0`` (§4.2), with a checkpoint
    around each batch. Outcome unknown (the client reports ``outcome="unknown"`` after a timeout/reset,
-   §6.6; or a resumed in-flight row): adds are looked up by marker before anything is resent, so an add is
-   never duplicated; updates are resent (same values); a resent delete that answers ``NOT_FOUND`` counts
-   as ok (the pre-flight saw the record). Configuration, authentication and scope errors and an
-   unreachable portal are terminal: every row without an outcome gets ``LOAD_ABORTED`` and dlt aborts the
+   §6.6; or a resumed in-flight row), or an error that does not prove the command did not run: the row is
+   checked on the portal before anything is resent or recorded (adds by marker, updates and deletes by
+   reading the record back), so an add is never duplicated. Configuration, authentication and scope errors
+   and an unreachable portal are terminal (one line, :class:`.dlt_adapter.JobFailedError`): rows in flight
+   are checked on the portal, every other row without an outcome gets ``LOAD_ABORTED``, and dlt aborts the
    package (:func:`.dlt_adapter.abort_on_terminal_error`), so nothing is replayed by the next run.
+   :func:`.run.run_push` raises that line as :class:`.run.PushFailedError`.
 4. :mod:`.results` and :mod:`.journal`: each row's outcome is appended (fsync) to the job's journal. When dlt
    completes the load package, the journals are flushed to ``results_destination`` by a second dlt pipeline,
    a one-line summary is printed, and the journals are removed. dlt has no public hook for that moment:

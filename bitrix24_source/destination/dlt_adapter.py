@@ -75,7 +75,6 @@ _DLT_INTERNALS: Final = (
     (_CustomDestinationClient, "__init__", FunctionType),
     (_CustomDestinationClient, "create_load_job", FunctionType),
     (RunnableLoadJob, "failed_message", FunctionType),
-    (RunnableLoadJob, "run_managed", FunctionType),
 )
 
 
