@@ -159,7 +159,7 @@ def _row_count(rows: Any) -> int:
 def run_push(args: argparse.Namespace, out: Output) -> int:
     import dlt
 
-    from bitrix24_source import bitrix24_destination
+    from bitrix24_source.destination import PushFailedError, bitrix24_destination, run_push
 
     credentials = find_credentials(args.webhook_url, destination=True)
     rows = read_rows(args.file)
@@ -177,8 +177,14 @@ def run_push(args: argparse.Namespace, out: Output) -> int:
     )
     pipeline = dlt.pipeline(args.pipeline_name, destination=destination, pipelines_dir=args.pipelines_dir)
     # the destination draws its own progress bar in a terminal
-    with out.step("writing" if not args.dry_run else "planning", spinner=False):
-        pipeline.run(rows, table_name=args.entity)
+    try:
+        with out.step("writing" if not args.dry_run else "planning", spinner=False):
+            run_push(pipeline, rows, table_name=args.entity)
+    except PushFailedError as exc:
+        # One line: what failed and what to do (the destination's own text); the rows that have an outcome
+        # are in the result tables (`bitrix24-dlt results`) once a later push completes.
+        out.problem(f"push: {exc}")
+        return 1
     return show_results(out, _results_pipeline(args), limit=20)
 
 

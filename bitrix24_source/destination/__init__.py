@@ -8,6 +8,7 @@ from bitrix24_source import bitrix24_destination
 
 pipeline = dlt.pipeline("deals_push", destination=bitrix24_destination(webhook_url=...))
 pipeline.run(df, table_name="deals")      # then read bitrix24_write_results / bitrix24_write_errors
+run_push(pipeline, df, table_name="deals")  # the same; a failed push raises PushFailedError: one line
 ```
 
 How a load runs (one dlt load job per file of input rows; jobs run one after another), module by module:
@@ -26,11 +27,13 @@ How a load runs (one dlt load job per file of input rows; jobs run one after ano
    deal's rows.
 3. :mod:`.portal` sends the rest in chunks of 50 as v2 batches with ``halt=0`` (§4.2), with a checkpoint
    around each batch. Outcome unknown (the client reports ``outcome="unknown"`` after a timeout/reset,
-   §6.6; or a resumed in-flight row): adds are looked up by marker before anything is resent, so an add is
-   never duplicated; updates are resent (same values); a resent delete that answers ``NOT_FOUND`` counts
-   as ok (the pre-flight saw the record). Configuration, authentication and scope errors and an
-   unreachable portal are terminal: every row without an outcome gets ``LOAD_ABORTED`` and dlt aborts the
+   §6.6; or a resumed in-flight row), or an error that does not prove the command did not run: the row is
+   checked on the portal before anything is resent or recorded (adds by marker, updates and deletes by
+   reading the record back), so an add is never duplicated. Configuration, authentication and scope errors
+   and an unreachable portal are terminal (one line, :class:`.dlt_adapter.JobFailedError`): rows in flight
+   are checked on the portal, every other row without an outcome gets ``LOAD_ABORTED``, and dlt aborts the
    package (:func:`.dlt_adapter.abort_on_terminal_error`), so nothing is replayed by the next run.
+   :func:`.run.run_push` raises that line as :class:`.run.PushFailedError`.
 4. :mod:`.results` and :mod:`.journal`: each row's outcome is appended (fsync) to the job's journal. When dlt
    completes the load package, the journals are flushed to ``results_destination`` by a second dlt pipeline,
    a one-line summary is printed, and the journals are removed. dlt has no public hook for that moment:
@@ -46,13 +49,21 @@ from dlt.common.destination import Destination
 from dlt.common.typing import TSecretStrValue
 
 from bitrix24_source.destination.dlt_adapter import completing_destination
-from bitrix24_source.destination.job import LoadJob
+from bitrix24_source.destination.job import LoadJob, complete_aborted_loads
 from bitrix24_source.destination.options import DestinationOptions
 from bitrix24_source.destination.portal import PortalCache
 from bitrix24_source.destination.results import PushResults, Tallies, flush, last_results
 from bitrix24_source.destination.rows import bitrix24_rows
+from bitrix24_source.destination.run import PushFailedError, run_push
 
-__all__ = ["PushResults", "bitrix24_destination", "bitrix24_rows", "last_results"]
+__all__ = [
+    "PushFailedError",
+    "PushResults",
+    "bitrix24_destination",
+    "bitrix24_rows",
+    "last_results",
+    "run_push",
+]
 
 
 def bitrix24_destination(
@@ -124,6 +135,7 @@ def bitrix24_destination(
 
     def complete(load_id: str) -> None:
         cache.forget(load_id)
+        complete_aborted_loads(load_id, tallies, dry_run=options.dry_run)
         flush(options.results_destination, options.results_dataset_name, tallies)
 
     config: dict[str, Any] = {} if webhook_url is None else {"webhook_url": webhook_url}

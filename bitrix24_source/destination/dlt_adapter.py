@@ -20,6 +20,11 @@ Why internals at all:
 * **Aborting failed packages.** A terminal failure must abort its package (:func:`abort_on_terminal_error`),
   which dlt does only when its loader configuration says so; the destination sets it per pipeline when the
   pipeline creates the destination's job client (:class:`_CompletingFactory`).
+* **Short failures.** dlt formats a failed job's message from the exception's whole traceback and logs it
+  twice with that traceback, and its ``PipelineStepFailed`` repeats it: a portal that is down printed three
+  tracebacks around one line. A job error of this destination (:class:`JobFailedError`,
+  :class:`JobRetryError`) is one line that already says what happened; the job's failed message is that line
+  (:func:`_one_line_failures`), and :class:`_QuietJobErrors` keeps dlt's logger from printing its traceback.
 * **Checkpoints.** ``dlt.current.destination_state()`` is public, but committing it mid-job is not:
   :func:`commit_destination_state`.
 * **Load job files.** The file name (its file id and format), dlt's typed JSON lines, and the variant columns
@@ -29,12 +34,16 @@ Why internals at all:
 from __future__ import annotations
 
 import inspect
+import logging
+from collections import deque
 from collections.abc import Callable, Mapping
 from types import FunctionType
 from typing import Any, ClassVar, Final
 
 import dlt
 from dlt.common.destination import Destination
+from dlt.common.destination.client import RunnableLoadJob
+from dlt.common.destination.exceptions import DestinationTerminalException, DestinationTransientException
 from dlt.common.normalizers.naming.direct import NamingConvention as DirectNamingConvention
 from dlt.common.storages import FileStorage
 from dlt.common.storages.load_package import commit_load_package_state
@@ -42,12 +51,30 @@ from dlt.common.storages.load_storage import ParsedLoadJobFileName
 from dlt.destinations.impl.destination.destination import DestinationClient as _CustomDestinationClient
 from dlt.destinations.impl.destination.factory import destination as _CustomDestinationFactory
 
+# --- job errors --------------------------------------------------------------------------------------------
+
+
+class JobFailedError(DestinationTerminalException):
+    """A load job of this destination failed for good; the text is one line that says why (and what to do).
+
+    dlt fails the job without retrying it, and aborts its package (:func:`abort_on_terminal_error`).
+    """
+
+
+class JobRetryError(DestinationTransientException):
+    """A load job of this destination failed for now; dlt runs it again. The text is one line."""
+
+
+_JOB_ERRORS: Final = (JobFailedError, JobRetryError)
+
 # --- the completion hook -----------------------------------------------------------------------------------
 
 _DLT_INTERNALS: Final = (
     (_CustomDestinationFactory, "client_class", property),
     (_CustomDestinationClient, "complete_load", FunctionType),
     (_CustomDestinationClient, "__init__", FunctionType),
+    (_CustomDestinationClient, "create_load_job", FunctionType),
+    (RunnableLoadJob, "failed_message", FunctionType),
 )
 
 
@@ -73,6 +100,64 @@ class _CompletingClient(_CustomDestinationClient):
     def complete_load(self, load_id: str) -> None:
         super().complete_load(load_id)
         type(self).on_load_complete(load_id)
+
+    def create_load_job(self, table: Any, file_path: str, load_id: str, restore: bool = False) -> Any:
+        job = super().create_load_job(table, file_path, load_id, restore)
+        return _one_line_failures(job)
+
+
+def _one_line_failures(job: Any) -> Any:
+    """`job` (as dlt's custom destination created it) whose failed message, when one of this destination's
+    job errors (:data:`_JOB_ERRORS`) failed it, is the error's one line instead of the formatted traceback
+    (dlt puts that message into its log and into the ``PipelineStepFailed`` the caller gets)."""
+    if not isinstance(job, RunnableLoadJob):
+        return job
+    formatted = job.failed_message
+
+    def failed_message() -> str:
+        exc = job.exception()
+        return str(exc) if isinstance(exc, _JOB_ERRORS) else formatted()
+
+    job.failed_message = failed_message  # type: ignore[method-assign]
+    return job
+
+
+class _QuietJobErrors(logging.Filter):
+    """On dlt's logger: a job error of this destination is logged as its one line, without the traceback.
+
+    dlt logs every failed job with ``logger.exception`` (the traceback of our code and of its own frames),
+    then once more with the failed message. A terminal failure reaches the caller in ``PipelineStepFailed``
+    with the same line, so dlt's records of it are dropped; a job that dlt retries keeps a one-line record
+    (that it will be retried, and why).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._raised: deque[str] = deque(maxlen=32)  # texts of the terminal errors dropped so far
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, JobFailedError):
+            self._raised.append(str(exc))
+            return False
+        if isinstance(exc, JobRetryError):
+            record.msg, record.args = f"{record.getMessage()}: {exc}", ()
+            record.exc_info, record.exc_text = None, None
+            return True
+        if self._raised and record.levelno >= logging.ERROR:
+            message = record.getMessage()
+            return not any(text in message for text in list(self._raised))
+        return True
+
+
+_QUIET: Final = _QuietJobErrors()
+
+
+def quiet_job_errors() -> None:
+    """Install :class:`_QuietJobErrors` on dlt's logger (once per process)."""
+    dlt_logger = logging.getLogger("dlt")
+    if _QUIET not in dlt_logger.filters:
+        dlt_logger.addFilter(_QUIET)
 
 
 class _CompletingFactory(_CustomDestinationFactory):
@@ -117,6 +202,7 @@ def completing_destination(
     """What ``@dlt.destination(**kwargs)`` builds from `destination_callable`, plus a call to
     ``on_load_complete(load_id)`` when dlt completes a load package."""
     check_dlt_internals()
+    quiet_job_errors()
     factory = _CompletingFactory(destination_callable=destination_callable, **kwargs)
     # A client class per factory: dlt builds the job client from the class alone (Destination.client()).
     factory._client_class = type(

@@ -20,6 +20,9 @@ from typing import Any, Final, TypedDict
 logger = logging.getLogger(__name__)
 
 JOURNAL_DIR: Final = "bitrix24_writes"
+ORPHAN_MARK: Final = (
+    "package_gone"  # in a load's journal directory: its package was found gone (reported once)
+)
 
 
 class JournalRecord(TypedDict):
@@ -95,6 +98,17 @@ def unflushed_loads(working_dir: str) -> list[Path]:
     """The journal directories (one per load id, in load order) whose results are not flushed yet."""
     root = Path(working_dir) / JOURNAL_DIR
     return sorted(d for d in root.iterdir() if d.is_dir()) if root.exists() else []
+
+
+def orphaned_loads(working_dir: str, known_loads: set[str]) -> list[Path]:
+    """The journal directories of loads that are not `known_loads` (pending, loaded or aborted packages) and
+    were not reported yet: their package was dropped or deleted while their journal stayed. Each is marked
+    (:data:`ORPHAN_MARK`) so that it is reported once; its records are flushed with the next completed load."""
+    orphans = [d for d in unflushed_loads(working_dir) if d.name not in known_loads]
+    fresh = [d for d in orphans if not (d / ORPHAN_MARK).exists()]
+    for directory in fresh:
+        (directory / ORPHAN_MARK).touch()
+    return fresh
 
 
 def records_of(directory: Path) -> Iterator[JournalRecord]:

@@ -368,7 +368,8 @@ def plan_row(
                 "delete" if delete else "update",
                 str(bitrix_id),
                 NOT_FOUND,
-                f"{target.entity} id {bitrix_id} does not exist on the portal",
+                f"{target.entity} id {bitrix_id} does not exist on the portal"
+                + (" (or the webhook's user cannot see it)" if target.family == "tasks" else ""),
                 "id",
             )
     elif key_text is not None and key_text in options.ambiguous_keys:

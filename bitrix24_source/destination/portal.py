@@ -9,13 +9,13 @@ what the jobs of one destination share: the client (and its limiter), and the me
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final
-
-from dlt.common.destination.exceptions import DestinationTerminalException, DestinationTransientException
+from urllib.parse import urlsplit
 
 from bitrix24_source.destination.directories import parse_directory
+from bitrix24_source.destination.dlt_adapter import JobFailedError, JobRetryError
 from bitrix24_source.destination.options import DestinationOptions
 from bitrix24_source.destination.plan import Outcome, PlannedRow, holds_values, normalise_key
 from bitrix24_source.destination.targets import WriteTarget, added_id, as_id, comm_key
@@ -29,32 +29,44 @@ NOT_FOUND_CODES: Final = frozenset({"NOT_FOUND", "ERROR_ENTITY_NOT_FOUND"})
 _REQUEST_LEVEL_CATEGORIES: Final = frozenset({"auth", "rate_limit"})
 # Error categories in which the portal refused the command, so it did not run (bitrix24_source.errors).
 _REJECTED_CATEGORIES: Final = frozenset({"validation", "not_found", "access", "method", "auth", "rate_limit"})
-_FIRST_CONTACT_ATTEMPTS: Final = 2
 _LOOKUP_GROUP: Final = 50  # values per "in" filter command, and rows per list page (§3.1)
 
 
 class Portal:
     """One target entity of one portal, through one client."""
 
-    def __init__(self, client: Bitrix24Client, target: WriteTarget, max_send_attempts: int) -> None:
+    def __init__(
+        self, client: Bitrix24Client, target: WriteTarget, max_send_attempts: int, host: str | None = None
+    ) -> None:
         self.client = client
         self.target = target
         self.max_send_attempts = max_send_attempts
+        self.host = host  # the portal's host[:port], for errors that are about reaching it
 
     def read_fields(self) -> EntityFields:
         """The entity's field metadata (crm.item.fields / tasks.task.getFields).
 
-        This is a load's first request. A portal that refuses the connection or whose name does not resolve
-        fails it after one resend, within about a second, instead of the client's full backoff (and dlt's
-        job retries after it): a wrong URL or a portal that is down does not fix itself meanwhile.
+        This is a load's first request, sent once: a portal that refuses the connection or whose name does not
+        resolve, and a webhook the portal refuses, fail the load at once with that label, instead of after
+        the client's backoff (and dlt's job retries after it): a wrong URL, a portal that is down or a wrong
+        webhook do not fix themselves meanwhile. Any other failure is sent again as the client's retry
+        policy says.
         """
         target = self.target
+        what = f"cannot read the field metadata of {target.entity}"
         policy = self.client.retry
-        self.client.retry = replace(policy, max_attempts=min(policy.max_attempts, _FIRST_CONTACT_ATTEMPTS))
+        self.client.retry = replace(policy, max_attempts=1)
         try:
             result = self.client.call(target.fields_method, target.fields_params()).result
         except Bitrix24Error as exc:
-            raise job_error(exc, f"cannot read the field metadata of {target.entity}") from None
+            error = job_error(exc, what, self.host)
+            if isinstance(error, JobFailedError) or policy.max_attempts <= 1:
+                raise error from None
+            self.client.retry = replace(policy, max_attempts=policy.max_attempts - 1)
+            try:
+                result = self.client.call(target.fields_method, target.fields_params()).result
+            except Bitrix24Error as again:
+                raise job_error(again, what, self.host) from None
         finally:
             self.client.retry = policy
         parse = parse_task_fields if target.family == "tasks" else parse_crm_item_fields
@@ -116,38 +128,45 @@ class Portal:
         """Pre-flight: the records `ids` name as they are now: ``categoryId`` when the entity has one, and the
         fields the input `columns` name (so that an update that would change nothing can be skipped).
 
-        CRM: ``crm.item.list`` with an ``@id`` filter per 50 ids, 50 commands chained to a batch request (one
-        request per 2,500 ids); a page holds the 50 records of its 50 ids. Tasks: None (not checked before
-        sending; the portal answers for a missing task).
+        One request per 2,500 ids (:meth:`read_records`); a page holds the 50 records of its 50 ids. Records
+        are keyed by the canonical field names of `fields` (tasks list camelCase, their fields are
+        UPPER_CASE).
         """
-        if self.target.family != "crm_item":
-            return None
         named = {canonical for c in columns if (canonical := fields.resolve(c)) is not None}
-        select = sorted(name for name in named | {"categoryId"} if name in fields.fields and name != "id")
-        return self.read_records(ids, select) if ids else {}
+        wanted = named | ({"categoryId"} if self.target.family == "crm_item" else set())
+        select = sorted(name for name in wanted if name in fields.fields and name.lower() != "id")
+        records = self.read_records(ids, select) if ids else {}
+        return {i: _canonical(row, select) for i, row in records.items()}
 
     def read_records(self, ids: Sequence[int], select: Sequence[str]) -> dict[int, dict[str, Any]]:
-        """The CRM records `ids` name (id -> row with the `select` fields); absent ids are not there."""
+        """The records `ids` name (id -> row with the `select` fields, in the list method's spelling); absent
+        ids are not there. 50 ids per list command ("in" filter), 50 commands per batch request.
+
+        CRM: ``crm.item.list`` with ``@id`` (api-reference/crm/universal/crm-item-list.md). Tasks:
+        ``tasks.task.list`` with an array of ids under ``ID``, the task filter's "in" form
+        (api-reference/tasks/deprecated/task-item/task-item-list.md filters ``'ID' => [1, 2, ...]``; the list
+        methods share that filter). A task the webhook's user cannot see is not listed, as if absent: the
+        portal would refuse to write it too.
+        """
         target = self.target
         unique = sorted(set(ids))
-        select = ["id", *select]
         groups = [unique[k : k + _LOOKUP_GROUP] for k in range(0, len(unique), _LOOKUP_GROUP)]
-        calls = [
-            (
-                target.list_method,
-                {
-                    "entityTypeId": target.entity_type_id,
-                    "filter": {"@id": group},
-                    "select": select,
-                    "order": {"id": "ASC"},
-                },
-            )
-            for group in groups
-        ]
+        calls = [(target.list_method, _records_params(target, group, select)) for group in groups]
         records: dict[int, dict[str, Any]] = {}
-        for result in self._read_all(calls, f"cannot read records of {target.entity}") if calls else []:
-            for row in target.lookup_rows(result):
-                record_id = as_id(_squashed_get(row, "id"))
+        results = self._read_all(calls, f"cannot read records of {target.entity}") if calls else []
+        for group, result in zip(groups, results, strict=True):
+            wanted = set(group)
+            rows = target.lookup_rows(result)
+            listed = {as_id(_squashed_get(row, target.id_field)) for row in rows}
+            if listed - wanted:
+                # The filter was not applied (a portal that ignores an array under ID would list any 50
+                # tasks): absent ids could not be told from unlisted ones, so nothing is concluded.
+                raise JobFailedError(
+                    f"bitrix24 destination: cannot read records of {target.entity}: {target.list_method} "
+                    f"ignored the id filter (listed ids {_some_ids(listed - wanted)} that were not asked for)"
+                )
+            for row in rows:
+                record_id = as_id(_squashed_get(row, target.id_field))
                 if record_id is not None:
                     records[record_id] = row
         return records
@@ -178,28 +197,28 @@ class Portal:
                 found[value] = sorted(ids)
         return found
 
-    def send(self, valid: Sequence[PlannedRow], maybe_sent: Set[int]) -> dict[int, Outcome]:
+    def send(self, valid: Sequence[PlannedRow], maybe_sent: Set[int], outcomes: dict[int, Outcome]) -> None:
         """Send the valid rows of a chunk as v2 batches (halt=0) until every row has a known outcome.
 
-        Rows in `maybe_sent` may have landed in an earlier attempt: their adds are looked up by marker first,
-        and a delete of theirs that answers ``NOT_FOUND`` counts as ok (the lost attempt did it).
+        Each outcome is put into `outcomes` as soon as it is known, so that the caller keeps them when a later
+        request of the chunk fails the job. Rows in `maybe_sent` may have landed in an earlier attempt: they
+        are verified on the portal first (:meth:`verify`), and a delete of theirs that answers
+        ``NOT_FOUND`` counts as ok (the lost attempt did it).
         """
-        outcomes: dict[int, Outcome] = {}
         uncertain = {p.row_number for p in valid if p.row_number in maybe_sent}
-        self._verify_adds([p for p in valid if p.row_number in uncertain], outcomes)
+        outcomes.update(self.verify([p for p in valid if p.row_number in uncertain]))
         to_send = [p for p in valid if p.row_number not in outcomes]
         attempt = 0
         while to_send:
             attempt += 1
             retry = self._send_once(to_send, uncertain, outcomes)
             if retry and attempt >= self.max_send_attempts:
-                raise DestinationTransientException(
+                raise JobRetryError(
                     f"bitrix24 destination: {len(retry)} writes to {self.target.entity} still have no known "
                     f"outcome after {attempt} attempts; the job will be retried and will verify them first"
                 )
-            self._verify_adds([p for p in retry if p.row_number in uncertain], outcomes)
+            outcomes.update(self.verify([p for p in retry if p.row_number in uncertain]))
             to_send = [p for p in retry if p.row_number not in outcomes]
-        return outcomes
 
     def _send_once(
         self, to_send: Sequence[PlannedRow], uncertain: set[int], outcomes: dict[int, Outcome]
@@ -209,18 +228,21 @@ class Portal:
         try:
             batch = self.client.batch([(p.method, p.params) for p in to_send], halt_on_error=False)
         except Bitrix24Error as exc:
-            raise job_error(exc, what) from None
+            raise job_error(exc, what, self.host) from None
         retry: list[PlannedRow] = []
         unproven: dict[int, tuple[PlannedRow, Outcome]] = {}
+        refused: Bitrix24Error | None = None
         for p, r in zip(to_send, batch.results, strict=True):
             if (
                 r.error is not None
                 and r.error.category in _REQUEST_LEVEL_CATEGORIES
                 and r.outcome != "unknown"
             ):
-                # Auth and rate-limit failures concern the request, not the row: fail (or retry) the job,
-                # the in-flight checkpoint makes the next attempt verify what may have landed.
-                raise job_error(r.error, what)
+                # Auth and rate-limit failures concern the request, not the row: fail (or retry) the job
+                # once the other rows' outcomes are recorded; the in-flight checkpoint makes the next attempt
+                # verify what may have landed.
+                refused = refused or r.error
+                continue
             if r.outcome == "ok":
                 new_id = added_id(r.method, r.result) if p.operation == "add" else p.bitrix_id
                 outcomes[p.row_number] = Outcome("ok", new_id)
@@ -243,33 +265,40 @@ class Portal:
                 retry.append(p)
         if unproven:
             outcomes.update(self._verify_errors(list(unproven.values())))
+        if refused is not None:
+            raise job_error(refused, what, self.host)
         return retry
 
     def _verify_errors(self, failed: Sequence[tuple[PlannedRow, Outcome]]) -> dict[int, Outcome]:
-        """Check on the portal whether commands that answered an error that proves nothing ran anyway.
+        """Check on the portal whether commands that answered an error that proves nothing ran anyway; what
+        cannot be shown to have run keeps the portal's error."""
+        out = {p.row_number: outcome for p, outcome in failed}
+        out.update(self.verify([p for p, _ in failed]))
+        return out
+
+    def verify(self, rows: Sequence[PlannedRow]) -> dict[int, Outcome]:
+        """The rows of `rows` that the portal shows applied, as ``ok`` outcomes; the others are left out.
 
         Adds are looked up by marker (looked up before their first send, so finding it proves the add);
-        deletes and updates of CRM records are read back by id: a deleted record is gone, an updated one
-        holds every value that was sent. What cannot be shown to have run keeps the portal's error.
+        deletes and updates are read back by id: a deleted record is gone, an updated one holds every value
+        that was sent.
         """
-        out = {p.row_number: outcome for p, outcome in failed}
-        adds = [p for p, _ in failed if p.operation == "add"]
         verified: dict[int, Outcome] = {}
-        self._verify_adds(adds, verified)
-        others = [p for p, _ in failed if p.operation != "add" and p.bitrix_id is not None]
-        if others and self.target.family == "crm_item":
+        self._verify_adds([p for p in rows if p.operation == "add"], verified)
+        others = [p for p in rows if p.operation in ("update", "delete") and p.bitrix_id is not None]
+        if others:
             select = sorted({name for p in others for name in (p.params or {}).get("fields", {})})
             records = self.read_records([p.bitrix_id for p in others if p.bitrix_id is not None], select)
             for p in others:
                 held = records.get(p.bitrix_id or 0)
+                sent = (p.params or {}).get("fields", {})
                 if (p.operation == "delete" and held is None) or (
                     p.operation == "update"
                     and held is not None
-                    and holds_values(held, (p.params or {})["fields"])
+                    and holds_values(_canonical(held, sent), sent)
                 ):
                     verified[p.row_number] = Outcome("ok", p.bitrix_id)
-        out.update(verified)
-        return out
+        return verified
 
     def _verify_adds(self, rows: Sequence[PlannedRow], outcomes: dict[int, Outcome]) -> None:
         """Look up the markers of adds whose outcome is unknown; record found ones as ok (no resend)."""
@@ -288,14 +317,12 @@ class Portal:
         try:
             batch = self.client.batch_by_chunk(calls, halt_on_error=False)
         except Bitrix24Error as exc:
-            raise job_error(exc, what) from None
+            raise job_error(exc, what, self.host) from None
         for r in batch.results:
             if r.error is not None:
                 raise job_error(r.error, what)
             if not r.ok:
-                raise DestinationTransientException(
-                    f"bitrix24 destination: {what}: command {r.key} was not run"
-                )
+                raise JobRetryError(f"bitrix24 destination: {what}: command {r.key} was not run")
         return [r.result for r in batch.results]
 
 
@@ -325,7 +352,7 @@ class PortalCache:
                     verify=o.verify,
                 )
                 self._client_url = webhook_url
-            return Portal(self._client, target, o.max_send_attempts)
+            return Portal(self._client, target, o.max_send_attempts, urlsplit(webhook_url).netloc)
 
     def fields(self, portal: Portal, load_id: str) -> EntityFields:
         """The target's field metadata, read once per load."""
@@ -355,7 +382,7 @@ class PortalCache:
 UNREACHABLE_CODES: Final = frozenset({"CONNECTION_REFUSED", "DNS_ERROR"})
 
 
-def job_error(exc: Bitrix24Error, what: str) -> Exception:
+def job_error(exc: Bitrix24Error, what: str, host: str | None = None) -> Exception:
     """dlt retries transient job errors and fails terminal ones; map a client error to the right kind.
 
     Terminal: configuration, authentication and scope errors, and a portal that cannot be reached. The text
@@ -363,10 +390,44 @@ def job_error(exc: Bitrix24Error, what: str) -> Exception:
     into its message and its log, and the client's chain under it (urllib3, requests, retries) told the
     user nothing the code does not.
     """
-    text = mask(f"bitrix24 destination: {what}: [{exc.code}] {exc.description}")
+    description = exc.description
+    if exc.code == "CONNECTION_REFUSED":
+        # The client's text carries urllib3's whole repr (pool, url, request id): the host says it all.
+        description = (
+            f"connection refused{f' by {host}' if host else ''}: the portal is down or the URL is wrong"
+        )
+    text = mask(f"bitrix24 destination: {what}: [{exc.code}] {description}")
     if exc.permanent or exc.category in ("auth", "access", "config") or exc.code in UNREACHABLE_CODES:
-        return DestinationTerminalException(text)
-    return DestinationTransientException(text)
+        return JobFailedError(text)
+    return JobRetryError(text)
+
+
+def _records_params(target: WriteTarget, ids: Sequence[int], select: Sequence[str]) -> dict[str, Any]:
+    """A list command for the records `ids` (at most one page of them) with the `select` fields."""
+    if target.family == "crm_item":
+        return {
+            "entityTypeId": target.entity_type_id,
+            "filter": {"@id": list(ids)},
+            "select": ["id", *select],
+            "order": {"id": "ASC"},
+        }
+    return {"filter": {"ID": list(ids)}, "select": ["ID", *select], "order": {"ID": "ASC"}}
+
+
+def _canonical(row: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    """The fields `names` of a listed record, under those names (the list may spell them otherwise: a task
+    lists ``responsibleId`` for ``RESPONSIBLE_ID``); fields the record does not list are left out."""
+    out: dict[str, Any] = {}
+    for name in names:
+        key = name if name in row else _squashed_key(row, name)
+        if key is not None:
+            out[name] = row[key]
+    return out
+
+
+def _some_ids(ids: Iterable[int | None]) -> str:
+    shown = sorted(i for i in ids if i is not None)
+    return ", ".join(str(i) for i in shown[:5]) + (", ..." if len(shown) > 5 else "")
 
 
 def _held(row: Mapping[str, Any], field_name: str) -> str | None:
@@ -380,8 +441,10 @@ def _squashed_get(row: Mapping[str, Any], name: str) -> Any:
     """`row[name]`, or the value of the column that spells `name` with other case or underscores."""
     if name in row:
         return row[name]
+    key = _squashed_key(row, name)
+    return None if key is None else row[key]
+
+
+def _squashed_key(row: Mapping[str, Any], name: str) -> str | None:
     wanted = name.replace("_", "").lower()
-    for k, v in row.items():
-        if str(k).replace("_", "").lower() == wanted:
-            return v
-    return None
+    return next((str(k) for k in row if str(k).replace("_", "").lower() == wanted), None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,17 +16,14 @@ from bitrix24_source.destination.results import ERRORS_TABLE, RESULTS_TABLE
 from bitrix24_source.sandbox import Fault, Sandbox
 
 
-def test_a_portal_that_is_down_fails_the_load_within_seconds_with_one_labelled_error(
+def test_a_portal_that_is_down_fails_the_load_with_one_labelled_error_and_aborts_it(
     push_pipeline: Callable[..., Any], read_table: Callable[[str], list[dict[str, Any]]]
 ) -> None:
     with Sandbox(seed=3, deals=5, leads=0, contacts=0, companies=0, users=2, tasks=0) as down:
         url = down.webhook_url
     pipeline = push_pipeline(url, name="down")
-    started = time.monotonic()
     with pytest.raises(PipelineStepFailed) as failed:
         pipeline.run([{"title": "nobody home"}, {"id": 3, "title": "x"}], table_name="deals")
-    elapsed = time.monotonic() - started
-    assert elapsed < 10, elapsed
     text = str(failed.value)
     assert "[CONNECTION_REFUSED]" in text and "cannot read the field metadata of deals" in text
     assert not pipeline.list_normalized_load_packages()  # aborted: nothing left to replay
@@ -141,4 +137,93 @@ def test_a_lost_journal_stops_the_run_with_what_to_do_and_nothing_is_duplicated(
         for r in read_table(RESULTS_TABLE)
         if r["load_id"] == max(x["load_id"] for x in read_table(RESULTS_TABLE))
     ]
+    assert [r["status"] for r in last] == ["already_applied"] * 50 + ["ok"] * 10
+
+
+@pytest.mark.parametrize("lost", ["package_state_file", "checkpoint"])
+def test_a_lost_package_state_stops_the_run_with_what_to_do_and_nothing_is_duplicated(
+    portal: Sandbox,
+    push_pipeline: Callable[..., Any],
+    read_table: Callable[[str], list[dict[str, Any]]],
+    tmp_path: Any,
+    lost: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    monkeypatch.setenv("LOAD__RAISE_ON_MAX_RETRIES", "1")  # dlt gives the failing job up after one retry
+
+    rows = [{"title": f"state {k}"} for k in range(60)]
+    # As in the lost-journal test: 50 rows written and journaled, then the package stays pending. Here the
+    # journal stays and the package's state goes (removed, or reset without the destination's checkpoint).
+    portal.inject(Fault(kind="reset", method="batch", phase="before", after=2, times=1000))
+    pipeline = push_pipeline(portal.webhook_url, name="state")
+    with pytest.raises(PipelineStepFailed):
+        pipeline.run(rows, table_name="deals")
+    portal.clear_faults()
+    assert list((tmp_path / "pipelines").rglob("bitrix24_writes/*/*.jsonl"))
+    (state_file,) = (tmp_path / "pipelines").rglob("normalized/*/load_package_state.json")
+    if lost == "package_state_file":
+        state_file.unlink()
+    else:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        state.pop("destination_state", None)
+        state_file.write_text(json.dumps(state), encoding="utf-8")
+
+    with pytest.raises(PipelineStepFailed, match="package state was removed or reset"):
+        push_pipeline(portal.webhook_url, name="state").run()
+    assert not pipeline.list_normalized_load_packages()
+    titles = [r["title"] for r in portal.rows("deals") if str(r["title"]).startswith("state ")]
+    assert sorted(titles) == sorted(f"state {k}" for k in range(50))  # nothing was sent again
+
+    push_pipeline(portal.webhook_url, name="state").run(rows, table_name="deals")
+    titles = [r["title"] for r in portal.rows("deals") if str(r["title"]).startswith("state ")]
+    assert sorted(titles) == sorted(r["title"] for r in rows)  # each once
+    results = read_table(RESULTS_TABLE)
+    first, last = min(r["load_id"] for r in results), max(r["load_id"] for r in results)
+    assert [r["status"] for r in results if r["load_id"] == first] == ["ok"] * 50 + ["error"] * 10
+    assert [r["status"] for r in results if r["load_id"] == last] == ["already_applied"] * 50 + ["ok"] * 10
+
+
+@pytest.mark.parametrize("how", ["aborted", "deleted"])
+def test_a_package_aborted_or_deleted_from_outside_keeps_every_row_and_a_re_push_adds_nothing_twice(
+    portal: Sandbox,
+    push_pipeline: Callable[..., Any],
+    read_table: Callable[[str], list[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+    how: str,
+) -> None:
+    import shutil
+
+    monkeypatch.setenv("LOAD__RAISE_ON_MAX_RETRIES", "1")
+    rows = [{"title": f"dropped {k}"} for k in range(60)]
+    portal.inject(Fault(kind="reset", method="batch", phase="before", after=2, times=1000))
+    pipeline = push_pipeline(portal.webhook_url, name="dropped")
+    with pytest.raises(PipelineStepFailed):
+        pipeline.run(rows, table_name="deals")
+    portal.clear_faults()
+    if how == "aborted":
+        pipeline.abort_packages()  # `dlt pipeline dropped abort-packages` (formerly drop-pending-packages)
+    else:
+        (package,) = (tmp_path / "pipelines" / "dropped" / "load" / "normalized").iterdir()
+        shutil.rmtree(package)  # the package is gone, its journal stays
+        with pytest.raises(PipelineStepFailed, match=r"is gone \(dropped or deleted\) but its journal"):
+            push_pipeline(portal.webhook_url, name="dropped").run(rows, table_name="deals")
+
+    push_pipeline(portal.webhook_url, name="dropped").run(rows, table_name="deals")
+    titles = [r["title"] for r in portal.rows("deals") if str(r["title"]).startswith("dropped ")]
+    assert sorted(titles) == sorted(r["title"] for r in rows)  # each once
+    results = read_table(RESULTS_TABLE)
+    loads = [[r for r in results if r["load_id"] == i] for i in sorted({r["load_id"] for r in results})]
+    if how == "aborted":
+        first, last = loads
+        # Every row of the aborted package: the 50 written, and the 10 it never got to.
+        assert [r["status"] for r in first] == ["ok"] * 50 + ["error"] * 10
+        assert {r["error_code"] for r in first[50:]} == {"LOAD_ABORTED"}
+        assert "abort_packages" in first[50]["error_description"]
+    else:
+        first, stopped, last = loads
+        assert [r["status"] for r in first] == ["ok"] * 50  # what the deleted package's journal held
+        assert {r["error_code"] for r in stopped} == {"LOAD_ABORTED"} and len(stopped) == 60
     assert [r["status"] for r in last] == ["already_applied"] * 50 + ["ok"] * 10

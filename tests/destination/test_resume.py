@@ -175,9 +175,10 @@ def test_writes_of_an_aborted_package_get_their_results_at_the_next_load(
 
     ids = sorted(int(r["id"]) for r in portal.rows("deals"))[:60]
     rows = [{"id": i, "title": f"aborted run {i}"} for i in ids]
-    # The first chunk of 50 is written and journaled; the second meets an auth error, which fails the job
-    # terminally, and dlt then aborts the package (the destination turns dlt's auto-abort on for its
-    # pipelines): it never completes an aborted package, and nothing of it stays pending.
+    # The first chunk of 50 is written and journaled; in the second, the first update meets an auth error,
+    # which fails the job terminally once the batch's other outcomes are recorded (its other 9 updates ran),
+    # and dlt then aborts the package (the destination turns dlt's auto-abort on for its pipelines): it
+    # never completes an aborted package, and nothing of it stays pending.
     portal.inject(
         Fault(kind="command_error", method="crm.item.update", after=50, error_code="insufficient_scope")
     )
@@ -193,6 +194,10 @@ def test_writes_of_an_aborted_package_get_their_results_at_the_next_load(
     assert not pipeline.list_normalized_load_packages()
     assert sorted(per_load.values()) == [1, 60]  # every row of the aborted load, then the next load's row
     statuses = Counter((r["status"], r["error_code"]) for r in results)
-    assert statuses == {("ok", None): 51, ("error", "LOAD_ABORTED"): 10}
-    aborted = [r for r in results if r["error_code"] == "LOAD_ABORTED"]
-    assert all("insufficient_scope" in r["error_description"] for r in aborted)
+    assert statuses == {("ok", None): 60, ("error", "LOAD_ABORTED"): 1}
+    (aborted,) = [r for r in results if r["error_code"] == "LOAD_ABORTED"]
+    assert aborted["bitrix_id"] is None and aborted["row_number"] == 50
+    assert "not applied on the portal (checked)" in aborted["error_description"]
+    assert "insufficient_scope" in aborted["error_description"]
+    titles = {int(r["id"]): r["title"] for r in portal.rows("deals")}
+    assert [titles[i] for i in ids[51:]] == [f"aborted run {i}" for i in ids[51:]]
