@@ -52,6 +52,12 @@ class ProductRowsPortal(Portal):
         crm.item.productrow.list needs ``=ownerId`` in its filter (crm-item-productrow-list.md), which an
         update row need not give, so the rows are read one ``crm.item.productrow.get`` each, 50 to a batch.
         """
+        return self.read_records(ids, ())
+
+    def read_records(self, ids: Sequence[int], select: Sequence[str]) -> dict[int, dict[str, Any]]:
+        """The product rows `ids` name, whole (``select`` is not needed: a row is small); used by the
+        pre-flight and by the verification of rows whose answer was lost. One ``crm.item.productrow.get``
+        per id: the list method needs the owner."""
         unique = sorted(set(ids))
         if not unique:
             return {}

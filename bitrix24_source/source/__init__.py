@@ -237,21 +237,26 @@ def bitrix24_source(
             publish=_publish,
         )
     )
+    # One crm.type.list when the source is made: the `spa_<id>` resources depend on the portal.
+    spa = discover_smart_processes(reader, smart_processes)
     resources.append(
         stage_history_resource(
-            reader=reader, stats=stats, tables=_Tables(False, history_column_hints), publish=_publish
+            reader=reader,
+            stats=stats,
+            tables=_Tables(False, history_column_hints),
+            publish=_publish,
+            staged_types=spa.staged,
         )
     )
     resources.append(_field_definitions_resource(run))
-    spa_ids = discover_smart_processes(reader, smart_processes)
-    for spec in (*CRM_ITEM_ENTITIES, *(spa_spec(type_id) for type_id in spa_ids)):
+    for spec in (*CRM_ITEM_ENTITIES, *(spa_spec(type_id) for type_id in spa.ids)):
         run.fields.register(spec.name, spec)
         resources.append(_crm_resource(spec, run))
     resources.append(_directory_resource(SPA_TYPES_TABLE, directories.spa_type_rows, run))
     resources.append(_directory_resource(CRM_STATUSES_TABLE, directories.status_rows, run))
     resources.append(
         _directory_resource(
-            CRM_CATEGORIES_TABLE, lambda r, name: directories.category_rows(r, name, spa_ids), run
+            CRM_CATEGORIES_TABLE, lambda r, name: directories.category_rows(r, name, spa.ids), run
         )
     )
     resources.append(_directory_resource(DEPARTMENTS_TABLE, directories.department_rows, run))

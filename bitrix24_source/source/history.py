@@ -133,7 +133,12 @@ def history_column_hints(columns: dict[str, TColumnSchema]) -> None:
 
 
 def stage_history_resource(
-    *, reader: PortalReader, stats: RunStats, tables: PageTables, publish: Publish
+    *,
+    reader: PortalReader,
+    stats: RunStats,
+    tables: PageTables,
+    publish: Publish,
+    staged_types: Sequence[int] | None = None,
 ) -> DltResource:
     """The `stage_history` resource (merge on (`entity_type_id`, `id`), not selected by default).
 
@@ -143,6 +148,8 @@ def stage_history_resource(
         tables: builds the typed Arrow tables; its column hints pass through `history_column_hints` (the
             source's `_Tables`).
         publish: records the resource's cost.
+        staged_types: the smart processes with stages, as the source listed them when it was made; None
+            to list them (crm.type.list) when the resource runs.
     """
     name = STAGE_HISTORY.name
 
@@ -152,7 +159,8 @@ def stage_history_resource(
         seen: dict[str, int] = state.setdefault(LAST_IDS_KEY, {})
         try:
             tables.set_fields(static_fields(STAGE_HISTORY_FIELDS))
-            types = [*STAGE_HISTORY_FIXED_TYPES, *smart_process_types(reader, name)]
+            spa = smart_process_types(reader, name) if staged_types is None else staged_types
+            types = [*STAGE_HISTORY_FIXED_TYPES, *spa]
             last_ids = {t: int(seen.get(str(t), 0)) for t in dict.fromkeys(types)}
             for type_id, page in history_pages(reader, name, last_ids):
                 own.rows += len(page)

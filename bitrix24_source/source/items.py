@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from bitrix24_source.errors import Bitrix24Error, ConfigError
-from bitrix24_source.fields import FieldMeta, kind_of
+from bitrix24_source.fields import FieldMeta, kind_of, truthy
 from bitrix24_source.source.directories import spa_type_rows
 from bitrix24_source.source.reader import PortalReader
 from bitrix24_source.source.settings import SMART_PROCESSES, SPA_TYPES_TABLE, is_spa_name
@@ -26,20 +27,37 @@ LABEL_SUFFIX = "_label"
 """Suffix of the column that holds an enumeration field's label(s) (`enum_labels=True`)."""
 
 
-def discover_smart_processes(reader: PortalReader, given: Sequence[int] | None) -> list[int]:
-    """The entityTypeIds of the portal's smart processes: `given`, or crm.type.list's `entityTypeId`s.
+@dataclass(frozen=True, slots=True)
+class SmartProcesses:
+    """The smart-process types a source was made with.
 
-    A portal that refuses the listing (no `crm` scope, no access) has no smart-process resources for this
-    source: a WARNING names the error, and selecting one by name fails in `select_resources`.
+    Attributes:
+        ids: every entityTypeId (one `spa_<id>` resource each).
+        staged: the ones with stages (`isStagesEnabled`, crm-type-list.md), whose stage history exists; None
+            when the ids were given rather than listed (stage_history then lists the types itself).
+    """
+
+    ids: list[int]
+    staged: list[int] | None
+
+
+def discover_smart_processes(reader: PortalReader, given: Sequence[int] | None) -> SmartProcesses:
+    """The portal's smart processes: `given`, or the types crm.type.list lists.
+
+    A portal that refuses the listing (no `crm` scope, no access, not reachable) has no smart-process
+    resources for this source: a WARNING names the error, and selecting one by name fails in
+    `select_resources`.
     """
     if given is not None:
-        return sorted({int(type_id) for type_id in given})
+        return SmartProcesses(sorted({int(type_id) for type_id in given}), None)
     try:
         rows = spa_type_rows(reader, SPA_TYPES_TABLE)
     except Bitrix24Error as exc:
         logger.warning("crm.type.list failed (%s): no smart-process resources", exc.code)
-        return []
-    return sorted({int(row["entityTypeId"]) for row in rows})
+        return SmartProcesses([], [])
+    ids = sorted({int(row["entityTypeId"]) for row in rows})
+    staged = sorted({int(row["entityTypeId"]) for row in rows if truthy(row.get("isStagesEnabled", "Y"))})
+    return SmartProcesses(ids, staged)
 
 
 def select_resources(source: Any, names: Iterable[str]) -> Any:

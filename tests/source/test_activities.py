@@ -36,7 +36,7 @@ def _assert_equal(portal: Sandbox, pipeline: Any) -> None:
 def test_activities_equal_the_portal_typed_from_their_field_list(tmp_path: Path) -> None:
     with _small(activities=180) as portal:
         pipeline = make_pipeline(tmp_path)
-        source = bitrix24_source(webhook_url=portal.webhook_url, rate_limit=None)
+        source = bitrix24_source(webhook_url=portal.webhook_url, rate_limit=None, smart_processes=())
         assert not pipeline.run(source.with_resources("activities")).has_failed_jobs
         _assert_equal(portal, pipeline)
         types = column_types(pipeline, "activities")
@@ -60,7 +60,11 @@ def test_second_run_reads_only_changed_activities_and_deletes_removed_ones(tmp_p
 
         def run() -> None:
             source = bitrix24_source(
-                webhook_url=portal.webhook_url, rate_limit=None, lag_seconds=LAG, detect_deletes=True
+                webhook_url=portal.webhook_url,
+                rate_limit=None,
+                lag_seconds=LAG,
+                detect_deletes=True,
+                smart_processes=(),
             )
             assert not pipeline.run(source.with_resources("activities")).has_failed_jobs
 

@@ -42,7 +42,7 @@ def portal() -> Iterator[Sandbox]:
 def _sync(portal: Sandbox, tmp_path: Path) -> Any:
     pipeline = make_pipeline(tmp_path)
     pipeline.run(
-        bitrix24_source(webhook_url=portal.webhook_url, rate_limit=None).with_resources(
+        bitrix24_source(webhook_url=portal.webhook_url, rate_limit=None, smart_processes=()).with_resources(
             "tasks", "task_results"
         )
     )
@@ -152,7 +152,11 @@ def test_tasks_added_during_the_run_are_read(tmp_path: Path, monkeypatch: pytest
 
 def test_tasks_without_results_fill_the_batch_with_pages(portal: Sandbox, tmp_path: Path) -> None:
     pipeline = make_pipeline(tmp_path)
-    pipeline.run(bitrix24_source(webhook_url=portal.webhook_url, rate_limit=None).with_resources("tasks"))
+    pipeline.run(
+        bitrix24_source(webhook_url=portal.webhook_url, rate_limit=None, smart_processes=()).with_resources(
+            "tasks"
+        )
+    )
     assert_rows_equal(portal.rows("tasks"), fetch_table(pipeline, "tasks"))
     # no result pages: 1,000 tasks in the first batch's keyset page and offset pages after it, the rest next
     assert resource_stats(pipeline)["tasks"]["requests"] <= 2
@@ -184,7 +188,11 @@ def test_fields_the_portal_does_not_list_are_dropped_from_the_first_batch(
 
     monkeypatch.setattr(FieldStore, "accept", accept)
     pipeline = make_pipeline(tmp_path)
-    pipeline.run(bitrix24_source(webhook_url=portal.webhook_url, rate_limit=None).with_resources("tasks"))
+    pipeline.run(
+        bitrix24_source(webhook_url=portal.webhook_url, rate_limit=None, smart_processes=()).with_resources(
+            "tasks"
+        )
+    )
     expected = [{k: v for k, v in row.items() if k != "title"} for row in portal.rows("tasks")]
     loaded = fetch_table(pipeline, "tasks")
     assert all("title" not in row for row in loaded)
