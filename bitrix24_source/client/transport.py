@@ -311,7 +311,13 @@ def transport_error(
         code, maybe_executed = "DNS_ERROR", False
     elif isinstance(exc, requests.exceptions.ConnectionError):
         refused = _connection_refused(exc)
-        text = f"{'connection refused' if refused else 'connection error'}: {exc}"
+        if refused:
+            # urllib3's repr (pool, path with the webhook, retries) says nothing the host and port do not
+            url = urlsplit(exc.request.url) if exc.request is not None and exc.request.url else None
+            where = f" by {url.hostname}:{url.port or (443 if url.scheme == 'https' else 80)}" if url else ""
+            text = f"connection refused{where}: the portal is down or the URL is wrong"
+        else:
+            text = f"connection error: {exc}"
         code, maybe_executed = ("CONNECTION_REFUSED", False) if refused else ("CONNECTION_ERROR", True)
     else:
         text, code, maybe_executed = f"transport error: {exc}", "TRANSPORT_ERROR", True

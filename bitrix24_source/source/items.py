@@ -44,15 +44,20 @@ class SmartProcesses:
 def discover_smart_processes(reader: PortalReader, given: Sequence[int] | None) -> SmartProcesses:
     """The portal's smart processes: `given`, or the types crm.type.list lists.
 
-    A portal that refuses the listing (no `crm` scope, no access, not reachable) has no smart-process
-    resources for this source: a WARNING names the error, and selecting one by name fails in
-    `select_resources`.
+    A portal that refuses the listing (no `crm` scope, no access) has no smart-process resources for this
+    source: a WARNING names the error, and selecting one by name fails in `select_resources`. A portal that
+    cannot be reached or refuses the credentials fails here: nothing else would work.
     """
     if given is not None:
         return SmartProcesses(sorted({int(type_id) for type_id in given}), None)
     try:
         rows = spa_type_rows(reader, SPA_TYPES_TABLE)
     except Bitrix24Error as exc:
+        if exc.code.upper() != "INSUFFICIENT_SCOPE" and exc.category not in ("access", "method", "not_found"):
+            # Unreachable, refused credentials, a failing server: nothing this source reads would work either,
+            # and an empty listing would hide the smart processes. Fail where the source is made, with the
+            # client's one-line text and no traceback through the client's layers.
+            raise exc.with_traceback(None) from None
         logger.warning("crm.type.list failed (%s): no smart-process resources", exc.code)
         return SmartProcesses([], [])
     ids = sorted({int(row["entityTypeId"]) for row in rows})

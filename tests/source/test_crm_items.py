@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 
 from bitrix24_source import bitrix24_source
 from bitrix24_source.client import Bitrix24Client
-from bitrix24_source.errors import ConfigError
+from bitrix24_source.errors import AuthError, ConfigError
 from bitrix24_source.sandbox import Sandbox
 from bitrix24_source.source import resource_stats, select_resources
 from tests.helpers import column_types, fetch_table, make_pipeline
@@ -163,6 +164,24 @@ def test_a_webhook_without_crm_scope_has_no_smart_processes(
         pipeline = make_pipeline(tmp_path)
         assert not pipeline.run(source.with_resources("users")).has_failed_jobs
         assert len(fetch_table(pipeline, "users")) == len(p.rows("users"))
+
+
+def test_a_refused_webhook_fails_where_the_source_is_made_in_one_line(tmp_path: Path) -> None:
+    # An empty listing would hide the smart processes: only a missing scope is let through (test above)
+    with Sandbox(seed=33, deals=1, leads=1, contacts=1, companies=1, users=1, tasks=0) as p:
+        wrong = p.webhook_url.replace(p.auth.webhook_code, "wrong-code-0123456789")
+        with pytest.raises(AuthError) as caught:
+            bitrix24_source(webhook_url=wrong, rate_limit=None)
+        assert caught.value.__traceback__ is not None
+        # raised afresh in the discovery: no frames of the client's layers, no chained cause
+        assert caught.value.__cause__ is None and caught.value.__suppress_context__
+        frames = [f.name for f in traceback.extract_tb(caught.value.__traceback__)]
+        assert "discover_smart_processes" in frames and "send" not in frames
+        assert "wrong-code-0123456789" not in str(caught.value) and "\n" not in str(caught.value)
+        # given smart processes: nothing is asked when the source is made
+        p.reset_stats()
+        bitrix24_source(webhook_url=wrong, rate_limit=None, smart_processes=())
+        assert p.stats().http_requests == 0
 
 
 def test_enum_labels_add_a_label_column_next_to_each_enumeration(tmp_path: Path) -> None:
