@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Final
 
 from bitrix24_source.errors import Bitrix24Error, ConfigError
 from bitrix24_source.fields import FieldMeta, kind_of, truthy
@@ -41,25 +41,44 @@ class SmartProcesses:
     staged: list[int] | None
 
 
+_SETTLED_CODES: Final = frozenset({"CONNECTION_REFUSED", "DNS_ERROR", "CONNECT_TIMEOUT", "TIMEOUT"})
+"""Failures of the first request that a resend would only repeat (the portal is down, its name does not
+resolve, it does not answer): the listing is sent once for them, and the source fails in one line."""
+
+
 def discover_smart_processes(reader: PortalReader, given: Sequence[int] | None) -> SmartProcesses:
     """The portal's smart processes: `given`, or the types crm.type.list lists.
 
-    A portal that refuses the listing (no `crm` scope, no access) has no smart-process resources for this
-    source: a WARNING names the error, and selecting one by name fails in `select_resources`. A portal that
-    cannot be reached or refuses the credentials fails here: nothing else would work.
+    This is the source's first request: it is sent once where a resend would only repeat the failure (see
+    `_SETTLED_CODES`, and any refusal: credentials, scope, access), with the client's retries otherwise. Any
+    failure ends here with the client's one-line text: an empty listing would silently leave the smart
+    processes (and their stage history and pipelines) out of every run. A webhook without the `crm` scope
+    is told to pass `smart_processes=()`.
     """
     if given is not None:
         return SmartProcesses(sorted({int(type_id) for type_id in given}), None)
+    client = reader.client
+    policy = client.retry
+    client.retry = replace(policy, max_attempts=1)
     try:
-        rows = spa_type_rows(reader, SPA_TYPES_TABLE)
+        try:
+            rows = spa_type_rows(reader, SPA_TYPES_TABLE)
+        except Bitrix24Error as exc:
+            settled = exc.code.upper() in _SETTLED_CODES or exc.category in ("auth", "access", "method")
+            if settled or policy.max_attempts <= 1:
+                raise
+            client.retry = replace(policy, max_attempts=policy.max_attempts - 1)
+            rows = spa_type_rows(reader, SPA_TYPES_TABLE)
     except Bitrix24Error as exc:
-        if exc.code.upper() != "INSUFFICIENT_SCOPE" and exc.category not in ("access", "method", "not_found"):
-            # Unreachable, refused credentials, a failing server: nothing this source reads would work either,
-            # and an empty listing would hide the smart processes. Fail where the source is made, with the
-            # client's one-line text and no traceback through the client's layers.
-            raise exc.with_traceback(None) from None
-        logger.warning("crm.type.list failed (%s): no smart-process resources", exc.code)
-        return SmartProcesses([], [])
+        if exc.code.upper() in ("INSUFFICIENT_SCOPE", "ACCESS_DENIED"):
+            exc.description = (
+                f"{exc.description} (listing the smart processes when the source is made; a webhook without "
+                "the crm scope: pass smart_processes=() to make a source without them)"
+            )
+        # No traceback through the client's layers: the text says it all.
+        raise exc.with_traceback(None) from None
+    finally:
+        client.retry = policy
     ids = sorted({int(row["entityTypeId"]) for row in rows})
     staged = sorted({int(row["entityTypeId"]) for row in rows if truthy(row.get("isStagesEnabled", "Y"))})
     return SmartProcesses(ids, staged)

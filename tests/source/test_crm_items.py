@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import socket
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 
 from bitrix24_source import bitrix24_source
 from bitrix24_source.client import Bitrix24Client
-from bitrix24_source.errors import AuthError, ConfigError
+from bitrix24_source.errors import AuthError, ConfigError, TransportError
 from bitrix24_source.sandbox import Sandbox
 from bitrix24_source.source import resource_stats, select_resources
 from tests.helpers import column_types, fetch_table, make_pipeline
@@ -153,14 +154,17 @@ def test_given_smart_processes_skip_the_type_listing(tmp_path: Path) -> None:
             select_resources(source, ["spa_128"])
 
 
-def test_a_webhook_without_crm_scope_has_no_smart_processes(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+def test_a_webhook_without_crm_scope_is_told_to_make_the_source_without_smart_processes(
+    tmp_path: Path,
 ) -> None:
+    # An empty listing would leave smart processes out of every run without a word: the source fails, and
+    # says how to make one for a webhook that has no crm scope.
     with Sandbox(seed=32, deals=1, leads=1, contacts=1, companies=1, users=4, tasks=0, scope=["user"]) as p:
-        with caplog.at_level(logging.WARNING, logger="bitrix24_source"):
-            source = bitrix24_source(webhook_url=p.webhook_url, rate_limit=None)
+        with pytest.raises(AuthError, match=r"insufficient_scope.*smart_processes=\(\)"):
+            bitrix24_source(webhook_url=p.webhook_url, rate_limit=None)
+        assert p.stats().http_requests == 1  # asked once: a resend would be refused again
+        source = bitrix24_source(webhook_url=p.webhook_url, rate_limit=None, smart_processes=())
         assert not [name for name in source.resources if name.startswith("spa_") and name != "spa_types"]
-        assert any("crm.type.list failed" in r.getMessage() for r in caplog.records)
         pipeline = make_pipeline(tmp_path)
         assert not pipeline.run(source.with_resources("users")).has_failed_jobs
         assert len(fetch_table(pipeline, "users")) == len(p.rows("users"))
@@ -182,6 +186,23 @@ def test_a_refused_webhook_fails_where_the_source_is_made_in_one_line(tmp_path: 
         p.reset_stats()
         bitrix24_source(webhook_url=wrong, rate_limit=None, smart_processes=())
         assert p.stats().http_requests == 0
+
+
+def test_a_portal_that_is_down_fails_where_the_source_is_made_after_one_attempt(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with (
+        caplog.at_level(logging.WARNING, logger="bitrix24_source"),
+        pytest.raises(
+            TransportError, match=r"\[CONNECTION_REFUSED\] connection refused by 127.0.0.1:"
+        ) as caught,
+    ):
+        bitrix24_source(webhook_url=f"http://127.0.0.1:{port}/rest/1/code-0123456789/", rate_limit=None)
+    assert "code-0123456789" not in str(caught.value)
+    assert not [r for r in caplog.records if "retrying" in r.getMessage()]  # sent once, not resent
 
 
 def test_enum_labels_add_a_label_column_next_to_each_enumeration(tmp_path: Path) -> None:
