@@ -67,6 +67,7 @@ INVALID_ID: Final = "INVALID_ID"
 DUPLICATE_IN_INPUT: Final = "DUPLICATE_IN_INPUT"
 CONFLICTING_COLUMNS: Final = "CONFLICTING_COLUMNS"
 NOTHING_TO_UPDATE: Final = "NOTHING_TO_UPDATE"
+NOTHING_TO_ADD: Final = "NOTHING_TO_ADD"
 DUPLICATE_KEY_ON_PORTAL: Final = "DUPLICATE_KEY_ON_PORTAL"
 DUPLICATE_MARKER_ON_PORTAL: Final = "DUPLICATE_MARKER_ON_PORTAL"
 MARKER_FIELD_MISSING: Final = "MARKER_FIELD_MISSING"  # an add to an entity without an outside-id field
@@ -467,6 +468,9 @@ def plan_row(
     marker: str | None = None
     content: str | None = None
     if operation == "add":
+        if not fields_out and not problems:
+            # A blank line of a CSV, a frame row of NaNs: adding it would make an empty record per run.
+            problems.append((NOTHING_TO_ADD, "the row has no id and no value to add", None))
         for name, fixed in target.fixed_fields.items():
             given = fields_out.get(name, fixed)
             if normalise_key(given) != normalise_key(fixed):
@@ -578,11 +582,15 @@ def mark_duplicates(rows: Sequence[PlannedRow]) -> list[PlannedRow]:
             identity = ("key", row.marker)
         elif row.is_valid and row.bitrix_id is not None:
             identity = ("id", str(row.bitrix_id))
+        elif not row.is_valid and (invalid_id := row_id(row.original)) is not None:
+            # A first occurrence that failed validation still comes first: otherwise the later one would be
+            # applied now, and the first one after the user fixes it (two runs of one frame, two outcomes).
+            identity = ("id", str(invalid_id))
         if identity is None:
             out.append(row)
             continue
         seen = first.setdefault(identity, row)
-        if seen is row:
+        if seen is row or not row.is_valid:
             out.append(row)
             continue
         what = f"id {identity[1]}" if identity[0] == "id" else f"key {identity[1]!r}"

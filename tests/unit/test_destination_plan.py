@@ -21,6 +21,7 @@ from bitrix24_source.destination.plan import (
     IMMUTABLE_FIELD,
     INVALID_ID,
     INVALID_VALUE,
+    NOTHING_TO_ADD,
     NOTHING_TO_UPDATE,
     READ_ONLY_FIELD,
     REQUIRED_FIELD_MISSING,
@@ -188,6 +189,8 @@ def test_delete_needs_an_id() -> None:
         ({"id": "abc", "title": "x"}, INVALID_ID, "id"),
         ({"id": -4, "title": "x"}, INVALID_ID, "id"),
         ({"id": 4}, NOTHING_TO_UPDATE, None),
+        ({"title": None, "opportunity": math.nan}, NOTHING_TO_ADD, None),
+        ({}, NOTHING_TO_ADD, None),
     ],
 )
 def test_invalid_rows_name_the_field(row: dict[str, Any], code: str, field_name: str | None) -> None:
@@ -658,3 +661,17 @@ def test_values_compare_as_values() -> None:
     assert not holds_values({"a": "5"}, {"a": 6})
     assert not holds_values({}, {"a": 1})  # a field the record does not list: send it
     assert not holds_values({"d": "2025-01-01T00:00:00+03:00"}, {"d": "2025-01-01"})
+
+
+def test_a_first_occurrence_that_failed_validation_still_makes_the_later_one_a_duplicate() -> None:
+    # Otherwise row 1 is applied now, and row 0 after the user fixes it: one frame, two outcomes.
+    planned = plan_rows(
+        {0: {"id": 3, "opportunity": "12k"}, 1: {"id": "3", "opportunity": 9}, 2: {"id": 3.0, "title": "x"}},
+        DEALS,
+        FIELDS,
+        OPTS,
+        NOTHING_HELD,
+    )
+    assert [p.error_code for p in planned] == [INVALID_TYPE, DUPLICATE_IN_INPUT, DUPLICATE_IN_INPUT]
+    assert all("first in row 0" in (p.error_description or "") for p in planned[1:])
+    assert not any(p.to_send for p in planned)
