@@ -56,9 +56,8 @@ from bitrix24_source.source import directories
 from bitrix24_source.source.activities import activities_resource, lower_id_column
 from bitrix24_source.source.credentials import Bitrix24OAuthCredentials
 from bitrix24_source.source.deletes import (
-    DELETED_HINTS,
     DealIds,
-    is_tombstone_page,
+    is_tombstone_table,
     product_row_tombstones,
     scan_deletes,
     task_result_tombstones,
@@ -339,6 +338,8 @@ _ARROW_RESOURCES = frozenset(
         USERS.name,
         ACTIVITIES.name,
         STAGE_HISTORY.name,
+        TASKS.name,
+        TASK_RESULTS.name,
     }
 )
 
@@ -566,19 +567,19 @@ class _ResultStash:
     """
 
     def __init__(self) -> None:
-        self._by_task: dict[int, list[dict[str, Any]]] = {}
+        self._by_task: dict[int, list[Mapping[str, Any]]] = {}
         self._lock = threading.Lock()
 
-    def put(self, tasks: Sequence[Mapping[str, Any]], results: Sequence[dict[str, Any]]) -> None:
+    def put(self, tasks: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]]) -> None:
         with self._lock:
             for task in tasks:
                 self._by_task.setdefault(int(task["id"]), [])
             for row in results:
                 self._by_task.setdefault(int(row["taskId"]), []).append(row)
 
-    def take(self, task_ids: Sequence[int]) -> list[dict[str, Any]]:
+    def take(self, task_ids: Sequence[int]) -> list[Mapping[str, Any]]:
         with self._lock:
-            out: list[dict[str, Any]] = []
+            out: list[Mapping[str, Any]] = []
             for id_ in task_ids:
                 out.extend(self._by_task.pop(id_, []))
             return out
@@ -604,14 +605,16 @@ def _task_resources(
     *,
     detect_deletes: bool = False,
 ) -> tuple[DltResource, DltResource]:
-    # The task tables still convert per row. The task field list rides in the first v3 batch of `tasks`;
-    # the result fields are a static table (no request).
-    result_columns = column_hints(store.fetch(reader, TASKS.name, [TASK_RESULTS.name])[TASK_RESULTS.name])
-    result_mapper = RowMapper(result_columns)
+    # The task field list rides in the first v3 batch of `tasks`; the result fields are a static table (no
+    # request).
+    result_fields = store.fetch(reader, TASKS.name, [TASK_RESULTS.name])[TASK_RESULTS.name]
+    result_tables = _Tables(detect_deletes)
+    result_tables.set_fields(result_fields)
     stash = _ResultStash()
-    results_select = list(result_columns) or None
+    results_select = list(result_fields) or None
     assert TASKS.cursor_field is not None
     cursor = TASKS.cursor_field
+    tables = _Tables(detect_deletes, cursor=cursor)
 
     def tasks(
         changed: dlt.sources.incremental[Any] = dlt.sources.incremental(  # noqa: B008
@@ -634,14 +637,10 @@ def _task_resources(
                 # An incremental load pages by `changed` only where the portal filters it: the field list
                 # decides the pager before the first batch.
                 task_fields = store.fetch(reader, TASKS.name, [TASKS.name])[TASKS.name]
-            columns: dict[str, TColumnSchema] = {}
-            mapper = RowMapper(columns)
 
             def on_head(results: Mapping[str, Any]) -> list[str]:
-                nonlocal mapper
                 fields = store.accept(TASKS.name, results)
-                columns.update(column_hints(fields))
-                mapper = RowMapper(columns)
+                tables.set_fields(fields)
                 return _task_select(fields)
 
             if task_fields is not None:
@@ -666,12 +665,13 @@ def _task_resources(
                     continue
                 if want_results:
                     kept_ids = {int(t["id"]) for t in kept}
-                    stash.put(kept, [result_mapper(r) for r in result_page if int(r["taskId"]) in kept_ids])
-                rows = [mapper(t) for t in kept]
-                yield dlt.mark.with_hints(rows, dlt.mark.make_hints(columns=columns))
+                    stash.put(kept, [r for r in result_page if int(r["taskId"]) in kept_ids])
+                yield tables.page(kept)
             if detect_deletes:
-                for gone in task_tombstones(reader, TASKS.name):
-                    yield dlt.mark.with_hints(gone, dlt.mark.make_hints(columns=DELETED_HINTS))
+                if tables.unset():
+                    # no batch answered the field list (a portal without tasks): the tombstones need its hints
+                    tables.set_fields(store.fetch(reader, TASKS.name, [TASKS.name])[TASKS.name])
+                yield from tables.tombstones(task_tombstones(reader, TASKS.name))
         finally:
             _publish(TASKS.name, own)
 
@@ -680,22 +680,23 @@ def _task_resources(
         name=TASKS.name,
         primary_key="id",
         write_disposition="merge",
+        file_format="parquet",
         selected=False,
     )
 
-    def task_results(task_page: list[dict[str, Any]]) -> Iterator[Any]:
-        if is_tombstone_page(task_page):
+    def task_results(task_page: pa.Table) -> Iterator[Any]:
+        task_ids = [int(id_) for id_ in task_page.column("id").to_pylist()]
+        if is_tombstone_table(task_page):
             # deleted tasks take their results with them (warehouse reads only)
-            for gone in task_result_tombstones(task_page):
-                yield dlt.mark.with_hints(gone, dlt.mark.make_hints(columns=DELETED_HINTS))
+            yield from result_tables.tombstones(task_result_tombstones(task_ids))
             return
         # The rows came in the tasks' own requests, so this table costs no requests of its own.
-        rows = stash.take([int(t["id"]) for t in task_page])
+        rows = stash.take(task_ids)
         own = stats.get(TASK_RESULTS.name)
         own.rows += len(rows)
         _save_state(TASK_RESULTS.name, own)
         if rows:
-            yield rows
+            yield result_tables.page(rows)
 
     results_resource = dlt.transformer(
         task_results,
@@ -703,7 +704,7 @@ def _task_resources(
         name=TASK_RESULTS.name,
         primary_key="id",
         write_disposition="merge",
-        columns=result_columns,
+        file_format="parquet",
         selected=False,
     )
     return tasks_resource, results_resource

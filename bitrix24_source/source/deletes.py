@@ -10,11 +10,11 @@ overlapping offset pages in one v3 batch); the results of a deleted task go with
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final
 
 import dlt
-from dlt.common.schema.typing import TColumnSchema
+import pyarrow as pa
 
 from bitrix24_source.errors import ConfigError
 from bitrix24_source.source import queries
@@ -103,11 +103,6 @@ def product_row_tombstones(
     yield from tombstone_pages(gone)
 
 
-DELETED_HINTS: Final[dict[str, TColumnSchema]] = {
-    DELETED_COLUMN: {"name": DELETED_COLUMN, "data_type": "bool", "nullable": True, "hard_delete": True}
-}
-"""Column hints of the tombstone pages of tables typed per row (tasks, task results)."""
-
 TASK_SCAN_PAGES: Final = BATCH_LIMIT - 1
 """Id pages per v3 batch of the task scan after the first (the `last` look-ahead fills the batch)."""
 
@@ -161,17 +156,20 @@ def task_tombstones(reader: PortalReader, resource: str) -> Iterator[list[dict[s
     yield from tombstone_pages(stored - on_portal)
 
 
-def is_tombstone_page(rows: Sequence[Mapping[str, Any]]) -> bool:
-    """Whether a page of rows is a page of `tombstone_pages`."""
-    return bool(rows) and rows[0].get(DELETED_COLUMN) is True
+def is_tombstone_table(table: pa.Table) -> bool:
+    """Whether an Arrow page holds tombstones (`schema.ArrowPages.tombstones`), not rows read from the portal
+    (the portal sends no `_deleted` field)."""
+    if table.num_rows == 0 or DELETED_COLUMN not in table.column_names:
+        return False
+    return table.column(DELETED_COLUMN)[0].as_py() is True
 
 
-def task_result_tombstones(task_page: Sequence[Mapping[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    """Tombstone pages of the warehouse's task results whose task is in a page of task tombstones."""
-    task_ids = sorted(int(row["id"]) for row in task_page)
+def task_result_tombstones(task_ids: Iterable[int]) -> Iterator[list[dict[str, Any]]]:
+    """Tombstone pages of the warehouse's task results whose task is one of `task_ids` (deleted tasks)."""
+    ids = sorted(task_ids)
     gone: set[int] = set()
-    for start in range(0, len(task_ids), WHERE_IN_CHUNK):
-        chunk = task_ids[start : start + WHERE_IN_CHUNK]
+    for start in range(0, len(ids), WHERE_IN_CHUNK):
+        chunk = ids[start : start + WHERE_IN_CHUNK]
         rows = _warehouse_rows(TASK_RESULTS.name, ("id",), where_in=("taskId", chunk))
         gone.update(int(id_) for (id_,) in rows)
     yield from tombstone_pages(gone)

@@ -4,7 +4,7 @@ Column types come from the portal's own field descriptions (`crm.item.fields`, t
 not from whatever the first page of data happened to contain: an empty first page, or a first row whose
 date field is "", must not decide a column's type. Values are converted to the declared type (`"Y"`/`"N"` ->
 bool, ISO strings -> datetime/date, money -> Decimal) and each page becomes one pyarrow table typed column by
-column (`ArrowPages`); the task resources still convert per row (`RowMapper`).
+column (`ArrowPages`); the directories, replaced whole each run, convert per row (`RowMapper`).
 
 A value that does not fit its column's type (text in a number column, a timestamp that does not parse, an
 amount with more decimals than its column's scale) is never rounded and never becomes a dlt variant column:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+import pyarrow as pa
 import pytest
 import tomllib
 from dlt.pipeline.exceptions import PipelineStepFailed
@@ -408,11 +409,11 @@ def test_task_deleted_between_newest_first_pages_does_not_hide_another(tmp_path:
         portal.advance_clock(5)
         deleted = {"done": False}
 
-        def delete_one_mid_run(row: dict[str, Any]) -> dict[str, Any]:
+        def delete_one_mid_run(page: pa.Table) -> pa.Table:
             if not deleted["done"]:  # after the first (10-task) page was read
-                portal.delete_row("tasks", row["id"])
+                portal.delete_row("tasks", int(page.column("id")[0].as_py()))
                 deleted["done"] = True
-            return row
+            return page
 
         second = source()
         second.tasks.add_map(delete_one_mid_run)
@@ -422,3 +423,91 @@ def test_task_deleted_between_newest_first_pages_does_not_hide_another(tmp_path:
         stored = {r["id"]: r["title"] for r in fetch_table(pipeline, "tasks")}
         for task in portal.rows("tasks"):
             assert stored[task["id"]] == task["title"], task["id"]
+
+
+# --- tasks and task results leave as Arrow tables and load from parquet ----------------------------------
+
+
+def _load_file_formats(pipeline: dlt.Pipeline) -> dict[str, set[str]]:
+    """Table name -> the file formats of the completed load jobs that loaded it, over the pipeline's loads."""
+    formats: dict[str, set[str]] = {}
+    for load_id in pipeline.list_completed_load_packages():
+        for job in pipeline.get_load_package_info(load_id).jobs["completed_jobs"]:
+            formats.setdefault(job.job_file_info.table_name, set()).add(job.job_file_info.file_format)
+    return formats
+
+
+def test_task_tables_are_typed_arrow_pages_loaded_from_parquet_tombstones_too(tmp_path: Path) -> None:
+    """Both task tables leave as typed Arrow tables, tombstones included, and never as row dicts; results
+    carry only their own columns (a transformer's rows without hints would take the task page's)."""
+    with _small(seed=9, deals=1, tasks=40) as portal:
+        pipeline = make_pipeline(tmp_path)
+        items: dict[str, list[Any]] = {"tasks": [], "task_results": []}
+
+        def keep(name: str) -> Callable[[Any], Any]:
+            def record(item: Any) -> Any:
+                items[name].append(item)
+                return item
+
+            return record
+
+        def source() -> Any:
+            src = bitrix24_source(
+                webhook_url=portal.webhook_url, rate_limit=None, detect_deletes=True
+            ).with_resources("tasks", "task_results")
+            for name in items:
+                src.resources[name].add_map(keep(name))
+            return src
+
+        assert not pipeline.run(source()).has_failed_jobs
+        gone = sorted(int(t["id"]) for t in portal.rows("tasks") if t["containsResults"])[0]
+        gone_results = {int(r["id"]) for r in portal.rows("task_results") if int(r["taskId"]) == gone}
+        assert gone_results
+        portal.delete_row("tasks", gone)
+        portal.advance_clock(60)
+        assert not pipeline.run(source()).has_failed_jobs
+
+        assert all(isinstance(item, pa.Table) for seen in items.values() for item in seen), {
+            name: {type(item).__name__ for item in seen} for name, seen in items.items()
+        }
+        tombstones = {
+            name: {i for t in seen if "_deleted" in t.column_names for i in t.column("id").to_pylist()}
+            for name, seen in items.items()
+        }
+        assert tombstones == {"tasks": {gone}, "task_results": gone_results}
+        # the staged rows arrive as parquet; `sql` is dlt's merge from the staging dataset
+        formats = _load_file_formats(pipeline)
+        assert formats["tasks"] == formats["task_results"] == {"parquet", "sql"}
+
+        tasks, results = column_types(pipeline, "tasks"), column_types(pipeline, "task_results")
+        assert {c: tasks[c] for c in ("id", "changed", "needs_control", "accomplices", "_deleted")} == {
+            "id": "BIGINT",
+            "changed": "TIMESTAMP WITH TIME ZONE",
+            "needs_control": "BOOLEAN",
+            "accomplices": "JSON",
+            "_deleted": "BOOLEAN",
+        }
+        assert {c: results[c] for c in ("task_id", "created_at", "file_ids")} == {
+            "task_id": "BIGINT",
+            "created_at": "TIMESTAMP WITH TIME ZONE",
+            "file_ids": "JSON",
+        }
+        assert not {"title", "responsible_id", "changed"} & set(results)
+        for table in ("tasks", "task_results"):
+            assert [name for name in column_types(pipeline, table) if "__v_" in name] == []
+            assert_rows_equal(portal.rows(table), _live(fetch_table(pipeline, table)))
+
+
+def test_a_task_value_that_does_not_fit_its_column_goes_to_a_raw_text_column(tmp_path: Path) -> None:
+    with _small(seed=10, deals=1, tasks=12) as portal:
+        odd = portal.rows("tasks")[3]
+        portal.update_row("tasks", odd["id"], {"deadline": "next Friday"})
+        pipeline = make_pipeline(tmp_path)
+        run = bitrix24_source(webhook_url=portal.webhook_url, rate_limit=None).with_resources("tasks")
+        assert not pipeline.run(run).has_failed_jobs
+        types = column_types(pipeline, "tasks")
+        assert (types["deadline"], types["deadline_raw"]) == ("TIMESTAMP WITH TIME ZONE", "VARCHAR")
+        stored = {row["id"]: row for row in fetch_table(pipeline, "tasks")}
+        assert (stored[odd["id"]]["deadline"], stored[odd["id"]]["deadline_raw"]) == (None, "next Friday")
+        assert all(row["deadline_raw"] is None for id_, row in stored.items() if id_ != odd["id"])
+        assert_rows_equal(portal.rows("tasks"), stored.values())
