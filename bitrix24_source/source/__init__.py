@@ -7,8 +7,9 @@ How it reads:
   and a one-row `order id DESC` command (the last id: no batch of empty pages after a full last chain).
 * Deal product rows: a transformer over each page of deals, `crm.item.productrow.list` per group of deal
   ids, batched, `>id` continuation for full pages (keyset.py).
-* CRM, users and product rows leave as one pyarrow table per HTTP request, typed column by column
-  (schema.ArrowPages), and are loaded from parquet files.
+* Every table but `field_definitions` and the directories leaves as pyarrow tables (one per HTTP request;
+  tasks and task results one per page of tasks), typed column by column (schema.ArrowPages), and is loaded
+  from parquet files.
 * Quotes, invoices and smart processes (`spa_<entityTypeId>`, one resource per type crm.type.list lists when
   the source is created): read like deals (items.py); `enum_labels=True` adds enumeration labels.
 * Directories (`spa_types`, `crm_statuses`, `crm_categories`, `departments`): offset pages, replaced each run
