@@ -412,7 +412,14 @@ class Sandbox:
         self.faults.clear()
 
     def rows(self, entity: str) -> list[dict[str, Any]]:
-        """Current rows of ``entity`` (``leads deals contacts companies users tasks task_results deal_products``)."""
+        """Current rows of ``entity``, in the data side's canonical form, ordered by id.
+
+        Entities: ``leads deals contacts companies users tasks task_results deal_products quotes invoices``,
+        the smart processes ``spa_128 spa_1036``, ``activities departments stage_history`` (each row with
+        its ``entityTypeId`` in front, ordered by type, then id: ids are numbered per type) and the
+        reference tables ``crm_statuses crm_categories spa_types``. An unknown name raises ValueError
+        listing them.
+        """
         with self.state.lock:
             return self.state.rows(entity)
 
