@@ -78,7 +78,7 @@ def full_load(
     """Every resource; the first run is a full load, later runs merge changes (incremental CRM and tasks)."""
     pipeline = _pipeline("bitrix24_full", db_path, progress="log", fresh=fresh)
     started = time.monotonic()
-    load_info = pipeline.run(select_resources(_source(webhook_url), EVERY_RESOURCE))
+    load_info = pipeline.run(select_resources(_source(webhook_url, smart_processes="all"), EVERY_RESOURCE))
     print(load_info)
     print_summary(pipeline, time.monotonic() - started)
     return pipeline
@@ -212,7 +212,7 @@ def demo(db_path: Path | str = DEMO_DB) -> None:
         )
         started = time.monotonic()
         with out.step("reading field metadata"):
-            source = select_resources(_source(portal.webhook_url), EVERY_RESOURCE)
+            source = select_resources(_source(portal.webhook_url, smart_processes="all"), EVERY_RESOURCE)
         load_info = cli_sync.run_steps(out, pipeline, source)
         seconds = time.monotonic() - started
         out.line(str(load_info))

@@ -189,7 +189,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
             rate_limit=args.rate_limit,
             on_token_refresh=token_saver(credentials),
             # the crm.type.list request only when smart processes are asked for
-            smart_processes=None if wants_smart_processes(args.resources) else (),
+            smart_processes="all" if wants_smart_processes(args.resources) else (),
         )
         source = select_resources(source, args.resources)
     info = run_steps(out, pipeline, source, full_refresh=args.full_refresh)

@@ -66,7 +66,12 @@ from bitrix24_source.source.deletes import (
     tombstone_pages,
 )
 from bitrix24_source.source.history import history_column_hints, stage_history_resource
-from bitrix24_source.source.items import EnumLabels, discover_smart_processes, select_resources
+from bitrix24_source.source.items import (
+    EnumLabels,
+    SmartProcesses,
+    discover_smart_processes,
+    select_resources,
+)
 from bitrix24_source.source.keyset import (
     ProductRowReader,
     keyset_pages,
@@ -167,15 +172,15 @@ def bitrix24_source(
     ca_bundle: str | None = None,
     on_token_refresh: Callable[[OAuthTokens], None] | None = None,
     enum_labels: bool = False,
-    smart_processes: Sequence[int] | None = None,
+    smart_processes: Sequence[int] | str = (),
 ) -> Any:
     """Bitrix24 -> warehouse.
 
     Resources (tables; primary key `id`, merge unless noted): `leads`, `deals`, `contacts`, `companies`
     (selected by default), `deal_products` (selected), `field_definitions` (replace, selected), `users`,
     `tasks`, `task_results`, `activities`, `stage_history` (primary key (`entity_type_id`, `id`)), `quotes`,
-    `invoices`, `spa_<entityTypeId>` (one per smart process found with crm.type.list when the source is
-    created), and the directories `spa_types`, `crm_statuses`, `crm_categories` (key `entity_type_id`, `id`),
+    `invoices`, `spa_<entityTypeId>` (one per smart process: `smart_processes="all"` lists them with
+    crm.type.list when the source is made, or give their ids), and the directories `spa_types`, `crm_statuses`, `crm_categories` (key `entity_type_id`, `id`),
     `departments` (replace). Select them with `.with_resources(...)`, or with `select_resources(source,
     [...])`, which also takes `smart_processes`.
 
@@ -200,8 +205,10 @@ def bitrix24_source(
             `bitrix24_source.source.credentials.save_tokens_to_toml(".dlt/secrets.toml")`.
         enum_labels: add a `<field>_label` column next to each enumeration custom field of the CRM tables
             (text; a list of texts for a multiple field), from the field list's items.
-        smart_processes: the entityTypeIds of the smart processes to offer as `spa_<id>` resources; None
-            lists them with one crm.type.list request when the source is created.
+        smart_processes: the entityTypeIds of the smart processes to offer as `spa_<id>` resources, or
+            `"all"` to list them with one crm.type.list request when the source is made (which then fails
+            in one line if the portal cannot be reached or refuses the webhook). Default: none, and making
+            the source sends nothing.
 
     Returns:
         The dlt resources.
@@ -237,7 +244,8 @@ def bitrix24_source(
             publish=_publish,
         )
     )
-    # One crm.type.list when the source is made: the `spa_<id>` resources depend on the portal.
+    # `smart_processes="all"`: one crm.type.list when the source is made (the `spa_<id>` resources depend on
+    # the portal); by default nothing is sent here.
     spa = discover_smart_processes(reader, smart_processes)
     resources.append(
         stage_history_resource(
@@ -256,11 +264,20 @@ def bitrix24_source(
     resources.append(_directory_resource(CRM_STATUSES_TABLE, directories.status_rows, run))
     resources.append(
         _directory_resource(
-            CRM_CATEGORIES_TABLE, lambda r, name: directories.category_rows(r, name, spa.ids), run
+            CRM_CATEGORIES_TABLE,
+            lambda r, name: directories.category_rows(r, name, _smart_process_ids(spa, r, name)),
+            run,
         )
     )
     resources.append(_directory_resource(DEPARTMENTS_TABLE, directories.department_rows, run))
     return resources
+
+
+def _smart_process_ids(spa: SmartProcesses, reader: PortalReader, resource: str) -> list[int]:
+    """The smart processes the source was made with, or (none given or listed) the portal's, listed now."""
+    if spa.ids or spa.listed:
+        return spa.ids
+    return sorted({int(row["entityTypeId"]) for row in directories.spa_type_rows(reader, resource)})
 
 
 @dataclass(slots=True)

@@ -34,11 +34,17 @@ class SmartProcesses:
     Attributes:
         ids: every entityTypeId (one `spa_<id>` resource each).
         staged: the ones with stages (`isStagesEnabled`, crm-type-list.md), whose stage history exists; None
-            when the ids were given rather than listed (stage_history then lists the types itself).
+            when the ids were given rather than listed (stage_history and crm_categories then list the types
+            themselves when they run).
     """
 
     ids: list[int]
     staged: list[int] | None
+
+    @property
+    def listed(self) -> bool:
+        """Whether the portal's types were listed (`smart_processes="all"`) rather than given."""
+        return self.staged is not None
 
 
 _SETTLED_CODES: Final = frozenset({"CONNECTION_REFUSED", "DNS_ERROR", "CONNECT_TIMEOUT", "TIMEOUT"})
@@ -46,8 +52,15 @@ _SETTLED_CODES: Final = frozenset({"CONNECTION_REFUSED", "DNS_ERROR", "CONNECT_T
 resolve, it does not answer): the listing is sent once for them, and the source fails in one line."""
 
 
-def discover_smart_processes(reader: PortalReader, given: Sequence[int] | None) -> SmartProcesses:
-    """The portal's smart processes: `given`, or the types crm.type.list lists.
+LIST_ALL: Final = "all"
+"""`smart_processes="all"`: list the portal's smart-process types when the source is made."""
+
+
+def discover_smart_processes(reader: PortalReader, given: Sequence[int] | str) -> SmartProcesses:
+    """The portal's smart processes: `given` ids (no request), or with `"all"` the types crm.type.list lists.
+
+    Listing is opt-in: by default making a source sends nothing (a scheduler that imports the pipeline file
+    to parse it, a default sync's request count), and a `spa_<id>` resource exists only for the ids given.
 
     This is the source's first request: it is sent once where a resend would only repeat the failure (see
     `_SETTLED_CODES`, and any refusal: credentials, scope, access), with the client's retries otherwise. Any
@@ -55,7 +68,10 @@ def discover_smart_processes(reader: PortalReader, given: Sequence[int] | None) 
     processes (and their stage history and pipelines) out of every run. A webhook without the `crm` scope
     is told to pass `smart_processes=()`.
     """
-    if given is not None:
+    if isinstance(given, str):
+        if given != LIST_ALL:
+            raise ConfigError(f'smart_processes={given!r}: pass "all" or a list of entityTypeIds')
+    else:
         return SmartProcesses(sorted({int(type_id) for type_id in given}), None)
     client = reader.client
     policy = client.retry
@@ -73,7 +89,7 @@ def discover_smart_processes(reader: PortalReader, given: Sequence[int] | None) 
         if exc.code.upper() in ("INSUFFICIENT_SCOPE", "ACCESS_DENIED"):
             exc.description = (
                 f"{exc.description} (listing the smart processes when the source is made; a webhook without "
-                "the crm scope: pass smart_processes=() to make a source without them)"
+                'the crm scope: make the source without smart_processes="all")'
             )
         # No traceback through the client's layers: the text says it all.
         raise exc.with_traceback(None) from None
@@ -95,15 +111,24 @@ def select_resources(source: Any, names: Iterable[str]) -> Any:
     Raises:
         ConfigError: a `spa_<id>` name the portal has no smart process for.
     """
+    names = list(names)
     available = list(source.resources)
     spa = [name for name in available if is_spa_name(name)]
+    if SMART_PROCESSES in names and not spa:
+        logger.warning(
+            "smart_processes selects nothing: the source has no smart processes (made without "
+            'smart_processes="all" or their ids, or the portal has none)'
+        )
     chosen: list[str] = []
     for name in names:
         if name == SMART_PROCESSES:
             chosen += spa
         elif is_spa_name(name) and name not in available:
             found = ", ".join(spa) or "none"
-            raise ConfigError(f"{name}: crm.type.list lists no such smart process (found: {found})")
+            raise ConfigError(
+                f"{name}: the source has no such smart process (found: {found}); make it with "
+                'smart_processes="all" to list the portal\'s types, or with the entityTypeIds'
+            )
         else:
             chosen.append(name)
     return source.with_resources(*dict.fromkeys(chosen))

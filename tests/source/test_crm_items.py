@@ -63,7 +63,11 @@ def test_item_tables_equal_the_portal_and_follow_rest_changes(tmp_path: Path) ->
 
         def run() -> None:
             source = bitrix24_source(
-                webhook_url=portal.webhook_url, rate_limit=None, lag_seconds=LAG, detect_deletes=True
+                webhook_url=portal.webhook_url,
+                rate_limit=None,
+                lag_seconds=LAG,
+                detect_deletes=True,
+                smart_processes="all",
             )
             selected = select_resources(source, ["quotes", "invoices", "smart_processes"])
             assert set(selected.selected_resources) == set(ITEM_TABLES)
@@ -129,7 +133,12 @@ def test_item_tables_equal_the_portal_and_follow_rest_changes(tmp_path: Path) ->
 def test_one_smart_process_is_selected_by_name(tmp_path: Path) -> None:
     with _portal() as portal:
         pipeline = make_pipeline(tmp_path)
-        source = bitrix24_source(webhook_url=portal.webhook_url, rate_limit=None)
+        # by default nothing is asked when the source is made, and there are no smart-process resources
+        plain = bitrix24_source(webhook_url=portal.webhook_url, rate_limit=None)
+        assert portal.stats().http_requests == 0 and not [n for n in plain.resources if n[4:].isdigit()]
+        with pytest.raises(ConfigError, match='smart_processes="all"'):
+            select_resources(plain, ["spa_128"])
+        source = bitrix24_source(webhook_url=portal.webhook_url, rate_limit=None, smart_processes="all")
         assert {"spa_128", "spa_1036"} <= set(source.resources)
         assert not pipeline.run(source.with_resources("spa_128", "field_definitions")).has_failed_jobs
         assert_rows_equal(portal.rows("spa_128"), fetch_table(pipeline, "spa_128"))
@@ -160,10 +169,10 @@ def test_a_webhook_without_crm_scope_is_told_to_make_the_source_without_smart_pr
     # An empty listing would leave smart processes out of every run without a word: the source fails, and
     # says how to make one for a webhook that has no crm scope.
     with Sandbox(seed=32, deals=1, leads=1, contacts=1, companies=1, users=4, tasks=0, scope=["user"]) as p:
-        with pytest.raises(AuthError, match=r"insufficient_scope.*smart_processes=\(\)"):
-            bitrix24_source(webhook_url=p.webhook_url, rate_limit=None)
+        with pytest.raises(AuthError, match=r'insufficient_scope.*without smart_processes="all"'):
+            bitrix24_source(webhook_url=p.webhook_url, rate_limit=None, smart_processes="all")
         assert p.stats().http_requests == 1  # asked once: a resend would be refused again
-        source = bitrix24_source(webhook_url=p.webhook_url, rate_limit=None, smart_processes=())
+        source = bitrix24_source(webhook_url=p.webhook_url, rate_limit=None)
         assert not [name for name in source.resources if name.startswith("spa_") and name != "spa_types"]
         pipeline = make_pipeline(tmp_path)
         assert not pipeline.run(source.with_resources("users")).has_failed_jobs
@@ -175,16 +184,16 @@ def test_a_refused_webhook_fails_where_the_source_is_made_in_one_line(tmp_path: 
     with Sandbox(seed=33, deals=1, leads=1, contacts=1, companies=1, users=1, tasks=0) as p:
         wrong = p.webhook_url.replace(p.auth.webhook_code, "wrong-code-0123456789")
         with pytest.raises(AuthError) as caught:
-            bitrix24_source(webhook_url=wrong, rate_limit=None)
+            bitrix24_source(webhook_url=wrong, rate_limit=None, smart_processes="all")
         assert caught.value.__traceback__ is not None
         # raised afresh in the discovery: no frames of the client's layers, no chained cause
         assert caught.value.__cause__ is None and caught.value.__suppress_context__
         frames = [f.name for f in traceback.extract_tb(caught.value.__traceback__)]
         assert "discover_smart_processes" in frames and "send" not in frames
         assert "wrong-code-0123456789" not in str(caught.value) and "\n" not in str(caught.value)
-        # given smart processes: nothing is asked when the source is made
+        # by default nothing is asked when the source is made
         p.reset_stats()
-        bitrix24_source(webhook_url=wrong, rate_limit=None, smart_processes=())
+        bitrix24_source(webhook_url=wrong, rate_limit=None)
         assert p.stats().http_requests == 0
 
 
@@ -200,7 +209,11 @@ def test_a_portal_that_is_down_fails_where_the_source_is_made_after_one_attempt(
             TransportError, match=r"\[CONNECTION_REFUSED\] connection refused by 127.0.0.1:"
         ) as caught,
     ):
-        bitrix24_source(webhook_url=f"http://127.0.0.1:{port}/rest/1/code-0123456789/", rate_limit=None)
+        bitrix24_source(
+            webhook_url=f"http://127.0.0.1:{port}/rest/1/code-0123456789/",
+            rate_limit=None,
+            smart_processes="all",
+        )
     assert "code-0123456789" not in str(caught.value)
     assert not [r for r in caplog.records if "retrying" in r.getMessage()]  # sent once, not resent
 
@@ -212,7 +225,9 @@ def test_enum_labels_add_a_label_column_next_to_each_enumeration(tmp_path: Path)
 
         def load(path: Path, **options: Any) -> list[dict[str, Any]]:
             pipeline = make_pipeline(path)
-            source = bitrix24_source(webhook_url=portal.webhook_url, rate_limit=None, **options)
+            source = bitrix24_source(
+                webhook_url=portal.webhook_url, rate_limit=None, smart_processes=[128], **options
+            )
             assert not pipeline.run(source.with_resources("spa_128")).has_failed_jobs
             names = list(column_types(pipeline, "spa_128"))
             if options.get("enum_labels"):
